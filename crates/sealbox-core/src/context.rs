@@ -1,0 +1,322 @@
+//! The encryption context: non-secret key/value pairs bound to an envelope.
+//!
+//! The context is authenticated as AES-GCM associated data, passed to the KMS as its
+//! encryption context / AAD where the KMS supports one, and stored in the clear in the
+//! envelope header (so rotation tooling can rewrap without being told it). It must
+//! therefore never hold secrets. For Temporal the context holds the namespace.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::error::{ContextError, FormatError};
+
+/// Most pairs a context may hold.
+pub const MAX_CONTEXT_PAIRS: usize = 64;
+/// Longest key, in bytes.
+pub const MAX_CONTEXT_KEY_LEN: usize = 256;
+/// Longest value, in bytes.
+pub const MAX_CONTEXT_VALUE_LEN: usize = 4096;
+/// Longest canonical encoding of a whole context, in bytes.
+pub const MAX_CONTEXT_ENCODED_LEN: usize = 16 * 1024;
+
+/// A set of UTF-8 key/value pairs, kept sorted by key so its encoding is canonical.
+///
+/// ```
+/// use sealbox_core::EncryptionContext;
+/// let ctx = EncryptionContext::new().with("namespace", "payments")?;
+/// assert_eq!(ctx.get("namespace"), Some("payments"));
+/// # Ok::<(), sealbox_core::ContextError>(())
+/// ```
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EncryptionContext {
+    pairs: BTreeMap<String, String>,
+}
+
+impl EncryptionContext {
+    /// An empty context.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builder form of [`EncryptionContext::insert`].
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Result<Self, ContextError> {
+        self.insert(key, value)?;
+        Ok(self)
+    }
+
+    /// Adds or replaces a pair, returning the old value. Refuses empty keys, control
+    /// characters, and anything over the size limits.
+    pub fn insert(
+        &mut self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Option<String>, ContextError> {
+        let key = key.into();
+        let value = value.into();
+        validate_pair(&key, &value)?;
+        if !self.pairs.contains_key(&key) && self.pairs.len() >= MAX_CONTEXT_PAIRS {
+            return Err(ContextError::TooManyPairs { max: MAX_CONTEXT_PAIRS });
+        }
+        let old = self.pairs.get(&key).cloned();
+        let new_len = self.encoded_len() + key.len() + value.len() + 4
+            - old.as_ref().map_or(0, |v| key.len() + v.len() + 4);
+        if new_len > MAX_CONTEXT_ENCODED_LEN {
+            return Err(ContextError::TooLarge { len: new_len, max: MAX_CONTEXT_ENCODED_LEN });
+        }
+        Ok(self.pairs.insert(key, value))
+    }
+
+    /// The value for `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs.get(key).map(String::as_str)
+    }
+
+    /// The pairs, sorted by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// Whether the context has no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// Length of [`EncryptionContext::encode`]'s output.
+    pub fn encoded_len(&self) -> usize {
+        2 + self.pairs.iter().map(|(k, v)| 4 + k.len() + v.len()).sum::<usize>()
+    }
+
+    /// The canonical encoding (see `docs/format.md`): `u16` pair count, then for each pair
+    /// in ascending byte order of keys `u16` key length, key, `u16` value length, value.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the canonical encoding to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        // Lengths are bounded by `insert`, so the casts cannot truncate.
+        out.extend_from_slice(&(self.pairs.len() as u16).to_be_bytes());
+        for (k, v) in &self.pairs {
+            out.extend_from_slice(&(k.len() as u16).to_be_bytes());
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(&(v.len() as u16).to_be_bytes());
+            out.extend_from_slice(v.as_bytes());
+        }
+    }
+
+    /// Parses a canonical encoding from the front of `bytes`, returning the context and the
+    /// number of bytes consumed. Non-canonical encodings (unsorted or duplicate keys) are refused.
+    pub fn decode_prefix(bytes: &[u8]) -> Result<(Self, usize), FormatError> {
+        let mut r = crate::format::Reader::new(bytes);
+        let count = r.u16("context pair count")? as usize;
+        if count > MAX_CONTEXT_PAIRS {
+            return Err(FormatError::InvalidLength {
+                field: "context pair count",
+                len: count as u64,
+                min: 0,
+                max: MAX_CONTEXT_PAIRS as u64,
+            });
+        }
+        let mut pairs = BTreeMap::new();
+        let mut last: Option<&[u8]> = None;
+        for _ in 0..count {
+            let klen = r.u16("context key length")? as usize;
+            if klen == 0 || klen > MAX_CONTEXT_KEY_LEN {
+                return Err(FormatError::InvalidLength {
+                    field: "context key",
+                    len: klen as u64,
+                    min: 1,
+                    max: MAX_CONTEXT_KEY_LEN as u64,
+                });
+            }
+            let kb = r.take("context key", klen)?;
+            let vlen = r.u16("context value length")? as usize;
+            if vlen > MAX_CONTEXT_VALUE_LEN {
+                return Err(FormatError::InvalidLength {
+                    field: "context value",
+                    len: vlen as u64,
+                    min: 0,
+                    max: MAX_CONTEXT_VALUE_LEN as u64,
+                });
+            }
+            let vb = r.take("context value", vlen)?;
+            if let Some(prev) = last {
+                if prev >= kb {
+                    return Err(FormatError::InvalidField {
+                        field: "encryption context",
+                        reason: "keys are not in strictly ascending byte order (duplicate or unsorted)",
+                    });
+                }
+            }
+            last = Some(kb);
+            let k = std::str::from_utf8(kb).map_err(|_| FormatError::InvalidUtf8 { field: "context key" })?;
+            let v = std::str::from_utf8(vb).map_err(|_| FormatError::InvalidUtf8 { field: "context value" })?;
+            if has_control(k) || has_control(v) {
+                return Err(FormatError::InvalidField {
+                    field: "encryption context",
+                    reason: "contains a control character",
+                });
+            }
+            pairs.insert(k.to_owned(), v.to_owned());
+        }
+        let used = r.position();
+        if used > MAX_CONTEXT_ENCODED_LEN {
+            return Err(FormatError::InvalidLength {
+                field: "encryption context",
+                len: used as u64,
+                min: 2,
+                max: MAX_CONTEXT_ENCODED_LEN as u64,
+            });
+        }
+        Ok((Self { pairs }, used))
+    }
+
+    /// Names the keys whose presence or value differs between `self` and `other`
+    /// (values are not printed).
+    pub fn describe_difference(&self, other: &Self) -> String {
+        let mut diffs = Vec::new();
+        for (k, v) in &self.pairs {
+            match other.pairs.get(k) {
+                None => diffs.push(format!("`{}` missing from the other", k.escape_debug())),
+                Some(o) if o != v => diffs.push(format!("`{}` differs", k.escape_debug())),
+                Some(_) => {}
+            }
+        }
+        for k in other.pairs.keys() {
+            if !self.pairs.contains_key(k) {
+                diffs.push(format!("`{}` unexpected", k.escape_debug()));
+            }
+        }
+        diffs.join(", ")
+    }
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+fn validate_pair(key: &str, value: &str) -> Result<(), ContextError> {
+    if key.is_empty() {
+        return Err(ContextError::EmptyKey);
+    }
+    if key.len() > MAX_CONTEXT_KEY_LEN {
+        return Err(ContextError::KeyTooLong { len: key.len(), max: MAX_CONTEXT_KEY_LEN });
+    }
+    if value.len() > MAX_CONTEXT_VALUE_LEN {
+        return Err(ContextError::ValueTooLong {
+            key: key.escape_debug().to_string(),
+            len: value.len(),
+            max: MAX_CONTEXT_VALUE_LEN,
+        });
+    }
+    if has_control(key) || has_control(value) {
+        return Err(ContextError::ControlCharacter { key: key.escape_debug().to_string() });
+    }
+    Ok(())
+}
+
+impl fmt::Debug for EncryptionContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.pairs.iter()).finish()
+    }
+}
+
+impl fmt::Display for EncryptionContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (k, v) in &self.pairs {
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            write!(f, "{}={}", k.escape_debug(), v.escape_debug())?;
+        }
+        Ok(())
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> TryFrom<Vec<(K, V)>> for EncryptionContext {
+    type Error = ContextError;
+    fn try_from(pairs: Vec<(K, V)>) -> Result<Self, ContextError> {
+        let mut ctx = Self::new();
+        for (k, v) in pairs {
+            ctx.insert(k, v)?;
+        }
+        Ok(ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_encoding_round_trips_and_sorts() {
+        let ctx = EncryptionContext::new()
+            .with("b", "2")
+            .and_then(|c| c.with("a", "1"))
+            .expect("valid");
+        let enc = ctx.encode();
+        assert_eq!(enc, [0, 2, 0, 1, b'a', 0, 1, b'1', 0, 1, b'b', 0, 1, b'2']);
+        let (back, used) = EncryptionContext::decode_prefix(&enc).expect("decodes");
+        assert_eq!(used, enc.len());
+        assert_eq!(back, ctx);
+    }
+
+    #[test]
+    fn unsorted_and_duplicate_keys_are_refused() {
+        let unsorted = [0, 2, 0, 1, b'b', 0, 0, 0, 1, b'a', 0, 0];
+        assert!(matches!(
+            EncryptionContext::decode_prefix(&unsorted),
+            Err(FormatError::InvalidField { .. })
+        ));
+        let dup = [0, 2, 0, 1, b'a', 0, 0, 0, 1, b'a', 0, 0];
+        assert!(EncryptionContext::decode_prefix(&dup).is_err());
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        assert_eq!(EncryptionContext::new().with("", "x"), Err(ContextError::EmptyKey));
+        let long = "k".repeat(MAX_CONTEXT_KEY_LEN + 1);
+        assert!(matches!(
+            EncryptionContext::new().with(long, "x"),
+            Err(ContextError::KeyTooLong { .. })
+        ));
+        assert!(matches!(
+            EncryptionContext::new().with("a", "\u{7}"),
+            Err(ContextError::ControlCharacter { .. })
+        ));
+        let mut ctx = EncryptionContext::new();
+        for i in 0..MAX_CONTEXT_PAIRS {
+            ctx.insert(format!("k{i}"), "v").expect("within limit");
+        }
+        assert!(matches!(ctx.insert("one-more", "v"), Err(ContextError::TooManyPairs { .. })));
+        let mut big = EncryptionContext::new();
+        let value = "v".repeat(MAX_CONTEXT_VALUE_LEN);
+        let mut refused = false;
+        for i in 0..8 {
+            if let Err(e) = big.insert(format!("k{i}"), value.clone()) {
+                assert!(matches!(e, ContextError::TooLarge { .. }));
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused, "a context over {MAX_CONTEXT_ENCODED_LEN} bytes must be refused");
+    }
+
+    #[test]
+    fn difference_names_keys_not_values() {
+        let a = EncryptionContext::new().with("namespace", "secret-a").expect("valid");
+        let b = EncryptionContext::new().with("namespace", "secret-b").expect("valid");
+        let d = a.describe_difference(&b);
+        assert!(d.contains("namespace"));
+        assert!(!d.contains("secret-a") && !d.contains("secret-b"));
+    }
+}

@@ -1,0 +1,425 @@
+//! # sealbox-keyring
+//!
+//! The cached key-ring that keeps KMS calls rare:
+//!
+//! - **Encrypt side**: one data-key *lease* per (KEK, encryption context), renewed when it
+//!   reaches its age, payload-count or byte limit ([`LeaseLimits`]). Each payload still gets
+//!   its own key (HKDF from the lease key and a per-payload salt), so a lease is one KMS call
+//!   for many payloads, and a lease of one payload gives one wrapped data key per payload.
+//! - **Decrypt side**: unwrapped data keys cached by (wrapped key, KEK, context), with a TTL
+//!   and a capacity ([`CacheLimits`]).
+//! - **Single flight**: concurrent misses for the same lease or the same wrapped key make
+//!   exactly one provider call; the others wait for its result.
+//!
+//! Both caches are `moka` caches; data keys are held in `secrecy` boxes and zeroized when
+//! evicted. Caches are per key-ring and partitioned by context, so a key leased or unwrapped
+//! for one namespace is never used for another.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod clock;
+mod stats;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+use sealbox_core::crypto::{check_context, open_with_data_key, seal_with_data_key, verify_commitment};
+use sealbox_core::format::{MAX_PLAINTEXT_LEN, parse, replace_wrapped_key};
+use sealbox_core::{DataKey, EncryptionContext, Error, KekRef, KeyProvider, ProviderError, ProviderErrorKind, WrappedKey};
+use tokio::sync::Mutex;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use stats::KeyStats;
+use stats::{Counters, bump};
+
+/// When a data-key lease must be replaced by a fresh one (one more KMS call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseLimits {
+    /// Oldest a lease may be. 1 s to 7 days.
+    pub max_age: Duration,
+    /// Most payloads sealed under one lease. 1 to 2^32.
+    pub max_payloads: u64,
+    /// Most plaintext bytes sealed under one lease. At least 1. A single payload larger than
+    /// this gets a lease of its own.
+    pub max_bytes: u64,
+}
+
+impl Default for LeaseLimits {
+    /// 5 minutes, 100 000 payloads, 4 GiB.
+    fn default() -> Self {
+        Self { max_age: Duration::from_secs(300), max_payloads: 100_000, max_bytes: 4 << 30 }
+    }
+}
+
+impl LeaseLimits {
+    /// One payload per lease: every payload gets its own KMS-wrapped data key.
+    pub fn one_payload_per_key() -> Self {
+        Self { max_payloads: 1, ..Self::default() }
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        if self.max_age < Duration::from_secs(1) || self.max_age > Duration::from_secs(7 * 24 * 3600) {
+            return Err(Error::Config(format!(
+                "lease max_age {:?} is out of range (1s to 7 days)",
+                self.max_age
+            )));
+        }
+        if self.max_payloads == 0 || self.max_payloads > 1 << 32 {
+            return Err(Error::Config(format!(
+                "lease max_payloads {} is out of range (1 to 2^32)",
+                self.max_payloads
+            )));
+        }
+        if self.max_bytes == 0 {
+            return Err(Error::Config("lease max_bytes must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Size and lifetime of the key-ring's caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimits {
+    /// Most unwrapped data keys kept for decryption.
+    pub unwrap_capacity: u64,
+    /// How long an unwrapped data key stays cached after it was unwrapped.
+    pub unwrap_ttl: Duration,
+    /// Most concurrent lease slots (distinct KEK and context pairs).
+    pub lease_capacity: u64,
+}
+
+impl Default for CacheLimits {
+    /// 10 000 unwrapped keys for 10 minutes, 10 000 lease slots.
+    fn default() -> Self {
+        Self { unwrap_capacity: 10_000, unwrap_ttl: Duration::from_secs(600), lease_capacity: 10_000 }
+    }
+}
+
+impl CacheLimits {
+    fn validate(&self) -> Result<(), Error> {
+        if self.unwrap_capacity == 0 || self.lease_capacity == 0 {
+            return Err(Error::Config("cache capacities must be at least 1".into()));
+        }
+        if self.unwrap_ttl.is_zero() {
+            return Err(Error::Config("unwrap_ttl must be positive".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A lease's key material: the plaintext data key and its wrapped form.
+struct LeaseKeys {
+    data_key: Arc<DataKey>,
+    wrapped: WrappedKey,
+}
+
+/// A lease in use, with its usage so far.
+struct LeaseState {
+    keys: Arc<LeaseKeys>,
+    created: Duration,
+    payloads: u64,
+    bytes: u64,
+}
+
+/// One lease per (KEK, context); the mutex makes renewal single-flight.
+#[derive(Default)]
+struct LeaseSlot {
+    state: Mutex<Option<LeaseState>>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct LeaseKey {
+    provider: String,
+    key_id: String,
+    context: EncryptionContext,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct UnwrapKey {
+    wrapped: WrappedKey,
+    context: EncryptionContext,
+}
+
+struct Inner {
+    active: Arc<dyn KeyProvider>,
+    decrypt_only: Vec<Arc<dyn KeyProvider>>,
+    limits: LeaseLimits,
+    leases: Cache<LeaseKey, Arc<LeaseSlot>>,
+    unwrapped: Cache<UnwrapKey, Arc<DataKey>>,
+    clock: Arc<dyn Clock>,
+    counters: Counters,
+}
+
+/// Seals and opens envelopes with one active KEK (for new data) and any number of
+/// decrypt-only KEKs (for old data). Cheap to clone; clones share caches and counters.
+#[derive(Clone)]
+pub struct Keyring {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyring")
+            .field("active", &self.inner.active)
+            .field("decrypt_only", &self.inner.decrypt_only)
+            .field("limits", &self.inner.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Keyring`].
+#[must_use]
+pub struct KeyringBuilder {
+    active: Arc<dyn KeyProvider>,
+    decrypt_only: Vec<Arc<dyn KeyProvider>>,
+    limits: LeaseLimits,
+    cache: CacheLimits,
+    clock: Arc<dyn Clock>,
+}
+
+impl KeyringBuilder {
+    /// Adds a KEK that may unwrap (old data) but never wraps new data keys.
+    pub fn decrypt_only(mut self, provider: Arc<dyn KeyProvider>) -> Self {
+        self.decrypt_only.push(provider);
+        self
+    }
+
+    /// Sets the data-key lease limits.
+    pub fn lease_limits(mut self, limits: LeaseLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the cache limits.
+    pub fn cache_limits(mut self, cache: CacheLimits) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// Sets the clock used for lease ages (tests use [`ManualClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Validates the configuration and builds the key-ring.
+    pub fn build(self) -> Result<Keyring, Error> {
+        self.limits.validate()?;
+        self.cache.validate()?;
+        let mut seen: Vec<(&str, &str)> = vec![(self.active.provider_id(), self.active.key_id())];
+        for p in &self.decrypt_only {
+            let id = (p.provider_id(), p.key_id());
+            if seen.contains(&id) {
+                return Err(Error::Config(format!(
+                    "{} key `{}` is listed twice (a KEK is either active or decrypt-only, once)",
+                    id.0, id.1
+                )));
+            }
+            seen.push(id);
+        }
+        let leases = Cache::builder()
+            .max_capacity(self.cache.lease_capacity)
+            .time_to_idle(self.limits.max_age)
+            .build();
+        let unwrapped = Cache::builder()
+            .max_capacity(self.cache.unwrap_capacity)
+            .time_to_live(self.cache.unwrap_ttl)
+            .build();
+        Ok(Keyring {
+            inner: Arc::new(Inner {
+                active: self.active,
+                decrypt_only: self.decrypt_only,
+                limits: self.limits,
+                leases,
+                unwrapped,
+                clock: self.clock,
+                counters: Counters::default(),
+            }),
+        })
+    }
+}
+
+impl Keyring {
+    /// A builder whose active KEK (the one wrapping new data keys) is `active`.
+    pub fn builder(active: Arc<dyn KeyProvider>) -> KeyringBuilder {
+        KeyringBuilder {
+            active,
+            decrypt_only: Vec::new(),
+            limits: LeaseLimits::default(),
+            cache: CacheLimits::default(),
+            clock: Arc::new(SystemClock::new()),
+        }
+    }
+
+    /// The active KEK's provider.
+    pub fn active(&self) -> &Arc<dyn KeyProvider> {
+        &self.inner.active
+    }
+
+    /// The lease limits in force.
+    pub fn lease_limits(&self) -> LeaseLimits {
+        self.inner.limits
+    }
+
+    /// Counters of provider calls, seals and opens so far.
+    pub fn stats(&self) -> KeyStats {
+        self.inner.counters.snapshot()
+    }
+
+    /// Seals `plaintext` under `context` with a key derived from the current lease for
+    /// (active KEK, context), creating or renewing the lease as its limits require. Returns
+    /// the envelope, or an error — never the plaintext.
+    pub async fn seal(&self, context: &EncryptionContext, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+        bump(&self.inner.counters.seals);
+        let len = plaintext.len() as u64;
+        if len > MAX_PLAINTEXT_LEN {
+            return Err(Error::PlaintextTooLarge { len, max: MAX_PLAINTEXT_LEN });
+        }
+        let keys = self.lease(context, len).await?;
+        seal_with_data_key(&keys.data_key, &keys.wrapped, context, plaintext)
+    }
+
+    /// Opens an envelope that must have been sealed under exactly `context` by a KEK this
+    /// key-ring knows (active or decrypt-only). Checks, in order: format, context, KEK,
+    /// unwrap (cached, single-flight), key commitment, AES-GCM authentication.
+    pub async fn open(&self, context: &EncryptionContext, envelope: &[u8]) -> Result<Vec<u8>, Error> {
+        bump(&self.inner.counters.opens);
+        let parsed = parse(envelope)?;
+        check_context(&parsed.header.context, context)?;
+        let provider = self.provider_for(parsed.header.kek())?;
+        let key = self.unwrap_cached(provider, &parsed.header.wrapped_key, context).await?;
+        open_with_data_key(&key, &parsed, context)
+    }
+
+    /// Rewraps an envelope's data key under the active KEK's current version, leaving the
+    /// body untouched. Uses the provider's native rewrap when the envelope is already under
+    /// the active KEK (an older version); otherwise unwraps with the old KEK and wraps with
+    /// the active one. The new wrapped key is unwrapped again and checked against the
+    /// envelope's key commitment before the new envelope is returned, so a caller that
+    /// stores the result only after this returns `Ok` never replaces data with something
+    /// unreadable.
+    pub async fn rewrap(&self, context: &EncryptionContext, envelope: &[u8]) -> Result<Vec<u8>, Error> {
+        let parsed = parse(envelope)?;
+        check_context(&parsed.header.context, context)?;
+        let old = &parsed.header.wrapped_key;
+        let active = &self.inner.active;
+        let new_wrapped = if active.owns(old.kek()) {
+            self.call(&self.inner.counters.rewrap, active.rewrap(old, context)).await?
+        } else {
+            let provider = self.provider_for(old.kek())?;
+            let key = self.unwrap_cached(provider, old, context).await?;
+            self.call(&self.inner.counters.wrap, active.wrap(&key, context)).await?
+        };
+        self.check_owned(&new_wrapped)?;
+        let check = self
+            .call(&self.inner.counters.unwrap, active.unwrap(&new_wrapped, context))
+            .await?;
+        verify_commitment(&check, &parsed.header)?;
+        Ok(replace_wrapped_key(envelope, &new_wrapped)?)
+    }
+
+    fn provider_for(&self, kek: &KekRef) -> Result<&Arc<dyn KeyProvider>, Error> {
+        std::iter::once(&self.inner.active)
+            .chain(self.inner.decrypt_only.iter())
+            .find(|p| p.owns(kek))
+            .ok_or_else(|| Error::UnknownKek {
+                provider: kek.provider().to_owned(),
+                key_id: kek.key_id().to_owned(),
+            })
+    }
+
+    fn check_owned(&self, wrapped: &WrappedKey) -> Result<(), Error> {
+        if self.inner.active.owns(wrapped.kek()) {
+            Ok(())
+        } else {
+            let active = &self.inner.active;
+            Err(Error::Provider(ProviderError::new(
+                active.provider_id(),
+                active.key_id(),
+                ProviderErrorKind::Protocol,
+                format!("provider returned a key wrapped by {}, not by its own KEK", wrapped.kek()),
+            )))
+        }
+    }
+
+    async fn call<T>(
+        &self,
+        counter: &std::sync::atomic::AtomicU64,
+        fut: impl Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
+        bump(counter);
+        let out = fut.await;
+        if let Err(e) = &out {
+            bump(&self.inner.counters.failures);
+            tracing::warn!(
+                provider = e.provider(),
+                key_id = e.key_id(),
+                kind = ?e.kind(),
+                retryable = e.is_retryable(),
+                "key provider call failed: {e}"
+            );
+        }
+        out
+    }
+
+    async fn lease(&self, context: &EncryptionContext, len: u64) -> Result<Arc<LeaseKeys>, Error> {
+        let active = &self.inner.active;
+        let key = LeaseKey {
+            provider: active.provider_id().to_owned(),
+            key_id: active.key_id().to_owned(),
+            context: context.clone(),
+        };
+        let slot = self.inner.leases.get_with(key, async { Arc::new(LeaseSlot::default()) }).await;
+        let mut state = slot.state.lock().await;
+        let now = self.inner.clock.now();
+        let limits = self.inner.limits;
+        if let Some(s) = state.as_mut() {
+            let fresh = now.saturating_sub(s.created) < limits.max_age;
+            if fresh && s.payloads < limits.max_payloads && s.bytes.saturating_add(len) <= limits.max_bytes {
+                s.payloads += 1;
+                s.bytes += len;
+                return Ok(s.keys.clone());
+            }
+        }
+        // Renew while holding the slot's lock: concurrent sealers for this (KEK, context)
+        // wait for this one KMS call instead of making their own.
+        let generated = self
+            .call(&self.inner.counters.generate, active.generate_data_key(context))
+            .await?;
+        self.check_owned(&generated.wrapped)?;
+        bump(&self.inner.counters.leases_created);
+        tracing::debug!(kek = %generated.wrapped.kek(), "new data-key lease");
+        let keys = Arc::new(LeaseKeys { data_key: Arc::new(generated.data_key), wrapped: generated.wrapped });
+        // This process knows the wrapped key's plaintext already: opening what it sealed
+        // needs no KMS call.
+        self.inner
+            .unwrapped
+            .insert(
+                UnwrapKey { wrapped: keys.wrapped.clone(), context: context.clone() },
+                keys.data_key.clone(),
+            )
+            .await;
+        *state = Some(LeaseState { keys: keys.clone(), created: now, payloads: 1, bytes: len });
+        Ok(keys)
+    }
+
+    async fn unwrap_cached(
+        &self,
+        provider: &Arc<dyn KeyProvider>,
+        wrapped: &WrappedKey,
+        context: &EncryptionContext,
+    ) -> Result<Arc<DataKey>, Error> {
+        let key = UnwrapKey { wrapped: wrapped.clone(), context: context.clone() };
+        self.inner
+            .unwrapped
+            .try_get_with(key, async {
+                self.call(&self.inner.counters.unwrap, provider.unwrap(wrapped, context))
+                    .await
+                    .map(Arc::new)
+            })
+            .await
+            .map_err(|e: Arc<ProviderError>| Error::Provider((*e).clone()))
+    }
+}

@@ -1,0 +1,69 @@
+//! KMS call accounting, so tests and benchmarks can assert how many calls were made.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) generate: AtomicU64,
+    pub(crate) wrap: AtomicU64,
+    pub(crate) unwrap: AtomicU64,
+    pub(crate) rewrap: AtomicU64,
+    pub(crate) describe: AtomicU64,
+    pub(crate) failures: AtomicU64,
+    pub(crate) seals: AtomicU64,
+    pub(crate) opens: AtomicU64,
+    pub(crate) leases_created: AtomicU64,
+}
+
+pub(crate) fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> KeyStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        KeyStats {
+            generate_calls: get(&self.generate),
+            wrap_calls: get(&self.wrap),
+            unwrap_calls: get(&self.unwrap),
+            rewrap_calls: get(&self.rewrap),
+            describe_calls: get(&self.describe),
+            failed_calls: get(&self.failures),
+            seals: get(&self.seals),
+            opens: get(&self.opens),
+            leases_created: get(&self.leases_created),
+        }
+    }
+}
+
+/// A snapshot of a key-ring's counters. Provider calls are counted when they are made,
+/// whether they succeed or fail.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyStats {
+    /// `generate_data_key` calls.
+    pub generate_calls: u64,
+    /// `wrap` calls.
+    pub wrap_calls: u64,
+    /// `unwrap` calls (cache misses on open, plus rewrap verification).
+    pub unwrap_calls: u64,
+    /// `rewrap` calls.
+    pub rewrap_calls: u64,
+    /// `describe` calls.
+    pub describe_calls: u64,
+    /// Provider calls that returned an error.
+    pub failed_calls: u64,
+    /// `seal` calls.
+    pub seals: u64,
+    /// `open` calls.
+    pub opens: u64,
+    /// Data-key leases created (each is one `generate_data_key` call that succeeded).
+    pub leases_created: u64,
+}
+
+impl KeyStats {
+    /// All provider (KMS) calls.
+    pub fn kms_calls(&self) -> u64 {
+        self.generate_calls + self.wrap_calls + self.unwrap_calls + self.rewrap_calls + self.describe_calls
+    }
+}
