@@ -1,0 +1,65 @@
+//! Property tests: any plaintext under any valid context round-trips, the header always
+//! parses back to what was sealed, and any single-byte change is rejected.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use sealbox::{EncryptionContext, Keyring, LocalKek, inspect};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().build().expect("runtime")
+}
+
+fn keyring() -> Keyring {
+    Keyring::builder(Arc::new(LocalKek::generate("prop").expect("kek"))).build().expect("keyring")
+}
+
+fn context_strategy() -> impl Strategy<Value = EncryptionContext> {
+    prop::collection::btree_map("[a-z][a-z0-9._-]{0,15}", "[ -~]{0,24}", 0..6).prop_map(|m: BTreeMap<String, String>| {
+        let mut ctx = EncryptionContext::new();
+        for (k, v) in m {
+            ctx.insert(k, v).expect("strategy yields valid pairs");
+        }
+        ctx
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn round_trip(plaintext in prop::collection::vec(any::<u8>(), 0..4096), context in context_strategy()) {
+        let rt = runtime();
+        let keyring = keyring();
+        let envelope = rt.block_on(keyring.seal(&context, &plaintext)).expect("seal");
+        let header = inspect(&envelope).expect("header");
+        prop_assert_eq!(&header.context, &context);
+        prop_assert_eq!(header.plaintext_len(), plaintext.len() as u64);
+        let opened = rt.block_on(keyring.open(&context, &envelope)).expect("open");
+        prop_assert_eq!(opened, plaintext);
+    }
+
+    #[test]
+    fn any_byte_change_is_rejected(
+        plaintext in prop::collection::vec(any::<u8>(), 0..512),
+        context in context_strategy(),
+        position in any::<prop::sample::Index>(),
+        xor in 1u8..=255,
+    ) {
+        let rt = runtime();
+        let keyring = keyring();
+        let mut envelope = rt.block_on(keyring.seal(&context, &plaintext)).expect("seal");
+        let i = position.index(envelope.len());
+        envelope[i] ^= xor;
+        prop_assert!(rt.block_on(keyring.open(&context, &envelope)).is_err(), "change at byte {} opened", i);
+    }
+
+    #[test]
+    fn parser_never_panics_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = inspect(&bytes);
+        let mut prefixed = b"SBXE\x01\x00\x01".to_vec();
+        prefixed.extend_from_slice(&bytes);
+        let _ = inspect(&prefixed);
+    }
+}
