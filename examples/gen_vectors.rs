@@ -66,7 +66,7 @@ async fn main() {
         },
         Case {
             name: "v1_multi_pair_unicode_context",
-            description: "Several context pairs given out of order (encoded sorted), non-ASCII UTF-8, 1000-byte plaintext, local KEK.",
+            description: "Several context pairs (inserted out of order by the generator; listed and encoded in canonical byte order), non-ASCII UTF-8, an empty value, 1000-byte plaintext, local KEK.",
             context: EncryptionContext::new()
                 .with("tenant", "zürich-ß")
                 .and_then(|c| c.with("namespace", "orders-eu"))

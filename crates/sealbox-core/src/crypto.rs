@@ -130,8 +130,12 @@ pub fn seal_with_data_key(
     context: &EncryptionContext,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, Error> {
-    let salt = random::<SALT_LEN>()?;
-    let nonce = random::<NONCE_LEN>()?;
+    // One RNG call for both: salt || nonce.
+    let r = random::<{ SALT_LEN + NONCE_LEN }>()?;
+    let mut salt = [0u8; SALT_LEN];
+    let mut nonce = [0u8; NONCE_LEN];
+    salt.copy_from_slice(&r[..SALT_LEN]);
+    nonce.copy_from_slice(&r[SALT_LEN..]);
     seal_inner(data_key, wrapped, context, plaintext, salt, nonce)
 }
 
@@ -175,18 +179,18 @@ fn seal_inner(
     }
     let suite = Suite::Aes256GcmHkdfSha256Commit;
     let keys = derive(data_key, suite, &salt);
-    let header = EnvelopeHeader {
-        version: FORMAT_VERSION,
+    let mut out = Vec::with_capacity(format::header_len(wrapped, context) + plaintext.len() + TAG_LEN);
+    let aad = format::write_header(
+        &mut out,
+        FORMAT_VERSION,
         suite,
-        wrapped_key: wrapped.clone(),
-        context: context.clone(),
-        salt,
-        nonce,
-        commitment: keys.commitment,
-        body_len: len + TAG_LEN as u64,
-    };
-    let mut out = Vec::with_capacity(header.encoded_len() + plaintext.len() + TAG_LEN);
-    let aad = header.encode_into(&mut out);
+        wrapped,
+        context,
+        &salt,
+        &nonce,
+        &keys.commitment,
+        len + TAG_LEN as u64,
+    );
     let body_start = out.len();
     out.extend_from_slice(plaintext);
     match backend(suite).seal(&keys.key, &nonce, &aad, &mut out[body_start..]) {
@@ -211,8 +215,10 @@ pub fn open_with_data_key(
     expected: &EncryptionContext,
 ) -> Result<Vec<u8>, Error> {
     check_context(&parsed.header.context, expected)?;
-    verify_commitment(data_key, &parsed.header)?;
     let keys = derive(data_key, parsed.header.suite, &parsed.header.salt);
+    if !bool::from(keys.commitment.ct_eq(&parsed.header.commitment)) {
+        return Err(Error::CommitmentMismatch);
+    }
     let split = parsed.body.len() - TAG_LEN;
     let (ct, tag_bytes) = parsed.body.split_at(split);
     let mut tag = [0u8; TAG_LEN];

@@ -117,33 +117,22 @@ impl EnvelopeHeader {
 
     /// Writes the header (`A || K || C`) to `out` and returns the associated data `A || C`.
     pub fn encode_into(&self, out: &mut Vec<u8>) -> Vec<u8> {
-        let start = out.len();
-        out.extend_from_slice(&MAGIC);
-        out.push(self.version);
-        out.extend_from_slice(&self.suite.id().to_be_bytes());
-        encode_key_section(&self.wrapped_key, out);
-        let c_start = out.len();
-        self.context.encode_into(out);
-        out.extend_from_slice(&self.salt);
-        out.extend_from_slice(&self.nonce);
-        out.extend_from_slice(&self.commitment);
-        out.extend_from_slice(&self.body_len.to_be_bytes());
-        let mut aad = Vec::with_capacity(PREFIX_LEN + out.len() - c_start);
-        aad.extend_from_slice(&out[start..start + PREFIX_LEN]);
-        aad.extend_from_slice(&out[c_start..]);
-        aad
+        write_header(
+            out,
+            self.version,
+            self.suite,
+            &self.wrapped_key,
+            &self.context,
+            &self.salt,
+            &self.nonce,
+            &self.commitment,
+            self.body_len,
+        )
     }
 
     /// Length of the encoded header.
     pub fn encoded_len(&self) -> usize {
-        PREFIX_LEN
-            + key_section_len(&self.wrapped_key)
-            + 2
-            + self.context.encoded_len()
-            + SALT_LEN
-            + NONCE_LEN
-            + COMMITMENT_LEN
-            + 8
+        header_len(&self.wrapped_key, &self.context)
     }
 }
 
@@ -158,6 +147,42 @@ impl fmt::Debug for EnvelopeHeader {
             .field("body_len", &self.body_len)
             .finish_non_exhaustive()
     }
+}
+
+/// Length of a header with these variable parts.
+pub(crate) fn header_len(wrapped: &WrappedKey, context: &EncryptionContext) -> usize {
+    PREFIX_LEN + 2 + key_section_len(wrapped) + context.encoded_len() + SALT_LEN + NONCE_LEN + COMMITMENT_LEN + 8
+}
+
+/// Writes a header from borrowed parts (no copies of the wrapped key or context) and returns
+/// the associated data `A || C`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_header(
+    out: &mut Vec<u8>,
+    version: u8,
+    suite: Suite,
+    wrapped: &WrappedKey,
+    context: &EncryptionContext,
+    salt: &[u8; SALT_LEN],
+    nonce: &[u8; NONCE_LEN],
+    commitment: &[u8; COMMITMENT_LEN],
+    body_len: u64,
+) -> Vec<u8> {
+    let start = out.len();
+    out.extend_from_slice(&MAGIC);
+    out.push(version);
+    out.extend_from_slice(&suite.id().to_be_bytes());
+    encode_key_section(wrapped, out);
+    let c_start = out.len();
+    context.encode_into(out);
+    out.extend_from_slice(salt);
+    out.extend_from_slice(nonce);
+    out.extend_from_slice(commitment);
+    out.extend_from_slice(&body_len.to_be_bytes());
+    let mut aad = Vec::with_capacity(PREFIX_LEN + out.len() - c_start);
+    aad.extend_from_slice(&out[start..start + PREFIX_LEN]);
+    aad.extend_from_slice(&out[c_start..]);
+    aad
 }
 
 fn key_section_len(w: &WrappedKey) -> usize {

@@ -130,13 +130,6 @@ struct LeaseSlot {
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
-struct LeaseKey {
-    provider: String,
-    key_id: String,
-    context: EncryptionContext,
-}
-
-#[derive(Clone, PartialEq, Eq, Hash)]
 struct UnwrapKey {
     wrapped: WrappedKey,
     context: EncryptionContext,
@@ -146,7 +139,9 @@ struct Inner {
     active: Arc<dyn KeyProvider>,
     decrypt_only: Vec<Arc<dyn KeyProvider>>,
     limits: LeaseLimits,
-    leases: Cache<LeaseKey, Arc<LeaseSlot>>,
+    /// Lease slots by context. The active KEK is fixed for the key-ring's lifetime, so the
+    /// context alone identifies the (KEK, context) lease; a policy change builds a new key-ring.
+    leases: Cache<EncryptionContext, Arc<LeaseSlot>>,
     unwrapped: Cache<UnwrapKey, Arc<DataKey>>,
     clock: Arc<dyn Clock>,
     counters: Counters,
@@ -366,12 +361,11 @@ impl Keyring {
 
     async fn lease(&self, context: &EncryptionContext, len: u64) -> Result<Arc<LeaseKeys>, Error> {
         let active = &self.inner.active;
-        let key = LeaseKey {
-            provider: active.provider_id().to_owned(),
-            key_id: active.key_id().to_owned(),
-            context: context.clone(),
-        };
-        let slot = self.inner.leases.get_with(key, async { Arc::new(LeaseSlot::default()) }).await;
+        let slot = self
+            .inner
+            .leases
+            .get_with_by_ref(context, async { Arc::new(LeaseSlot::default()) })
+            .await;
         let mut state = slot.state.lock().await;
         let now = self.inner.clock.now();
         let limits = self.inner.limits;
