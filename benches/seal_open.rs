@@ -31,7 +31,9 @@ mod aes_gcm_baseline {
     pub(crate) fn seal_raw(cipher: &Aes256Gcm, nonce: &[u8; 12], input: &[u8]) -> Vec<u8> {
         let mut buf = Vec::with_capacity(input.len() + 16);
         buf.extend_from_slice(input);
-        let tag = cipher.encrypt_inout_detached(&Nonce::from(*nonce), b"", buf.as_mut_slice().into()).unwrap();
+        let tag = cipher
+            .encrypt_inout_detached(&Nonce::from(*nonce), b"", buf.as_mut_slice().into())
+            .unwrap();
         buf.extend_from_slice(&tag);
         buf
     }
@@ -45,7 +47,13 @@ const SIZES: [(usize, &str); 3] = [(1 << 10, "1KiB"), (64 << 10, "64KiB"), (1 <<
 
 type Totals = Arc<Mutex<BTreeMap<(usize, &'static str), (u64, Duration)>>>;
 
-fn timed(totals: &Totals, size: usize, name: &'static str, iters: u64, mut f: impl FnMut()) -> Duration {
+fn timed(
+    totals: &Totals,
+    size: usize,
+    name: &'static str,
+    iters: u64,
+    mut f: impl FnMut(),
+) -> Duration {
     let start = Instant::now();
     for _ in 0..iters {
         f();
@@ -59,7 +67,9 @@ fn timed(totals: &Totals, size: usize, name: &'static str, iters: u64, mut f: im
 }
 
 fn bench(c: &mut Criterion, totals: &Totals) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let kek = Arc::new(LocalKek::generate("bench").unwrap());
     let keyring = Keyring::builder(kek).build().unwrap();
     let ctx = EncryptionContext::new().with("namespace", "bench").unwrap();
@@ -67,18 +77,25 @@ fn bench(c: &mut Criterion, totals: &Totals) {
     let nonce = [7u8; 12];
 
     let mut group = c.benchmark_group("seal_open");
-    group.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1)).sample_size(30);
+    group
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(30);
     for (size, label) in SIZES {
         let input: Vec<u8> = (0..size).map(|i| (i * 31 + 7) as u8).collect();
         let envelope = rt.block_on(keyring.seal(&ctx, &input)).unwrap();
         group.throughput(Throughput::Bytes(size as u64));
-        group.bench_with_input(BenchmarkId::new("raw_aes256gcm", label), &input, |b, input| {
-            b.iter_custom(|iters| {
-                timed(totals, size, "raw_aes256gcm", iters, || {
-                    black_box(seal_raw(&cipher, &nonce, black_box(input)));
+        group.bench_with_input(
+            BenchmarkId::new("raw_aes256gcm", label),
+            &input,
+            |b, input| {
+                b.iter_custom(|iters| {
+                    timed(totals, size, "raw_aes256gcm", iters, || {
+                        black_box(seal_raw(&cipher, &nonce, black_box(input)));
+                    })
                 })
-            })
-        });
+            },
+        );
         group.bench_with_input(BenchmarkId::new("seal", label), &input, |b, input| {
             b.iter_custom(|iters| {
                 timed(totals, size, "seal", iters, || {
@@ -89,7 +106,10 @@ fn bench(c: &mut Criterion, totals: &Totals) {
         group.bench_with_input(BenchmarkId::new("open", label), &envelope, |b, envelope| {
             b.iter_custom(|iters| {
                 timed(totals, size, "open", iters, || {
-                    black_box(rt.block_on(keyring.open(&ctx, black_box(envelope))).unwrap());
+                    black_box(
+                        rt.block_on(keyring.open(&ctx, black_box(envelope)))
+                            .unwrap(),
+                    );
                 })
             })
         });
@@ -108,18 +128,30 @@ fn bench(c: &mut Criterion, totals: &Totals) {
 
 fn report(totals: &Totals) {
     let t = totals.lock().unwrap();
-    println!("\n{:<8} {:<14} {:>12} {:>12} {:>10}", "size", "function", "ns/op", "MiB/s", "vs raw");
+    println!(
+        "\n{:<8} {:<14} {:>12} {:>12} {:>10}",
+        "size", "function", "ns/op", "MiB/s", "vs raw"
+    );
     for (size, label) in SIZES {
-        let Some(&(raw_n, raw_d)) = t.get(&(size, "raw_aes256gcm")) else { continue };
+        let Some(&(raw_n, raw_d)) = t.get(&(size, "raw_aes256gcm")) else {
+            continue;
+        };
         let raw_ns = raw_d.as_nanos() as f64 / raw_n as f64;
         for name in ["raw_aes256gcm", "seal", "open"] {
-            let Some(&(n, d)) = t.get(&(size, name)) else { continue };
+            let Some(&(n, d)) = t.get(&(size, name)) else {
+                continue;
+            };
             let ns = d.as_nanos() as f64 / n as f64;
             let mib_s = size as f64 / (ns / 1e9) / (1 << 20) as f64;
-            println!("{label:<8} {name:<14} {ns:>12.0} {mib_s:>12.1} {:>9.2}x", raw_ns / ns);
+            println!(
+                "{label:<8} {name:<14} {ns:>12.0} {mib_s:>12.1} {:>9.2}x",
+                raw_ns / ns
+            );
         }
     }
-    println!("(`vs raw` = raw AES-256-GCM time / function time: 1.00x is parity, 0.50x is half as fast)");
+    println!(
+        "(`vs raw` = raw AES-256-GCM time / function time: 1.00x is parity, 0.50x is half as fast)"
+    );
 }
 
 fn main() {

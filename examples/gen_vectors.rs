@@ -59,7 +59,9 @@ async fn main() {
         Case {
             name: "v1_namespace_context",
             description: "A Temporal-style context holding the namespace, local KEK.",
-            context: EncryptionContext::new().with("namespace", "payments").unwrap(),
+            context: EncryptionContext::new()
+                .with("namespace", "payments")
+                .unwrap(),
             plaintext: b"hello, sealbox".to_vec(),
             seed: 2,
             foreign: None,
@@ -79,22 +81,33 @@ async fn main() {
         Case {
             name: "v1_aws_kms_ref_without_version",
             description: "A KEK reference with no version (as AWS KMS records it); the wrapped key is opaque bytes here, the data key is given.",
-            context: EncryptionContext::new().with("namespace", "billing").unwrap(),
+            context: EncryptionContext::new()
+                .with("namespace", "billing")
+                .unwrap(),
             plaintext: b"{\"amount\":42}".to_vec(),
             seed: 4,
             foreign: Some((
-                KekRef::new("aws-kms", "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab").unwrap(),
+                KekRef::new(
+                    "aws-kms",
+                    "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                )
+                .unwrap(),
                 pattern::<184>(40).to_vec(),
             )),
         },
         Case {
             name: "v1_vault_transit_ref_with_version",
             description: "A Transit KEK reference with a version; the wrapped key is a Transit ciphertext string; the data key is given.",
-            context: EncryptionContext::new().with("namespace", "default").unwrap(),
+            context: EncryptionContext::new()
+                .with("namespace", "default")
+                .unwrap(),
             plaintext: vec![0u8; 64],
             seed: 5,
             foreign: Some((
-                KekRef::new("vault-transit", "transit/keys/sealbox").unwrap().with_version("3").unwrap(),
+                KekRef::new("vault-transit", "transit/keys/sealbox")
+                    .unwrap()
+                    .with_version("3")
+                    .unwrap(),
                 b"vault:v3:c2VhbGJveCB2ZWN0b3Igd3JhcHBlZCBrZXkgZm9yIHRlc3Rz".to_vec(),
             )),
         },
@@ -111,9 +124,17 @@ async fn main() {
         };
         let salt = pattern::<SALT_LEN>(case.seed * 100 + 1);
         let nonce = pattern::<12>(case.seed * 100 + 2);
-        let envelope =
-            seal_with_fixed_randomness(&data_key, &wrapped, &case.context, &case.plaintext, salt, nonce).unwrap();
-        let (payload_key, commitment) = derive_for_vectors(&data_key, Suite::Aes256GcmHkdfSha256Commit, &salt);
+        let envelope = seal_with_fixed_randomness(
+            &data_key,
+            &wrapped,
+            &case.context,
+            &case.plaintext,
+            salt,
+            nonce,
+        )
+        .unwrap();
+        let (payload_key, commitment) =
+            derive_for_vectors(&data_key, Suite::Aes256GcmHkdfSha256Commit, &salt);
         if case.seed == 2 {
             base_envelope = Some((envelope.clone(), hex::encode(data_key.expose_secret())));
         }
@@ -159,7 +180,9 @@ async fn main() {
     };
     let mut moved = Vec::new();
     let mut header = parsed.header.clone();
-    header.context = EncryptionContext::new().with("namespace", "payments-evil").unwrap();
+    header.context = EncryptionContext::new()
+        .with("namespace", "payments-evil")
+        .unwrap();
     header.encode_into(&mut moved);
     moved.extend_from_slice(parsed.body);
     let mut unsorted = base[..c_start].to_vec();
@@ -177,23 +200,142 @@ async fn main() {
     let ns_evil = json!([["namespace", "payments-evil"]]);
     let wrong_key = hex::encode(pattern::<32>(999));
     let invalid = vec![
-        ("fail_bad_magic", "First byte changed.", &base_key, &ns, set(0, b'X'), "format"),
-        ("fail_version_2", "Format version 2.", &base_key, &ns, set(4, 2), "format"),
-        ("fail_suite_0002", "Unknown suite 0x0002.", &base_key, &ns, set(6, 2), "format"),
-        ("fail_truncated_header", "Cut inside the salt.", &base_key, &ns, base[..salt_at + 5].to_vec(), "format"),
-        ("fail_truncated_body", "Last byte of the tag missing.", &base_key, &ns, base[..base.len() - 1].to_vec(), "format"),
-        ("fail_trailing_byte", "One byte after the body.", &base_key, &ns, trailing, "format"),
-        ("fail_key_section_length", "key_section_len off by one.", &base_key, &ns, ks_len, "format"),
-        ("fail_context_not_canonical", "Context keys unsorted.", &base_key, &ns, unsorted, "format"),
-        ("fail_body_length_below_tag", "body_len 15.", &base_key, &ns, small_len, "format"),
-        ("fail_salt_bit_flip", "One salt bit flipped.", &base_key, &ns, flip(salt_at), "commitment"),
-        ("fail_commitment_bit_flip", "One commitment bit flipped.", &base_key, &ns, flip(commit_at + 31), "commitment"),
-        ("fail_wrong_data_key", "Opened with another data key.", &wrong_key, &ns, base.clone(), "commitment"),
-        ("fail_nonce_bit_flip", "One nonce bit flipped.", &base_key, &ns, flip(nonce_at), "authentication"),
-        ("fail_ciphertext_bit_flip", "One ciphertext bit flipped.", &base_key, &ns, flip(body_at), "authentication"),
-        ("fail_tag_bit_flip", "One tag bit flipped.", &base_key, &ns, flip(base.len() - 1), "authentication"),
-        ("fail_context_rewritten", "Stored context rewritten to another namespace, opened as that namespace with the right data key.", &base_key, &ns_evil, moved, "authentication"),
-        ("fail_context_mismatch", "Opened under another namespace than the one sealed.", &base_key, &ns_evil, base.clone(), "context"),
+        (
+            "fail_bad_magic",
+            "First byte changed.",
+            &base_key,
+            &ns,
+            set(0, b'X'),
+            "format",
+        ),
+        (
+            "fail_version_2",
+            "Format version 2.",
+            &base_key,
+            &ns,
+            set(4, 2),
+            "format",
+        ),
+        (
+            "fail_suite_0002",
+            "Unknown suite 0x0002.",
+            &base_key,
+            &ns,
+            set(6, 2),
+            "format",
+        ),
+        (
+            "fail_truncated_header",
+            "Cut inside the salt.",
+            &base_key,
+            &ns,
+            base[..salt_at + 5].to_vec(),
+            "format",
+        ),
+        (
+            "fail_truncated_body",
+            "Last byte of the tag missing.",
+            &base_key,
+            &ns,
+            base[..base.len() - 1].to_vec(),
+            "format",
+        ),
+        (
+            "fail_trailing_byte",
+            "One byte after the body.",
+            &base_key,
+            &ns,
+            trailing,
+            "format",
+        ),
+        (
+            "fail_key_section_length",
+            "key_section_len off by one.",
+            &base_key,
+            &ns,
+            ks_len,
+            "format",
+        ),
+        (
+            "fail_context_not_canonical",
+            "Context keys unsorted.",
+            &base_key,
+            &ns,
+            unsorted,
+            "format",
+        ),
+        (
+            "fail_body_length_below_tag",
+            "body_len 15.",
+            &base_key,
+            &ns,
+            small_len,
+            "format",
+        ),
+        (
+            "fail_salt_bit_flip",
+            "One salt bit flipped.",
+            &base_key,
+            &ns,
+            flip(salt_at),
+            "commitment",
+        ),
+        (
+            "fail_commitment_bit_flip",
+            "One commitment bit flipped.",
+            &base_key,
+            &ns,
+            flip(commit_at + 31),
+            "commitment",
+        ),
+        (
+            "fail_wrong_data_key",
+            "Opened with another data key.",
+            &wrong_key,
+            &ns,
+            base.clone(),
+            "commitment",
+        ),
+        (
+            "fail_nonce_bit_flip",
+            "One nonce bit flipped.",
+            &base_key,
+            &ns,
+            flip(nonce_at),
+            "authentication",
+        ),
+        (
+            "fail_ciphertext_bit_flip",
+            "One ciphertext bit flipped.",
+            &base_key,
+            &ns,
+            flip(body_at),
+            "authentication",
+        ),
+        (
+            "fail_tag_bit_flip",
+            "One tag bit flipped.",
+            &base_key,
+            &ns,
+            flip(base.len() - 1),
+            "authentication",
+        ),
+        (
+            "fail_context_rewritten",
+            "Stored context rewritten to another namespace, opened as that namespace with the right data key.",
+            &base_key,
+            &ns_evil,
+            moved,
+            "authentication",
+        ),
+        (
+            "fail_context_mismatch",
+            "Opened under another namespace than the one sealed.",
+            &base_key,
+            &ns_evil,
+            base.clone(),
+            "context",
+        ),
     ];
     let invalid: Vec<Value> = invalid
         .into_iter()

@@ -22,8 +22,9 @@
 #![warn(missing_docs)]
 
 pub use sealbox_core::{
-    ContextError, DATA_KEY_LEN, DataKey, EncryptionContext, EnvelopeHeader, Error, FormatError, GeneratedKey,
-    KekRef, KeyDescription, KeyProvider, ProviderError, ProviderErrorKind, Suite, WrappedKey, inspect,
+    ContextError, DATA_KEY_LEN, DataKey, EncryptionContext, EnvelopeHeader, Error, FormatError,
+    GeneratedKey, KekRef, KeyDescription, KeyProvider, ProviderError, ProviderErrorKind, Suite,
+    WrappedKey, inspect,
 };
 pub use sealbox_keyring::{
     CacheLimits, Clock, KeyStats, Keyring, KeyringBuilder, LeaseLimits, ManualClock, SystemClock,
@@ -33,3 +34,8 @@ pub use sealbox_local::LocalKek;
 
 /// The lower-level pieces: the format, the primitives and the provider seam.
 pub use sealbox_core as core;
+
+/// The README's Rust snippets, compiled as doc tests so the README stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

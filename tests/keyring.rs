@@ -12,7 +12,8 @@ use common::{Instrumented, ctx, pattern};
 use sealbox::core::format::{parse, replace_wrapped_key};
 use sealbox::core::{open_with_data_key, seal_with_data_key};
 use sealbox::{
-    EncryptionContext, Error, KeyProvider, Keyring, LeaseLimits, LocalKek, ManualClock, ProviderErrorKind, inspect,
+    EncryptionContext, Error, KeyProvider, Keyring, LeaseLimits, LocalKek, ManualClock,
+    ProviderErrorKind, inspect,
 };
 
 fn kek(id: &str) -> Arc<LocalKek> {
@@ -22,7 +23,13 @@ fn kek(id: &str) -> Arc<LocalKek> {
 fn wrapped_keys(envelopes: &[Vec<u8>]) -> HashSet<Vec<u8>> {
     envelopes
         .iter()
-        .map(|e| inspect(e).expect("header").wrapped_key.ciphertext().to_vec())
+        .map(|e| {
+            inspect(e)
+                .expect("header")
+                .wrapped_key
+                .ciphertext()
+                .to_vec()
+        })
         .collect()
 }
 
@@ -30,7 +37,21 @@ fn wrapped_keys(envelopes: &[Vec<u8>]) -> HashSet<Vec<u8>> {
 async fn round_trips_from_empty_to_4_mib() {
     let keyring = Keyring::builder(kek("rt")).build().expect("keyring");
     let context = ctx("payments");
-    for (i, len) in [0usize, 1, 15, 16, 17, 1023, 1024, 64 << 10, 1 << 20, 4 << 20].into_iter().enumerate() {
+    for (i, len) in [
+        0usize,
+        1,
+        15,
+        16,
+        17,
+        1023,
+        1024,
+        64 << 10,
+        1 << 20,
+        4 << 20,
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let plaintext = pattern(len, i as u64 + 1);
         let envelope = keyring.seal(&context, &plaintext).await.expect("seal");
         let header = inspect(&envelope).expect("header");
@@ -42,18 +63,28 @@ async fn round_trips_from_empty_to_4_mib() {
                 "plaintext visible in the envelope of {len} bytes"
             );
         }
-        assert_eq!(keyring.open(&context, &envelope).await.expect("open"), plaintext, "len {len}");
+        assert_eq!(
+            keyring.open(&context, &envelope).await.expect("open"),
+            plaintext,
+            "len {len}"
+        );
     }
     let stats = keyring.stats();
     assert_eq!(stats.generate_calls, 1, "one lease for all ten payloads");
-    assert_eq!(stats.unwrap_calls, 0, "the sealing key-ring knows its own lease keys");
+    assert_eq!(
+        stats.unwrap_calls, 0,
+        "the sealing key-ring knows its own lease keys"
+    );
 }
 
 #[tokio::test]
 async fn a_fresh_reader_makes_one_unwrap_per_distinct_wrapped_key() {
     let key = kek("reader");
     let writer = Keyring::builder(key.clone())
-        .lease_limits(LeaseLimits { max_payloads: 5, ..LeaseLimits::default() })
+        .lease_limits(LeaseLimits {
+            max_payloads: 5,
+            ..LeaseLimits::default()
+        })
         .build()
         .expect("keyring");
     let context = ctx("a");
@@ -68,19 +99,31 @@ async fn a_fresh_reader_makes_one_unwrap_per_distinct_wrapped_key() {
             reader.open(&context, e).await.expect("open");
         }
     }
-    assert_eq!(reader.stats().unwrap_calls, 4, "60 opens of 4 distinct wrapped keys");
+    assert_eq!(
+        reader.stats().unwrap_calls,
+        4,
+        "60 opens of 4 distinct wrapped keys"
+    );
     assert_eq!(reader.stats().opens, 60);
 }
 
 #[tokio::test]
 async fn lease_payload_limit() {
     let keyring = Keyring::builder(kek("count"))
-        .lease_limits(LeaseLimits { max_payloads: 3, ..LeaseLimits::default() })
+        .lease_limits(LeaseLimits {
+            max_payloads: 3,
+            ..LeaseLimits::default()
+        })
         .build()
         .expect("keyring");
     let mut envelopes = Vec::new();
     for i in 0..10 {
-        envelopes.push(keyring.seal(&ctx("a"), &pattern(10, i)).await.expect("seal"));
+        envelopes.push(
+            keyring
+                .seal(&ctx("a"), &pattern(10, i))
+                .await
+                .expect("seal"),
+        );
     }
     assert_eq!(keyring.stats().generate_calls, 4, "ceil(10 / 3) leases");
     assert_eq!(wrapped_keys(&envelopes).len(), 4);
@@ -94,16 +137,28 @@ async fn one_payload_per_lease_gives_one_wrapped_key_per_payload() {
         .expect("keyring");
     let mut envelopes = Vec::new();
     for i in 0..20 {
-        envelopes.push(keyring.seal(&ctx("a"), &pattern(10, i)).await.expect("seal"));
+        envelopes.push(
+            keyring
+                .seal(&ctx("a"), &pattern(10, i))
+                .await
+                .expect("seal"),
+        );
     }
     assert_eq!(keyring.stats().generate_calls, 20);
-    assert_eq!(wrapped_keys(&envelopes).len(), 20, "every payload has its own wrapped data key");
+    assert_eq!(
+        wrapped_keys(&envelopes).len(),
+        20,
+        "every payload has its own wrapped data key"
+    );
 }
 
 #[tokio::test]
 async fn lease_byte_limit() {
     let keyring = Keyring::builder(kek("bytes"))
-        .lease_limits(LeaseLimits { max_bytes: 100, ..LeaseLimits::default() })
+        .lease_limits(LeaseLimits {
+            max_bytes: 100,
+            ..LeaseLimits::default()
+        })
         .build()
         .expect("keyring");
     let c = ctx("a");
@@ -124,7 +179,10 @@ async fn lease_byte_limit() {
 async fn lease_age_limit_with_a_manual_clock() {
     let clock = Arc::new(ManualClock::new());
     let keyring = Keyring::builder(kek("age"))
-        .lease_limits(LeaseLimits { max_age: Duration::from_secs(60), ..LeaseLimits::default() })
+        .lease_limits(LeaseLimits {
+            max_age: Duration::from_secs(60),
+            ..LeaseLimits::default()
+        })
         .clock(clock.clone())
         .build()
         .expect("keyring");
@@ -132,10 +190,18 @@ async fn lease_age_limit_with_a_manual_clock() {
     keyring.seal(&c, b"1").await.expect("seal");
     clock.advance(Duration::from_secs(59));
     keyring.seal(&c, b"2").await.expect("seal");
-    assert_eq!(keyring.stats().generate_calls, 1, "59 s old lease is still valid");
+    assert_eq!(
+        keyring.stats().generate_calls,
+        1,
+        "59 s old lease is still valid"
+    );
     clock.advance(Duration::from_secs(1));
     keyring.seal(&c, b"3").await.expect("seal");
-    assert_eq!(keyring.stats().generate_calls, 2, "a 60 s old lease is renewed");
+    assert_eq!(
+        keyring.stats().generate_calls,
+        2,
+        "a 60 s old lease is renewed"
+    );
 }
 
 #[tokio::test]
@@ -144,8 +210,15 @@ async fn leases_are_partitioned_by_context() {
     let a = keyring.seal(&ctx("tenant-a"), b"x").await.expect("seal");
     let b = keyring.seal(&ctx("tenant-b"), b"x").await.expect("seal");
     assert_eq!(keyring.stats().generate_calls, 2);
-    assert_eq!(wrapped_keys(&[a.clone(), b]).len(), 2, "tenants never share a data key");
-    let err = keyring.open(&ctx("tenant-b"), &a).await.expect_err("wrong tenant");
+    assert_eq!(
+        wrapped_keys(&[a.clone(), b]).len(),
+        2,
+        "tenants never share a data key"
+    );
+    let err = keyring
+        .open(&ctx("tenant-b"), &a)
+        .await
+        .expect_err("wrong tenant");
     assert!(matches!(err, Error::ContextMismatch(_)), "{err}");
     assert!(err.to_string().contains("namespace"), "{err}");
 }
@@ -157,7 +230,10 @@ async fn leases_are_partitioned_by_context() {
 async fn an_envelope_moved_to_another_tenant_does_not_open() {
     let key = kek("move");
     let keyring = Keyring::builder(key.clone()).build().expect("keyring");
-    let envelope = keyring.seal(&ctx("tenant-a"), b"tenant a's secret").await.expect("seal");
+    let envelope = keyring
+        .seal(&ctx("tenant-a"), b"tenant a's secret")
+        .await
+        .expect("seal");
     let parsed = parse(&envelope).expect("parse");
     let mut header = parsed.header.clone();
     header.context = ctx("tenant-b");
@@ -165,15 +241,22 @@ async fn an_envelope_moved_to_another_tenant_does_not_open() {
     header.encode_into(&mut moved);
     moved.extend_from_slice(parsed.body);
 
-    let err = keyring.open(&ctx("tenant-b"), &moved).await.expect_err("must not open");
+    let err = keyring
+        .open(&ctx("tenant-b"), &moved)
+        .await
+        .expect_err("must not open");
     assert!(
         matches!(&err, Error::Provider(p) if p.kind() == ProviderErrorKind::InvalidWrappedKey),
         "{err}"
     );
 
-    let data_key = key.unwrap(&header.wrapped_key, &ctx("tenant-a")).await.expect("unwrap as a");
+    let data_key = key
+        .unwrap(&header.wrapped_key, &ctx("tenant-a"))
+        .await
+        .expect("unwrap as a");
     let moved_parsed = parse(&moved).expect("parse");
-    let err = open_with_data_key(&data_key, &moved_parsed, &ctx("tenant-b")).expect_err("AAD binds context");
+    let err = open_with_data_key(&data_key, &moved_parsed, &ctx("tenant-b"))
+        .expect_err("AAD binds context");
     assert!(matches!(err, Error::Authentication), "{err}");
 }
 
@@ -206,7 +289,8 @@ async fn sixty_four_concurrent_opens_make_one_provider_call() {
     let started = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..64 {
-        let (reader, envelope, started, c) = (reader.clone(), envelope.clone(), started.clone(), c.clone());
+        let (reader, envelope, started, c) =
+            (reader.clone(), envelope.clone(), started.clone(), c.clone());
         tasks.push(tokio::spawn(async move {
             started.fetch_add(1, Ordering::SeqCst);
             reader.open(&c, &envelope).await
@@ -236,7 +320,9 @@ async fn sixty_four_concurrent_seals_make_one_generate_call() {
     let mut tasks = Vec::new();
     for i in 0..64u64 {
         let (keyring, c) = (keyring.clone(), c.clone());
-        tasks.push(tokio::spawn(async move { keyring.seal(&c, &pattern(64, i)).await }));
+        tasks.push(tokio::spawn(async move {
+            keyring.seal(&c, &pattern(64, i)).await
+        }));
     }
     let mut envelopes = Vec::new();
     for t in tasks {
@@ -256,12 +342,25 @@ async fn unknown_kek_is_refused_and_decrypt_only_keks_open_old_data() {
 
     let new_only = Keyring::builder(new.clone()).build().expect("keyring");
     let err = new_only.open(&c, &envelope).await.expect_err("unknown kek");
-    assert!(matches!(&err, Error::UnknownKek { key_id, .. } if key_id == "old"), "{err}");
+    assert!(
+        matches!(&err, Error::UnknownKek { key_id, .. } if key_id == "old"),
+        "{err}"
+    );
 
-    let migrating = Keyring::builder(new.clone()).decrypt_only(old).build().expect("keyring");
-    assert_eq!(migrating.open(&c, &envelope).await.expect("open"), b"legacy");
+    let migrating = Keyring::builder(new.clone())
+        .decrypt_only(old)
+        .build()
+        .expect("keyring");
+    assert_eq!(
+        migrating.open(&c, &envelope).await.expect("open"),
+        b"legacy"
+    );
     let fresh = migrating.seal(&c, b"new data").await.expect("seal");
-    assert_eq!(inspect(&fresh).expect("header").kek().key_id(), "new", "decrypt-only keys never wrap");
+    assert_eq!(
+        inspect(&fresh).expect("header").kek().key_id(),
+        "new",
+        "decrypt-only keys never wrap"
+    );
 }
 
 #[tokio::test]
@@ -269,8 +368,16 @@ async fn rewrap_moves_an_envelope_to_the_active_kek_without_touching_the_body() 
     let old = kek("old");
     let new = kek("new");
     let c = ctx("a");
-    let envelope = Keyring::builder(old.clone()).build().expect("keyring").seal(&c, b"keep me").await.expect("seal");
-    let migrating = Keyring::builder(new.clone()).decrypt_only(old).build().expect("keyring");
+    let envelope = Keyring::builder(old.clone())
+        .build()
+        .expect("keyring")
+        .seal(&c, b"keep me")
+        .await
+        .expect("seal");
+    let migrating = Keyring::builder(new.clone())
+        .decrypt_only(old)
+        .build()
+        .expect("keyring");
     let rewrapped = migrating.rewrap(&c, &envelope).await.expect("rewrap");
     let before = parse(&envelope).expect("parse");
     let after = parse(&rewrapped).expect("parse");
@@ -278,7 +385,10 @@ async fn rewrap_moves_an_envelope_to_the_active_kek_without_touching_the_body() 
     assert_eq!(before.body, after.body, "the body is untouched");
     assert_eq!(before.aad, after.aad, "only the key section changes");
     let new_only = Keyring::builder(new).build().expect("keyring");
-    assert_eq!(new_only.open(&c, &rewrapped).await.expect("open"), b"keep me");
+    assert_eq!(
+        new_only.open(&c, &rewrapped).await.expect("open"),
+        b"keep me"
+    );
 }
 
 #[tokio::test]
@@ -287,29 +397,57 @@ async fn rewrap_after_rotation_moves_to_the_new_version() {
     let keyring = Keyring::builder(key.clone()).build().expect("keyring");
     let c = ctx("a");
     let envelope = keyring.seal(&c, b"versioned").await.expect("seal");
-    let v1 = inspect(&envelope).expect("header").kek().key_version().map(str::to_owned);
+    let v1 = inspect(&envelope)
+        .expect("header")
+        .kek()
+        .key_version()
+        .map(str::to_owned);
     let v2 = key.rotate().expect("rotate");
     let rewrapped = keyring.rewrap(&c, &envelope).await.expect("rewrap");
-    assert_eq!(inspect(&rewrapped).expect("header").kek().key_version(), Some(v2.as_str()));
+    assert_eq!(
+        inspect(&rewrapped).expect("header").kek().key_version(),
+        Some(v2.as_str())
+    );
     assert_ne!(v1.as_deref(), Some(v2.as_str()));
     assert_eq!(keyring.stats().rewrap_calls, 1);
     let reader = Keyring::builder(key).build().expect("keyring");
-    assert_eq!(reader.open(&c, &envelope).await.expect("old version still opens"), b"versioned");
-    assert_eq!(reader.open(&c, &rewrapped).await.expect("new version opens"), b"versioned");
+    assert_eq!(
+        reader
+            .open(&c, &envelope)
+            .await
+            .expect("old version still opens"),
+        b"versioned"
+    );
+    assert_eq!(
+        reader
+            .open(&c, &rewrapped)
+            .await
+            .expect("new version opens"),
+        b"versioned"
+    );
 }
 
 #[test]
 fn invalid_configurations_are_refused_with_a_reason() {
     let a = kek("a");
-    let dup = Keyring::builder(a.clone()).decrypt_only(a.clone()).build().expect_err("duplicate");
+    let dup = Keyring::builder(a.clone())
+        .decrypt_only(a.clone())
+        .build()
+        .expect_err("duplicate");
     assert!(dup.to_string().contains("listed twice"), "{dup}");
     let zero = Keyring::builder(a.clone())
-        .lease_limits(LeaseLimits { max_payloads: 0, ..LeaseLimits::default() })
+        .lease_limits(LeaseLimits {
+            max_payloads: 0,
+            ..LeaseLimits::default()
+        })
         .build()
         .expect_err("zero payloads");
     assert!(zero.to_string().contains("max_payloads"), "{zero}");
     let age = Keyring::builder(a)
-        .lease_limits(LeaseLimits { max_age: Duration::ZERO, ..LeaseLimits::default() })
+        .lease_limits(LeaseLimits {
+            max_age: Duration::ZERO,
+            ..LeaseLimits::default()
+        })
         .build()
         .expect_err("zero age");
     assert!(age.to_string().contains("max_age"), "{age}");
@@ -321,16 +459,33 @@ async fn a_provider_outage_fails_the_seal_and_is_not_cached() {
     flaky.fail_next.store(1, Ordering::SeqCst);
     let keyring = Keyring::builder(flaky.clone()).build().expect("keyring");
     let c = ctx("a");
-    let err = keyring.seal(&c, b"must not leak").await.expect_err("outage");
+    let err = keyring
+        .seal(&c, b"must not leak")
+        .await
+        .expect_err("outage");
     assert!(err.is_retryable(), "{err}");
-    assert!(err.to_string().contains("injected outage") && err.to_string().contains("flaky"), "{err}");
-    let envelope = keyring.seal(&c, b"after recovery").await.expect("second try succeeds");
+    assert!(
+        err.to_string().contains("injected outage") && err.to_string().contains("flaky"),
+        "{err}"
+    );
+    let envelope = keyring
+        .seal(&c, b"after recovery")
+        .await
+        .expect("second try succeeds");
 
     let reader_provider = Arc::new(Instrumented::new(flaky.inner.clone()));
     reader_provider.fail_next.store(1, Ordering::SeqCst);
-    let reader = Keyring::builder(reader_provider.clone()).build().expect("keyring");
+    let reader = Keyring::builder(reader_provider.clone())
+        .build()
+        .expect("keyring");
     assert!(reader.open(&c, &envelope).await.is_err());
-    assert_eq!(reader.open(&c, &envelope).await.expect("errors are not cached"), b"after recovery");
+    assert_eq!(
+        reader
+            .open(&c, &envelope)
+            .await
+            .expect("errors are not cached"),
+        b"after recovery"
+    );
     assert_eq!(reader.stats().failed_calls, 1);
 }
 
@@ -345,7 +500,12 @@ async fn secrets_never_appear_in_debug_output_or_errors() {
     let hex_key = hex::encode(data_key.expose_secret());
     let dec_key = format!("{:?}", data_key.expose_secret());
 
-    let mut outputs = vec![format!("{keyring:?}"), format!("{header:?}"), format!("{data_key:?}"), format!("{key:?}")];
+    let mut outputs = vec![
+        format!("{keyring:?}"),
+        format!("{header:?}"),
+        format!("{data_key:?}"),
+        format!("{key:?}"),
+    ];
     let mut tampered = envelope.clone();
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
@@ -359,7 +519,10 @@ async fn secrets_never_appear_in_debug_output_or_errors() {
         outputs.push(format!("{err:?}"));
     }
     for out in outputs {
-        assert!(!out.contains(&hex_key) && !out.contains(&dec_key), "key material in: {out}");
+        assert!(
+            !out.contains(&hex_key) && !out.contains(&dec_key),
+            "key material in: {out}"
+        );
     }
 }
 
@@ -368,9 +531,13 @@ async fn core_primitives_round_trip_and_check_the_context() {
     let key = kek("core");
     let c = EncryptionContext::new();
     let generated = key.generate_data_key(&c).await.expect("generate");
-    let envelope = seal_with_data_key(&generated.data_key, &generated.wrapped, &c, b"abc").expect("seal");
+    let envelope =
+        seal_with_data_key(&generated.data_key, &generated.wrapped, &c, b"abc").expect("seal");
     let parsed = parse(&envelope).expect("parse");
-    assert_eq!(open_with_data_key(&generated.data_key, &parsed, &c).expect("open"), b"abc");
+    assert_eq!(
+        open_with_data_key(&generated.data_key, &parsed, &c).expect("open"),
+        b"abc"
+    );
     assert!(matches!(
         open_with_data_key(&generated.data_key, &parsed, &ctx("x")),
         Err(Error::ContextMismatch(_))

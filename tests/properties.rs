@@ -8,21 +8,27 @@ use proptest::prelude::*;
 use sealbox::{EncryptionContext, Keyring, LocalKek, inspect};
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().build().expect("runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
 }
 
 fn keyring() -> Keyring {
-    Keyring::builder(Arc::new(LocalKek::generate("prop").expect("kek"))).build().expect("keyring")
+    Keyring::builder(Arc::new(LocalKek::generate("prop").expect("kek")))
+        .build()
+        .expect("keyring")
 }
 
 fn context_strategy() -> impl Strategy<Value = EncryptionContext> {
-    prop::collection::btree_map("[a-z][a-z0-9._-]{0,15}", "[ -~]{0,24}", 0..6).prop_map(|m: BTreeMap<String, String>| {
-        let mut ctx = EncryptionContext::new();
-        for (k, v) in m {
-            ctx.insert(k, v).expect("strategy yields valid pairs");
-        }
-        ctx
-    })
+    prop::collection::btree_map("[a-z][a-z0-9._-]{0,15}", "[ -~]{0,24}", 0..6).prop_map(
+        |m: BTreeMap<String, String>| {
+            let mut ctx = EncryptionContext::new();
+            for (k, v) in m {
+                ctx.insert(k, v).expect("strategy yields valid pairs");
+            }
+            ctx
+        },
+    )
 }
 
 proptest! {

@@ -22,7 +22,11 @@ async fn sample() -> Sample {
     let plaintext = pattern(48, 7);
     let context = ctx("tamper").with("workflow", "wf-1").expect("valid");
     let envelope = keyring.seal(&context, &plaintext).await.expect("seal");
-    Sample { keyring, envelope, plaintext }
+    Sample {
+        keyring,
+        envelope,
+        plaintext,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +69,10 @@ fn expected(region: Region, err: &Error) -> bool {
         Region::Prefix | Region::BodyLen => matches!(err, Error::Format(_)),
         // A flipped provider or key ID names a KEK the key-ring does not trust; a flipped
         // version or wrapped key fails at the provider; a flipped length is malformed.
-        Region::KeySection => matches!(err, Error::Format(_) | Error::UnknownKek { .. } | Error::Provider(_)),
+        Region::KeySection => matches!(
+            err,
+            Error::Format(_) | Error::UnknownKek { .. } | Error::Provider(_)
+        ),
         Region::Context => matches!(err, Error::Format(_) | Error::ContextMismatch(_)),
         Region::Salt | Region::Commitment => matches!(err, Error::CommitmentMismatch),
         Region::Nonce | Region::Ciphertext | Region::Tag => matches!(err, Error::Authentication),
@@ -76,7 +83,13 @@ fn expected(region: Region, err: &Error) -> bool {
 async fn every_single_bit_flip_is_rejected() {
     let s = sample().await;
     let c = ctx("tamper").with("workflow", "wf-1").expect("valid");
-    assert_eq!(s.keyring.open(&c, &s.envelope).await.expect("untampered opens"), s.plaintext);
+    assert_eq!(
+        s.keyring
+            .open(&c, &s.envelope)
+            .await
+            .expect("untampered opens"),
+        s.plaintext
+    );
     let mut seen = std::collections::HashSet::new();
     for i in 0..s.envelope.len() {
         let region = region_of(&s.envelope, i);
@@ -86,7 +99,10 @@ async fn every_single_bit_flip_is_rejected() {
             t[i] ^= 1 << bit;
             match s.keyring.open(&c, &t).await {
                 Ok(_) => panic!("flip of bit {bit} in byte {i} ({region:?}) opened"),
-                Err(e) => assert!(expected(region, &e), "byte {i} bit {bit} ({region:?}): unexpected error {e:?}"),
+                Err(e) => assert!(
+                    expected(region, &e),
+                    "byte {i} bit {bit} ({region:?}): unexpected error {e:?}"
+                ),
             }
         }
     }
@@ -98,13 +114,23 @@ async fn every_truncation_and_any_extension_is_rejected() {
     let s = sample().await;
     let c = ctx("tamper").with("workflow", "wf-1").expect("valid");
     for len in 0..s.envelope.len() {
-        let err = s.keyring.open(&c, &s.envelope[..len]).await.expect_err("truncated");
-        assert!(matches!(err, Error::Format(_)), "truncated to {len}: {err:?}");
+        let err = s
+            .keyring
+            .open(&c, &s.envelope[..len])
+            .await
+            .expect_err("truncated");
+        assert!(
+            matches!(err, Error::Format(_)),
+            "truncated to {len}: {err:?}"
+        );
     }
     let mut longer = s.envelope.clone();
     longer.push(0);
     let err = s.keyring.open(&c, &longer).await.expect_err("extended");
-    assert!(matches!(err, Error::Format(FormatError::TrailingBytes { count: 1 })), "{err:?}");
+    assert!(
+        matches!(err, Error::Format(FormatError::TrailingBytes { count: 1 })),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -124,6 +150,10 @@ async fn unknown_versions_suites_and_magic_are_named() {
             other => panic!("offset {offset}: {other:?}"),
         }
     }
-    let err = s.keyring.open(&c, b"{\"not\":\"an envelope\"}").await.expect_err("json");
+    let err = s
+        .keyring
+        .open(&c, b"{\"not\":\"an envelope\"}")
+        .await
+        .expect_err("json");
     assert!(err.to_string().contains("not a Sealbox envelope"), "{err}");
 }

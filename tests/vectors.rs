@@ -6,7 +6,10 @@
 use std::sync::Arc;
 
 use sealbox::core::crypto::{derive_for_vectors, open_envelope, seal_with_fixed_randomness};
-use sealbox::{DataKey, EncryptionContext, Error, KekRef, KeyProvider, Keyring, LocalKek, Suite, WrappedKey, inspect};
+use sealbox::{
+    DataKey, EncryptionContext, Error, KekRef, KeyProvider, Keyring, LocalKek, Suite, WrappedKey,
+    inspect,
+};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -78,7 +81,10 @@ fn the_vector_file_covers_every_failure_class() {
     let file = load();
     assert!(file.valid.len() >= 5);
     for class in ["format", "context", "commitment", "authentication"] {
-        assert!(file.invalid.iter().any(|v| v.error == class), "no `{class}` vector");
+        assert!(
+            file.invalid.iter().any(|v| v.error == class),
+            "no `{class}` vector"
+        );
     }
 }
 
@@ -96,25 +102,55 @@ fn valid_vectors_reproduce_byte_for_byte_and_open() {
         let salt = array::<32>(&v.salt_hex);
         let envelope = bytes(&v.envelope_hex);
 
-        let (payload_key, commitment) = derive_for_vectors(&data_key, Suite::Aes256GcmHkdfSha256Commit, &salt);
-        assert_eq!(hex::encode(payload_key), v.payload_key_hex, "{}: payload key", v.name);
-        assert_eq!(hex::encode(commitment), v.commitment_hex, "{}: commitment", v.name);
+        let (payload_key, commitment) =
+            derive_for_vectors(&data_key, Suite::Aes256GcmHkdfSha256Commit, &salt);
+        assert_eq!(
+            hex::encode(payload_key),
+            v.payload_key_hex,
+            "{}: payload key",
+            v.name
+        );
+        assert_eq!(
+            hex::encode(commitment),
+            v.commitment_hex,
+            "{}: commitment",
+            v.name
+        );
 
-        let resealed = seal_with_fixed_randomness(&data_key, &wrapped, &ctx, &plaintext, salt, array(&v.nonce_hex))
-            .expect("seal");
-        assert_eq!(hex::encode(&resealed), v.envelope_hex, "{}: envelope bytes", v.name);
+        let resealed = seal_with_fixed_randomness(
+            &data_key,
+            &wrapped,
+            &ctx,
+            &plaintext,
+            salt,
+            array(&v.nonce_hex),
+        )
+        .expect("seal");
+        assert_eq!(
+            hex::encode(&resealed),
+            v.envelope_hex,
+            "{}: envelope bytes",
+            v.name
+        );
 
         let header = inspect(&envelope).expect("header");
         assert_eq!(header.wrapped_key, wrapped, "{}", v.name);
         assert_eq!(header.context, ctx, "{}", v.name);
-        assert_eq!(open_envelope(&data_key, &envelope, &ctx).expect("open"), plaintext, "{}", v.name);
+        assert_eq!(
+            open_envelope(&data_key, &envelope, &ctx).expect("open"),
+            plaintext,
+            "{}",
+            v.name
+        );
     }
 }
 
 #[tokio::test]
 async fn local_kek_vectors_open_through_the_key_ring() {
     let file = load();
-    let kek = Arc::new(LocalKek::from_base64(&file.local_kek.key_id, &file.local_kek.key_base64).expect("kek"));
+    let kek = Arc::new(
+        LocalKek::from_base64(&file.local_kek.key_id, &file.local_kek.key_base64).expect("kek"),
+    );
     assert_eq!(kek.versions(), vec![file.local_kek.version.clone()]);
     let keyring = Keyring::builder(kek.clone()).build().expect("keyring");
     let mut local = 0;
@@ -123,8 +159,16 @@ async fn local_kek_vectors_open_through_the_key_ring() {
         let ctx = context(&v.context);
         let header = inspect(&bytes(&v.envelope_hex)).expect("header");
         let unwrapped = kek.unwrap(&header.wrapped_key, &ctx).await.expect("unwrap");
-        assert_eq!(hex::encode(unwrapped.expose_secret()), v.data_key_hex, "{}", v.name);
-        let opened = keyring.open(&ctx, &bytes(&v.envelope_hex)).await.expect("open");
+        assert_eq!(
+            hex::encode(unwrapped.expose_secret()),
+            v.data_key_hex,
+            "{}",
+            v.name
+        );
+        let opened = keyring
+            .open(&ctx, &bytes(&v.envelope_hex))
+            .await
+            .expect("open");
         assert_eq!(hex::encode(opened), v.plaintext_hex, "{}", v.name);
     }
     assert!(local >= 3);

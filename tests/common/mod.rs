@@ -6,11 +6,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use sealbox::core::{GeneratedKey, KeyDescription};
-use sealbox::{DataKey, EncryptionContext, KeyProvider, LocalKek, ProviderError, ProviderErrorKind, WrappedKey};
+use sealbox::{
+    DataKey, EncryptionContext, KeyProvider, LocalKek, ProviderError, ProviderErrorKind, WrappedKey,
+};
 use tokio::sync::Semaphore;
 
 pub fn ctx(namespace: &str) -> EncryptionContext {
-    EncryptionContext::new().with("namespace", namespace).expect("valid context")
+    EncryptionContext::new()
+        .with("namespace", namespace)
+        .expect("valid context")
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so test inputs are not all zeros.
@@ -50,7 +54,10 @@ impl Instrumented {
 
     /// Unwraps wait until [`Instrumented::open_gate`].
     pub fn gated(inner: Arc<LocalKek>) -> Self {
-        Self { gate: Some(Semaphore::new(0)), ..Self::new(inner) }
+        Self {
+            gate: Some(Semaphore::new(0)),
+            ..Self::new(inner)
+        }
     }
 
     pub fn open_gate(&self) {
@@ -86,18 +93,29 @@ impl KeyProvider for Instrumented {
         self.inner.key_id()
     }
 
-    async fn generate_data_key(&self, context: &EncryptionContext) -> Result<GeneratedKey, ProviderError> {
+    async fn generate_data_key(
+        &self,
+        context: &EncryptionContext,
+    ) -> Result<GeneratedKey, ProviderError> {
         self.generate_calls.fetch_add(1, Ordering::SeqCst);
         self.maybe_fail()?;
         self.inner.generate_data_key(context).await
     }
 
-    async fn wrap(&self, data_key: &DataKey, context: &EncryptionContext) -> Result<WrappedKey, ProviderError> {
+    async fn wrap(
+        &self,
+        data_key: &DataKey,
+        context: &EncryptionContext,
+    ) -> Result<WrappedKey, ProviderError> {
         self.maybe_fail()?;
         self.inner.wrap(data_key, context).await
     }
 
-    async fn unwrap(&self, wrapped: &WrappedKey, context: &EncryptionContext) -> Result<DataKey, ProviderError> {
+    async fn unwrap(
+        &self,
+        wrapped: &WrappedKey,
+        context: &EncryptionContext,
+    ) -> Result<DataKey, ProviderError> {
         self.unwrap_calls.fetch_add(1, Ordering::SeqCst);
         if let Some(g) = &self.gate {
             let _permit = g.acquire().await.expect("gate open");

@@ -39,7 +39,11 @@ impl EncryptionContext {
     }
 
     /// Builder form of [`EncryptionContext::insert`].
-    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Result<Self, ContextError> {
+    pub fn with(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Self, ContextError> {
         self.insert(key, value)?;
         Ok(self)
     }
@@ -55,13 +59,18 @@ impl EncryptionContext {
         let value = value.into();
         validate_pair(&key, &value)?;
         if !self.pairs.contains_key(&key) && self.pairs.len() >= MAX_CONTEXT_PAIRS {
-            return Err(ContextError::TooManyPairs { max: MAX_CONTEXT_PAIRS });
+            return Err(ContextError::TooManyPairs {
+                max: MAX_CONTEXT_PAIRS,
+            });
         }
         let old = self.pairs.get(&key).cloned();
         let new_len = self.encoded_len() + key.len() + value.len() + 4
             - old.as_ref().map_or(0, |v| key.len() + v.len() + 4);
         if new_len > MAX_CONTEXT_ENCODED_LEN {
-            return Err(ContextError::TooLarge { len: new_len, max: MAX_CONTEXT_ENCODED_LEN });
+            return Err(ContextError::TooLarge {
+                len: new_len,
+                max: MAX_CONTEXT_ENCODED_LEN,
+            });
         }
         Ok(self.pairs.insert(key, value))
     }
@@ -88,7 +97,11 @@ impl EncryptionContext {
 
     /// Length of [`EncryptionContext::encode`]'s output.
     pub fn encoded_len(&self) -> usize {
-        2 + self.pairs.iter().map(|(k, v)| 4 + k.len() + v.len()).sum::<usize>()
+        2 + self
+            .pairs
+            .iter()
+            .map(|(k, v)| 4 + k.len() + v.len())
+            .sum::<usize>()
     }
 
     /// The canonical encoding (see `docs/format.md`): `u16` pair count, then for each pair
@@ -147,17 +160,21 @@ impl EncryptionContext {
                 });
             }
             let vb = r.take("context value", vlen)?;
-            if let Some(prev) = last {
-                if prev >= kb {
-                    return Err(FormatError::InvalidField {
-                        field: "encryption context",
-                        reason: "keys are not in strictly ascending byte order (duplicate or unsorted)",
-                    });
-                }
+            if let Some(prev) = last
+                && prev >= kb
+            {
+                return Err(FormatError::InvalidField {
+                    field: "encryption context",
+                    reason: "keys are not in strictly ascending byte order (duplicate or unsorted)",
+                });
             }
             last = Some(kb);
-            let k = std::str::from_utf8(kb).map_err(|_| FormatError::InvalidUtf8 { field: "context key" })?;
-            let v = std::str::from_utf8(vb).map_err(|_| FormatError::InvalidUtf8 { field: "context value" })?;
+            let k = std::str::from_utf8(kb).map_err(|_| FormatError::InvalidUtf8 {
+                field: "context key",
+            })?;
+            let v = std::str::from_utf8(vb).map_err(|_| FormatError::InvalidUtf8 {
+                field: "context value",
+            })?;
             if has_control(k) || has_control(v) {
                 return Err(FormatError::InvalidField {
                     field: "encryption context",
@@ -207,7 +224,10 @@ fn validate_pair(key: &str, value: &str) -> Result<(), ContextError> {
         return Err(ContextError::EmptyKey);
     }
     if key.len() > MAX_CONTEXT_KEY_LEN {
-        return Err(ContextError::KeyTooLong { len: key.len(), max: MAX_CONTEXT_KEY_LEN });
+        return Err(ContextError::KeyTooLong {
+            len: key.len(),
+            max: MAX_CONTEXT_KEY_LEN,
+        });
     }
     if value.len() > MAX_CONTEXT_VALUE_LEN {
         return Err(ContextError::ValueTooLong {
@@ -217,7 +237,9 @@ fn validate_pair(key: &str, value: &str) -> Result<(), ContextError> {
         });
     }
     if has_control(key) || has_control(value) {
-        return Err(ContextError::ControlCharacter { key: key.escape_debug().to_string() });
+        return Err(ContextError::ControlCharacter {
+            key: key.escape_debug().to_string(),
+        });
     }
     Ok(())
 }
@@ -283,7 +305,10 @@ mod tests {
 
     #[test]
     fn limits_are_enforced() {
-        assert_eq!(EncryptionContext::new().with("", "x"), Err(ContextError::EmptyKey));
+        assert_eq!(
+            EncryptionContext::new().with("", "x"),
+            Err(ContextError::EmptyKey)
+        );
         let long = "k".repeat(MAX_CONTEXT_KEY_LEN + 1);
         assert!(matches!(
             EncryptionContext::new().with(long, "x"),
@@ -297,7 +322,10 @@ mod tests {
         for i in 0..MAX_CONTEXT_PAIRS {
             ctx.insert(format!("k{i}"), "v").expect("within limit");
         }
-        assert!(matches!(ctx.insert("one-more", "v"), Err(ContextError::TooManyPairs { .. })));
+        assert!(matches!(
+            ctx.insert("one-more", "v"),
+            Err(ContextError::TooManyPairs { .. })
+        ));
         let mut big = EncryptionContext::new();
         let value = "v".repeat(MAX_CONTEXT_VALUE_LEN);
         let mut refused = false;
@@ -308,13 +336,20 @@ mod tests {
                 break;
             }
         }
-        assert!(refused, "a context over {MAX_CONTEXT_ENCODED_LEN} bytes must be refused");
+        assert!(
+            refused,
+            "a context over {MAX_CONTEXT_ENCODED_LEN} bytes must be refused"
+        );
     }
 
     #[test]
     fn difference_names_keys_not_values() {
-        let a = EncryptionContext::new().with("namespace", "secret-a").expect("valid");
-        let b = EncryptionContext::new().with("namespace", "secret-b").expect("valid");
+        let a = EncryptionContext::new()
+            .with("namespace", "secret-a")
+            .expect("valid");
+        let b = EncryptionContext::new()
+            .with("namespace", "secret-b")
+            .expect("valid");
         let d = a.describe_difference(&b);
         assert!(d.contains("namespace"));
         assert!(!d.contains("secret-a") && !d.contains("secret-b"));

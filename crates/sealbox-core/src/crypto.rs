@@ -22,8 +22,8 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::context::EncryptionContext;
 use crate::error::Error;
 use crate::format::{
-    self, COMMITMENT_LEN, EnvelopeHeader, FORMAT_VERSION, MAX_PLAINTEXT_LEN, NONCE_LEN, ParsedEnvelope,
-    SALT_LEN, Suite, TAG_LEN,
+    self, COMMITMENT_LEN, EnvelopeHeader, FORMAT_VERSION, MAX_PLAINTEXT_LEN, NONCE_LEN,
+    ParsedEnvelope, SALT_LEN, Suite, TAG_LEN,
 };
 use crate::key::{DATA_KEY_LEN, DataKey, WrappedKey};
 
@@ -175,11 +175,15 @@ fn seal_inner(
 ) -> Result<Vec<u8>, Error> {
     let len = plaintext.len() as u64;
     if len > MAX_PLAINTEXT_LEN {
-        return Err(Error::PlaintextTooLarge { len, max: MAX_PLAINTEXT_LEN });
+        return Err(Error::PlaintextTooLarge {
+            len,
+            max: MAX_PLAINTEXT_LEN,
+        });
     }
     let suite = Suite::Aes256GcmHkdfSha256Commit;
     let keys = derive(data_key, suite, &salt);
-    let mut out = Vec::with_capacity(format::header_len(wrapped, context) + plaintext.len() + TAG_LEN);
+    let mut out =
+        Vec::with_capacity(format::header_len(wrapped, context) + plaintext.len() + TAG_LEN);
     let aad = format::write_header(
         &mut out,
         FORMAT_VERSION,
@@ -224,7 +228,13 @@ pub fn open_with_data_key(
     let mut tag = [0u8; TAG_LEN];
     tag.copy_from_slice(tag_bytes);
     let mut out = ct.to_vec();
-    match backend(parsed.header.suite).open(&keys.key, &parsed.header.nonce, &parsed.aad, &mut out, &tag) {
+    match backend(parsed.header.suite).open(
+        &keys.key,
+        &parsed.header.nonce,
+        &parsed.aad,
+        &mut out,
+        &tag,
+    ) {
         Ok(()) => Ok(out),
         Err(()) => {
             out.zeroize();
@@ -244,7 +254,10 @@ pub fn verify_commitment(data_key: &DataKey, header: &EnvelopeHeader) -> Result<
 }
 
 /// Refuses an envelope whose stored context is not exactly `expected`.
-pub fn check_context(stored: &EncryptionContext, expected: &EncryptionContext) -> Result<(), Error> {
+pub fn check_context(
+    stored: &EncryptionContext,
+    expected: &EncryptionContext,
+) -> Result<(), Error> {
     if stored == expected {
         Ok(())
     } else {
@@ -274,7 +287,9 @@ mod tests {
         let key = DataKey::try_from_slice(&[7; 32]).expect("32 bytes");
         let kek = KekRef::new("local", "test").expect("valid");
         let wrapped = WrappedKey::new(kek, vec![1, 2, 3]).expect("valid");
-        let ctx = EncryptionContext::new().with("namespace", "a").expect("valid");
+        let ctx = EncryptionContext::new()
+            .with("namespace", "a")
+            .expect("valid");
         (key, wrapped, ctx)
     }
 
@@ -292,7 +307,10 @@ mod tests {
         let (key, wrapped, ctx) = fixture();
         let env = seal_with_data_key(&key, &wrapped, &ctx, b"hello").expect("seal");
         let other = DataKey::try_from_slice(&[8; 32]).expect("32 bytes");
-        assert!(matches!(open_envelope(&other, &env, &ctx), Err(Error::CommitmentMismatch)));
+        assert!(matches!(
+            open_envelope(&other, &env, &ctx),
+            Err(Error::CommitmentMismatch)
+        ));
     }
 
     #[test]

@@ -145,7 +145,9 @@ impl ProviderErrorKind {
         match self {
             Self::NotFound => "key not found",
             Self::PermissionDenied => "permission denied",
-            Self::InvalidWrappedKey => "wrapped key did not unwrap (wrong key, wrong context or corrupted)",
+            Self::InvalidWrappedKey => {
+                "wrapped key did not unwrap (wrong key, wrong context or corrupted)"
+            }
             Self::KeyDisabled => "key disabled",
             Self::Unavailable => "KMS unavailable",
             Self::Throttled => "throttled",
@@ -293,7 +295,9 @@ pub enum Error {
     #[error("encryption context does not match the envelope: {0}")]
     ContextMismatch(String),
     /// The data key does not match the envelope's key commitment.
-    #[error("key commitment mismatch: the unwrapped data key is not the one this envelope was sealed with")]
+    #[error(
+        "key commitment mismatch: the unwrapped data key is not the one this envelope was sealed with"
+    )]
     CommitmentMismatch,
     /// AES-GCM authentication failed: the envelope was corrupted or tampered with.
     #[error("envelope failed authentication: it was corrupted or tampered with")]

@@ -151,7 +151,14 @@ impl fmt::Debug for EnvelopeHeader {
 
 /// Length of a header with these variable parts.
 pub(crate) fn header_len(wrapped: &WrappedKey, context: &EncryptionContext) -> usize {
-    PREFIX_LEN + 2 + key_section_len(wrapped) + context.encoded_len() + SALT_LEN + NONCE_LEN + COMMITMENT_LEN + 8
+    PREFIX_LEN
+        + 2
+        + key_section_len(wrapped)
+        + context.encoded_len()
+        + SALT_LEN
+        + NONCE_LEN
+        + COMMITMENT_LEN
+        + 8
 }
 
 /// Writes a header from borrowed parts (no copies of the wrapped key or context) and returns
@@ -260,17 +267,20 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedEnvelope<'_>, FormatError> {
         reason: "provider ID must be [a-z0-9-] and key ID free of control characters",
     })?;
     if !key_version.is_empty() {
-        kek = kek.with_version(key_version).map_err(|_| FormatError::InvalidField {
-            field: "key version",
-            reason: "contains a control character",
-        })?;
+        kek = kek
+            .with_version(key_version)
+            .map_err(|_| FormatError::InvalidField {
+                field: "key version",
+                reason: "contains a control character",
+            })?;
     }
-    let wrapped_key = WrappedKey::new(kek, wrapped.to_vec()).map_err(|_| FormatError::InvalidLength {
-        field: "wrapped key",
-        len: wrapped.len() as u64,
-        min: 1,
-        max: MAX_WRAPPED_KEY_LEN as u64,
-    })?;
+    let wrapped_key =
+        WrappedKey::new(kek, wrapped.to_vec()).map_err(|_| FormatError::InvalidLength {
+            field: "wrapped key",
+            len: wrapped.len() as u64,
+            min: 1,
+            max: MAX_WRAPPED_KEY_LEN as u64,
+        })?;
 
     let c_start = r.position();
     let (context, used) = EncryptionContext::decode_prefix(r.rest())?;
@@ -291,10 +301,16 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedEnvelope<'_>, FormatError> {
     let c_end = r.position();
     let available = r.rest().len() as u64;
     if available < body_len {
-        return Err(FormatError::Truncated { field: "body", needed: body_len, available });
+        return Err(FormatError::Truncated {
+            field: "body",
+            needed: body_len,
+            available,
+        });
     }
     if available > body_len {
-        return Err(FormatError::TrailingBytes { count: available - body_len });
+        return Err(FormatError::TrailingBytes {
+            count: available - body_len,
+        });
     }
     let body = r.rest();
 
@@ -396,7 +412,12 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(self.array(field)?))
     }
 
-    fn check_len(field: &'static str, len: usize, min: usize, max: usize) -> Result<(), FormatError> {
+    fn check_len(
+        field: &'static str,
+        len: usize,
+        min: usize,
+        max: usize,
+    ) -> Result<(), FormatError> {
         if len < min || len > max {
             return Err(FormatError::InvalidLength {
                 field,
@@ -408,13 +429,23 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    fn len_prefixed_u8(&mut self, field: &'static str, min: usize, max: usize) -> Result<&'a [u8], FormatError> {
+    fn len_prefixed_u8(
+        &mut self,
+        field: &'static str,
+        min: usize,
+        max: usize,
+    ) -> Result<&'a [u8], FormatError> {
         let len = self.u8(field)? as usize;
         Self::check_len(field, len, min, max)?;
         self.take(field, len)
     }
 
-    fn len_prefixed_u16(&mut self, field: &'static str, min: usize, max: usize) -> Result<&'a [u8], FormatError> {
+    fn len_prefixed_u16(
+        &mut self,
+        field: &'static str,
+        min: usize,
+        max: usize,
+    ) -> Result<&'a [u8], FormatError> {
         let len = self.u16(field)? as usize;
         Self::check_len(field, len, min, max)?;
         self.take(field, len)

@@ -5,7 +5,9 @@ use std::fmt;
 use secrecy::{ExposeSecret, SecretBox};
 
 use crate::error::Error;
-use crate::format::{MAX_KEY_ID_LEN, MAX_KEY_VERSION_LEN, MAX_PROVIDER_ID_LEN, MAX_WRAPPED_KEY_LEN};
+use crate::format::{
+    MAX_KEY_ID_LEN, MAX_KEY_VERSION_LEN, MAX_PROVIDER_ID_LEN, MAX_WRAPPED_KEY_LEN,
+};
 
 /// Length of a data key in bytes (AES-256).
 pub const DATA_KEY_LEN: usize = 32;
@@ -41,9 +43,9 @@ impl DataKey {
                 bytes.len()
             )));
         }
-        Ok(Self(SecretBox::init_with_mut(|k: &mut [u8; DATA_KEY_LEN]| {
-            k.copy_from_slice(bytes)
-        })))
+        Ok(Self(SecretBox::init_with_mut(
+            |k: &mut [u8; DATA_KEY_LEN]| k.copy_from_slice(bytes),
+        )))
     }
 
     /// The key bytes. Keep the borrow short and never copy them into unprotected memory.
@@ -84,19 +86,29 @@ impl KekRef {
                 provider.escape_debug()
             )));
         }
-        if key_id.is_empty() || key_id.len() > MAX_KEY_ID_LEN || key_id.chars().any(char::is_control) {
+        if key_id.is_empty()
+            || key_id.len() > MAX_KEY_ID_LEN
+            || key_id.chars().any(char::is_control)
+        {
             return Err(Error::InvalidKey(format!(
                 "key ID must be 1-{MAX_KEY_ID_LEN} bytes without control characters (got {} bytes)",
                 key_id.len()
             )));
         }
-        Ok(Self { provider, key_id, key_version: None })
+        Ok(Self {
+            provider,
+            key_id,
+            key_version: None,
+        })
     }
 
     /// The same reference with a KEK version (1–255 bytes, no control characters).
     pub fn with_version(mut self, version: impl Into<String>) -> Result<Self, Error> {
         let version = version.into();
-        if version.is_empty() || version.len() > MAX_KEY_VERSION_LEN || version.chars().any(char::is_control) {
+        if version.is_empty()
+            || version.len() > MAX_KEY_VERSION_LEN
+            || version.chars().any(char::is_control)
+        {
             return Err(Error::InvalidKey(format!(
                 "key version must be 1-{MAX_KEY_VERSION_LEN} bytes without control characters"
             )));
@@ -207,7 +219,9 @@ mod tests {
         assert!(KekRef::new("AWS", "k").is_err());
         assert!(KekRef::new("local", "").is_err());
         assert!(KekRef::new("local", "a\nb").is_err());
-        let r = KekRef::new("local", "dev").and_then(|r| r.with_version("v1")).expect("valid");
+        let r = KekRef::new("local", "dev")
+            .and_then(|r| r.with_version("v1"))
+            .expect("valid");
         assert_eq!(r.to_string(), "local:dev#v1");
         assert!(WrappedKey::new(r, Vec::new()).is_err());
     }

@@ -33,8 +33,18 @@ pub struct KeyDescription {
 
 impl KeyDescription {
     /// A description of `kek`.
-    pub fn new(kek: KekRef, versions: Vec<String>, native_rewrap: bool, binds_context: bool) -> Self {
-        Self { kek, versions, native_rewrap, binds_context }
+    pub fn new(
+        kek: KekRef,
+        versions: Vec<String>,
+        native_rewrap: bool,
+        binds_context: bool,
+    ) -> Self {
+        Self {
+            kek,
+            versions,
+            native_rewrap,
+            binds_context,
+        }
     }
 }
 
@@ -60,19 +70,35 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
 
     /// A new random data key and its wrapped form. The default generates the key locally
     /// and calls [`KeyProvider::wrap`]; KMSs with a data-key call override it.
-    async fn generate_data_key(&self, context: &EncryptionContext) -> Result<GeneratedKey, ProviderError> {
+    async fn generate_data_key(
+        &self,
+        context: &EncryptionContext,
+    ) -> Result<GeneratedKey, ProviderError> {
         let data_key = DataKey::generate().map_err(|e| {
-            ProviderError::new(self.provider_id(), self.key_id(), ProviderErrorKind::Protocol, e.to_string())
+            ProviderError::new(
+                self.provider_id(),
+                self.key_id(),
+                ProviderErrorKind::Protocol,
+                e.to_string(),
+            )
         })?;
         let wrapped = self.wrap(&data_key, context).await?;
         Ok(GeneratedKey { data_key, wrapped })
     }
 
     /// Wraps an existing data key under the current KEK version, bound to `context`.
-    async fn wrap(&self, data_key: &DataKey, context: &EncryptionContext) -> Result<WrappedKey, ProviderError>;
+    async fn wrap(
+        &self,
+        data_key: &DataKey,
+        context: &EncryptionContext,
+    ) -> Result<WrappedKey, ProviderError>;
 
     /// Unwraps a data key this KEK wrapped under `context`.
-    async fn unwrap(&self, wrapped: &WrappedKey, context: &EncryptionContext) -> Result<DataKey, ProviderError>;
+    async fn unwrap(
+        &self,
+        wrapped: &WrappedKey,
+        context: &EncryptionContext,
+    ) -> Result<DataKey, ProviderError>;
 
     /// Unwraps several keys. The default calls [`KeyProvider::unwrap`] for each; providers
     /// with a batch call (Transit `batch_input`) override it. Results are in input order.
@@ -90,7 +116,11 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
     /// Re-encrypts a wrapped key under the KEK's current primary version. Providers whose KMS
     /// can do this without releasing the plaintext (Transit `rewrap`, KMS `ReEncrypt`)
     /// override it; the default unwraps and wraps again in this process.
-    async fn rewrap(&self, wrapped: &WrappedKey, context: &EncryptionContext) -> Result<WrappedKey, ProviderError> {
+    async fn rewrap(
+        &self,
+        wrapped: &WrappedKey,
+        context: &EncryptionContext,
+    ) -> Result<WrappedKey, ProviderError> {
         let key = self.unwrap(wrapped, context).await?;
         self.wrap(&key, context).await
     }

@@ -25,9 +25,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moka::future::Cache;
-use sealbox_core::crypto::{check_context, open_with_data_key, seal_with_data_key, verify_commitment};
+use sealbox_core::crypto::{
+    check_context, open_with_data_key, seal_with_data_key, verify_commitment,
+};
 use sealbox_core::format::{MAX_PLAINTEXT_LEN, parse, replace_wrapped_key};
-use sealbox_core::{DataKey, EncryptionContext, Error, KekRef, KeyProvider, ProviderError, ProviderErrorKind, WrappedKey};
+use sealbox_core::{
+    DataKey, EncryptionContext, Error, KekRef, KeyProvider, ProviderError, ProviderErrorKind,
+    WrappedKey,
+};
 use tokio::sync::Mutex;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -49,18 +54,27 @@ pub struct LeaseLimits {
 impl Default for LeaseLimits {
     /// 5 minutes, 100 000 payloads, 4 GiB.
     fn default() -> Self {
-        Self { max_age: Duration::from_secs(300), max_payloads: 100_000, max_bytes: 4 << 30 }
+        Self {
+            max_age: Duration::from_secs(300),
+            max_payloads: 100_000,
+            max_bytes: 4 << 30,
+        }
     }
 }
 
 impl LeaseLimits {
     /// One payload per lease: every payload gets its own KMS-wrapped data key.
     pub fn one_payload_per_key() -> Self {
-        Self { max_payloads: 1, ..Self::default() }
+        Self {
+            max_payloads: 1,
+            ..Self::default()
+        }
     }
 
     fn validate(&self) -> Result<(), Error> {
-        if self.max_age < Duration::from_secs(1) || self.max_age > Duration::from_secs(7 * 24 * 3600) {
+        if self.max_age < Duration::from_secs(1)
+            || self.max_age > Duration::from_secs(7 * 24 * 3600)
+        {
             return Err(Error::Config(format!(
                 "lease max_age {:?} is out of range (1s to 7 days)",
                 self.max_age
@@ -93,7 +107,11 @@ pub struct CacheLimits {
 impl Default for CacheLimits {
     /// 10 000 unwrapped keys for 10 minutes, 10 000 lease slots.
     fn default() -> Self {
-        Self { unwrap_capacity: 10_000, unwrap_ttl: Duration::from_secs(600), lease_capacity: 10_000 }
+        Self {
+            unwrap_capacity: 10_000,
+            unwrap_ttl: Duration::from_secs(600),
+            lease_capacity: 10_000,
+        }
     }
 }
 
@@ -266,11 +284,18 @@ impl Keyring {
     /// Seals `plaintext` under `context` with a key derived from the current lease for
     /// (active KEK, context), creating or renewing the lease as its limits require. Returns
     /// the envelope, or an error — never the plaintext.
-    pub async fn seal(&self, context: &EncryptionContext, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+    pub async fn seal(
+        &self,
+        context: &EncryptionContext,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, Error> {
         bump(&self.inner.counters.seals);
         let len = plaintext.len() as u64;
         if len > MAX_PLAINTEXT_LEN {
-            return Err(Error::PlaintextTooLarge { len, max: MAX_PLAINTEXT_LEN });
+            return Err(Error::PlaintextTooLarge {
+                len,
+                max: MAX_PLAINTEXT_LEN,
+            });
         }
         let keys = self.lease(context, len).await?;
         seal_with_data_key(&keys.data_key, &keys.wrapped, context, plaintext)
@@ -279,12 +304,18 @@ impl Keyring {
     /// Opens an envelope that must have been sealed under exactly `context` by a KEK this
     /// key-ring knows (active or decrypt-only). Checks, in order: format, context, KEK,
     /// unwrap (cached, single-flight), key commitment, AES-GCM authentication.
-    pub async fn open(&self, context: &EncryptionContext, envelope: &[u8]) -> Result<Vec<u8>, Error> {
+    pub async fn open(
+        &self,
+        context: &EncryptionContext,
+        envelope: &[u8],
+    ) -> Result<Vec<u8>, Error> {
         bump(&self.inner.counters.opens);
         let parsed = parse(envelope)?;
         check_context(&parsed.header.context, context)?;
         let provider = self.provider_for(parsed.header.kek())?;
-        let key = self.unwrap_cached(provider, &parsed.header.wrapped_key, context).await?;
+        let key = self
+            .unwrap_cached(provider, &parsed.header.wrapped_key, context)
+            .await?;
         open_with_data_key(&key, &parsed, context)
     }
 
@@ -295,21 +326,30 @@ impl Keyring {
     /// envelope's key commitment before the new envelope is returned, so a caller that
     /// stores the result only after this returns `Ok` never replaces data with something
     /// unreadable.
-    pub async fn rewrap(&self, context: &EncryptionContext, envelope: &[u8]) -> Result<Vec<u8>, Error> {
+    pub async fn rewrap(
+        &self,
+        context: &EncryptionContext,
+        envelope: &[u8],
+    ) -> Result<Vec<u8>, Error> {
         let parsed = parse(envelope)?;
         check_context(&parsed.header.context, context)?;
         let old = &parsed.header.wrapped_key;
         let active = &self.inner.active;
         let new_wrapped = if active.owns(old.kek()) {
-            self.call(&self.inner.counters.rewrap, active.rewrap(old, context)).await?
+            self.call(&self.inner.counters.rewrap, active.rewrap(old, context))
+                .await?
         } else {
             let provider = self.provider_for(old.kek())?;
             let key = self.unwrap_cached(provider, old, context).await?;
-            self.call(&self.inner.counters.wrap, active.wrap(&key, context)).await?
+            self.call(&self.inner.counters.wrap, active.wrap(&key, context))
+                .await?
         };
         self.check_owned(&new_wrapped)?;
         let check = self
-            .call(&self.inner.counters.unwrap, active.unwrap(&new_wrapped, context))
+            .call(
+                &self.inner.counters.unwrap,
+                active.unwrap(&new_wrapped, context),
+            )
             .await?;
         verify_commitment(&check, &parsed.header)?;
         Ok(replace_wrapped_key(envelope, &new_wrapped)?)
@@ -334,7 +374,10 @@ impl Keyring {
                 active.provider_id(),
                 active.key_id(),
                 ProviderErrorKind::Protocol,
-                format!("provider returned a key wrapped by {}, not by its own KEK", wrapped.kek()),
+                format!(
+                    "provider returned a key wrapped by {}, not by its own KEK",
+                    wrapped.kek()
+                ),
             )))
         }
     }
@@ -371,7 +414,10 @@ impl Keyring {
         let limits = self.inner.limits;
         if let Some(s) = state.as_mut() {
             let fresh = now.saturating_sub(s.created) < limits.max_age;
-            if fresh && s.payloads < limits.max_payloads && s.bytes.saturating_add(len) <= limits.max_bytes {
+            if fresh
+                && s.payloads < limits.max_payloads
+                && s.bytes.saturating_add(len) <= limits.max_bytes
+            {
                 s.payloads += 1;
                 s.bytes += len;
                 return Ok(s.keys.clone());
@@ -380,22 +426,36 @@ impl Keyring {
         // Renew while holding the slot's lock: concurrent sealers for this (KEK, context)
         // wait for this one KMS call instead of making their own.
         let generated = self
-            .call(&self.inner.counters.generate, active.generate_data_key(context))
+            .call(
+                &self.inner.counters.generate,
+                active.generate_data_key(context),
+            )
             .await?;
         self.check_owned(&generated.wrapped)?;
         bump(&self.inner.counters.leases_created);
         tracing::debug!(kek = %generated.wrapped.kek(), "new data-key lease");
-        let keys = Arc::new(LeaseKeys { data_key: Arc::new(generated.data_key), wrapped: generated.wrapped });
+        let keys = Arc::new(LeaseKeys {
+            data_key: Arc::new(generated.data_key),
+            wrapped: generated.wrapped,
+        });
         // This process knows the wrapped key's plaintext already: opening what it sealed
         // needs no KMS call.
         self.inner
             .unwrapped
             .insert(
-                UnwrapKey { wrapped: keys.wrapped.clone(), context: context.clone() },
+                UnwrapKey {
+                    wrapped: keys.wrapped.clone(),
+                    context: context.clone(),
+                },
                 keys.data_key.clone(),
             )
             .await;
-        *state = Some(LeaseState { keys: keys.clone(), created: now, payloads: 1, bytes: len });
+        *state = Some(LeaseState {
+            keys: keys.clone(),
+            created: now,
+            payloads: 1,
+            bytes: len,
+        });
         Ok(keys)
     }
 
@@ -405,13 +465,19 @@ impl Keyring {
         wrapped: &WrappedKey,
         context: &EncryptionContext,
     ) -> Result<Arc<DataKey>, Error> {
-        let key = UnwrapKey { wrapped: wrapped.clone(), context: context.clone() };
+        let key = UnwrapKey {
+            wrapped: wrapped.clone(),
+            context: context.clone(),
+        };
         self.inner
             .unwrapped
             .try_get_with(key, async {
-                self.call(&self.inner.counters.unwrap, provider.unwrap(wrapped, context))
-                    .await
-                    .map(Arc::new)
+                self.call(
+                    &self.inner.counters.unwrap,
+                    provider.unwrap(wrapped, context),
+                )
+                .await
+                .map(Arc::new)
             })
             .await
             .map_err(|e: Arc<ProviderError>| Error::Provider((*e).clone()))

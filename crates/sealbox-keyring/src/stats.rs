@@ -64,6 +64,10 @@ pub struct KeyStats {
 impl KeyStats {
     /// All provider (KMS) calls.
     pub fn kms_calls(&self) -> u64 {
-        self.generate_calls + self.wrap_calls + self.unwrap_calls + self.rewrap_calls + self.describe_calls
+        self.generate_calls
+            + self.wrap_calls
+            + self.unwrap_calls
+            + self.rewrap_calls
+            + self.describe_calls
     }
 }

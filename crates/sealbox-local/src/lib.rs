@@ -25,7 +25,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::Mac;
 use sealbox_core::{
-    DataKey, EncryptionContext, KekRef, KeyDescription, KeyProvider, ProviderError, ProviderErrorKind, WrappedKey,
+    DataKey, EncryptionContext, KekRef, KeyDescription, KeyProvider, ProviderError,
+    ProviderErrorKind, WrappedKey,
 };
 use secrecy::{ExposeSecret, SecretBox};
 use zeroize::Zeroizing;
@@ -59,11 +60,15 @@ struct KekVersion {
 
 impl KekVersion {
     fn new(key: SecretBox<[u8; KEY_LEN]>) -> Self {
-        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(key.expose_secret())
-            .expect("HMAC accepts any key length");
+        let mut mac =
+            <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(key.expose_secret())
+                .expect("HMAC accepts any key length");
         mac.update(VERSION_LABEL);
         let tag = mac.finalize().into_bytes();
-        Self { version: hex::encode(&tag[..8]), key }
+        Self {
+            version: hex::encode(&tag[..8]),
+            key,
+        }
     }
 }
 
@@ -85,20 +90,33 @@ impl std::fmt::Debug for LocalKek {
 }
 
 fn misconfigured(key_id: &str, message: impl Into<String>) -> ProviderError {
-    ProviderError::new(PROVIDER_ID, key_id, ProviderErrorKind::Misconfigured, message)
+    ProviderError::new(
+        PROVIDER_ID,
+        key_id,
+        ProviderErrorKind::Misconfigured,
+        message,
+    )
 }
 
 fn random_key(key_id: &str) -> Result<SecretBox<[u8; KEY_LEN]>, ProviderError> {
     let mut failed = false;
-    let key = SecretBox::init_with_mut(|k: &mut [u8; KEY_LEN]| failed = getrandom::fill(k).is_err());
+    let key =
+        SecretBox::init_with_mut(|k: &mut [u8; KEY_LEN]| failed = getrandom::fill(k).is_err());
     if failed {
-        return Err(misconfigured(key_id, "the operating system random number generator failed"));
+        return Err(misconfigured(
+            key_id,
+            "the operating system random number generator failed",
+        ));
     }
     Ok(key)
 }
 
 impl LocalKek {
-    fn with_versions(key_id: &str, versions: Vec<KekVersion>, origin: String) -> Result<Self, ProviderError> {
+    fn with_versions(
+        key_id: &str,
+        versions: Vec<KekVersion>,
+        origin: String,
+    ) -> Result<Self, ProviderError> {
         KekRef::new(PROVIDER_ID, key_id).map_err(|e| misconfigured(key_id, e.to_string()))?;
         if versions.is_empty() {
             return Err(misconfigured(key_id, format!("{origin} holds no key")));
@@ -110,7 +128,11 @@ impl LocalKek {
              KMS access control, audit log or key isolation. For development and tests only; \
              never use the local provider in production."
         );
-        Ok(Self { key_id: key_id.to_owned(), versions: RwLock::new(versions), origin })
+        Ok(Self {
+            key_id: key_id.to_owned(),
+            versions: RwLock::new(versions),
+            origin,
+        })
     }
 
     /// A random KEK that lives only in memory (tests).
@@ -136,12 +158,19 @@ impl LocalKek {
             .enumerate()
         {
             let bytes = Zeroizing::new(B64.decode(item).map_err(|_| {
-                misconfigured(key_id, format!("key #{} in {origin} is not valid base64", i + 1))
+                misconfigured(
+                    key_id,
+                    format!("key #{} in {origin} is not valid base64", i + 1),
+                )
             })?);
             if bytes.len() != KEY_LEN {
                 return Err(misconfigured(
                     key_id,
-                    format!("key #{} in {origin} is {} bytes; a KEK must be {KEY_LEN}", i + 1, bytes.len()),
+                    format!(
+                        "key #{} in {origin} is {} bytes; a KEK must be {KEY_LEN}",
+                        i + 1,
+                        bytes.len()
+                    ),
                 ));
             }
             let key = SecretBox::init_with_mut(|k: &mut [u8; KEY_LEN]| k.copy_from_slice(&bytes));
@@ -152,9 +181,9 @@ impl LocalKek {
 
     /// A KEK from the environment variable `var` (base64, as in [`LocalKek::from_base64`]).
     pub fn from_env(key_id: &str, var: &str) -> Result<Self, ProviderError> {
-        let text = Zeroizing::new(
-            std::env::var(var).map_err(|_| misconfigured(key_id, format!("environment variable {var} is not set")))?,
-        );
+        let text = Zeroizing::new(std::env::var(var).map_err(|_| {
+            misconfigured(key_id, format!("environment variable {var} is not set"))
+        })?);
         Self::parse(key_id, &text, format!("environment variable {var}"))
     }
 
@@ -163,10 +192,12 @@ impl LocalKek {
     pub fn from_file(key_id: &str, path: impl AsRef<Path>) -> Result<Self, ProviderError> {
         let path = path.as_ref();
         check_permissions(key_id, path)?;
-        let text = Zeroizing::new(
-            fs::read_to_string(path)
-                .map_err(|e| misconfigured(key_id, format!("cannot read key file {}: {e}", path.display())))?,
-        );
+        let text = Zeroizing::new(fs::read_to_string(path).map_err(|e| {
+            misconfigured(
+                key_id,
+                format!("cannot read key file {}: {e}", path.display()),
+            )
+        })?);
         Self::parse(key_id, &text, format!("key file {}", path.display()))
     }
 
@@ -198,7 +229,10 @@ impl LocalKek {
     pub fn rotate(&self) -> Result<String, ProviderError> {
         let version = KekVersion::new(random_key(&self.key_id)?);
         let id = version.version.clone();
-        self.versions.write().unwrap_or_else(|p| p.into_inner()).push(version);
+        self.versions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(version);
         Ok(id)
     }
 
@@ -214,7 +248,9 @@ impl LocalKek {
 
     fn primary_ref(&self) -> Result<KekRef, ProviderError> {
         let versions = self.versions.read().unwrap_or_else(|p| p.into_inner());
-        let primary = versions.last().ok_or_else(|| misconfigured(&self.key_id, "no key version"))?;
+        let primary = versions
+            .last()
+            .ok_or_else(|| misconfigured(&self.key_id, "no key version"))?;
         KekRef::new(PROVIDER_ID, &self.key_id)
             .and_then(|r| r.with_version(&primary.version))
             .map_err(|e| misconfigured(&self.key_id, e.to_string()))
@@ -227,7 +263,9 @@ impl LocalKek {
 
 /// The associated data of local wrapping (see `docs/format.md`).
 fn wrap_aad(key_id: &str, version: &str, context: &EncryptionContext) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(WRAP_LABEL.len() + 3 + key_id.len() + version.len() + context.encoded_len());
+    let mut aad = Vec::with_capacity(
+        WRAP_LABEL.len() + 3 + key_id.len() + version.len() + context.encoded_len(),
+    );
     aad.extend_from_slice(WRAP_LABEL);
     aad.extend_from_slice(&(key_id.len() as u16).to_be_bytes());
     aad.extend_from_slice(key_id.as_bytes());
@@ -247,12 +285,20 @@ impl KeyProvider for LocalKek {
         &self.key_id
     }
 
-    async fn wrap(&self, data_key: &DataKey, context: &EncryptionContext) -> Result<WrappedKey, ProviderError> {
+    async fn wrap(
+        &self,
+        data_key: &DataKey,
+        context: &EncryptionContext,
+    ) -> Result<WrappedKey, ProviderError> {
         let kek_ref = self.primary_ref()?;
         let version = kek_ref.key_version().unwrap_or_default().to_owned();
         let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce)
-            .map_err(|_| self.err(ProviderErrorKind::Misconfigured, "the OS random number generator failed"))?;
+        getrandom::fill(&mut nonce).map_err(|_| {
+            self.err(
+                ProviderErrorKind::Misconfigured,
+                "the OS random number generator failed",
+            )
+        })?;
         let mut out = Vec::with_capacity(WRAPPED_LEN);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(data_key.expose_secret());
@@ -271,7 +317,8 @@ impl KeyProvider for LocalKek {
         match tag {
             Ok(tag) => {
                 out.extend_from_slice(&tag);
-                WrappedKey::new(kek_ref, out).map_err(|e| self.err(ProviderErrorKind::Protocol, e.to_string()))
+                WrappedKey::new(kek_ref, out)
+                    .map_err(|e| self.err(ProviderErrorKind::Protocol, e.to_string()))
             }
             Err(_) => {
                 zeroize::Zeroize::zeroize(&mut out);
@@ -280,27 +327,46 @@ impl KeyProvider for LocalKek {
         }
     }
 
-    async fn unwrap(&self, wrapped: &WrappedKey, context: &EncryptionContext) -> Result<DataKey, ProviderError> {
+    async fn unwrap(
+        &self,
+        wrapped: &WrappedKey,
+        context: &EncryptionContext,
+    ) -> Result<DataKey, ProviderError> {
         if !self.owns(wrapped.kek()) {
             return Err(self.err(
                 ProviderErrorKind::NotFound,
-                format!("wrapped key belongs to {}, not to this local KEK", wrapped.kek()),
+                format!(
+                    "wrapped key belongs to {}, not to this local KEK",
+                    wrapped.kek()
+                ),
             ));
         }
         let Some(version) = wrapped.kek().key_version() else {
-            return Err(self.err(ProviderErrorKind::InvalidWrappedKey, "wrapped key names no KEK version"));
+            return Err(self.err(
+                ProviderErrorKind::InvalidWrappedKey,
+                "wrapped key names no KEK version",
+            ));
         };
         let ct = wrapped.ciphertext();
         if ct.len() != WRAPPED_LEN {
             return Err(self.err(
                 ProviderErrorKind::InvalidWrappedKey,
-                format!("a locally wrapped key is {WRAPPED_LEN} bytes, got {}", ct.len()),
+                format!(
+                    "a locally wrapped key is {WRAPPED_LEN} bytes, got {}",
+                    ct.len()
+                ),
             ));
         }
         let versions = self.versions.read().unwrap_or_else(|p| p.into_inner());
-        let kek = versions.iter().find(|v| v.version == version).ok_or_else(|| {
-            self.err(ProviderErrorKind::NotFound, format!("KEK version `{}` is not loaded", version.escape_debug()))
-        })?;
+        let kek = versions
+            .iter()
+            .find(|v| v.version == version)
+            .ok_or_else(|| {
+                self.err(
+                    ProviderErrorKind::NotFound,
+                    format!("KEK version `{}` is not loaded", version.escape_debug()),
+                )
+            })?;
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&ct[..NONCE_LEN]);
         let mut tag = [0u8; TAG_LEN];
@@ -320,19 +386,29 @@ impl KeyProvider for LocalKek {
                     "authentication failed: wrong KEK, wrong encryption context, or a corrupted wrapped key",
                 )
             })?;
-        DataKey::try_from_slice(key.as_slice()).map_err(|e| self.err(ProviderErrorKind::Protocol, e.to_string()))
+        DataKey::try_from_slice(key.as_slice())
+            .map_err(|e| self.err(ProviderErrorKind::Protocol, e.to_string()))
     }
 
     async fn describe(&self) -> Result<KeyDescription, ProviderError> {
-        Ok(KeyDescription::new(self.primary_ref()?, self.versions(), false, true))
+        Ok(KeyDescription::new(
+            self.primary_ref()?,
+            self.versions(),
+            false,
+            true,
+        ))
     }
 }
 
 #[cfg(unix)]
 fn check_permissions(key_id: &str, path: &Path) -> Result<(), ProviderError> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = fs::metadata(path)
-        .map_err(|e| misconfigured(key_id, format!("cannot read key file {}: {e}", path.display())))?;
+    let meta = fs::metadata(path).map_err(|e| {
+        misconfigured(
+            key_id,
+            format!("cannot read key file {}: {e}", path.display()),
+        )
+    })?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(misconfigured(
@@ -353,13 +429,20 @@ fn check_permissions(_key_id: &str, _path: &Path) -> Result<(), ProviderError> {
 }
 
 fn create_key_file(key_id: &str, path: &Path) -> Result<(), ProviderError> {
-    let io_err = |what: &str, e: std::io::Error| misconfigured(key_id, format!("cannot {what} {}: {e}", path.display()));
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let io_err = |what: &str, e: std::io::Error| {
+        misconfigured(key_id, format!("cannot {what} {}: {e}", path.display()))
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(|e| io_err("create the directory of", e))?;
+    builder
+        .create(dir)
+        .map_err(|e| io_err("create the directory of", e))?;
 
     let key = random_key(key_id)?;
     let mut text = Zeroizing::new(String::from(
@@ -370,8 +453,13 @@ fn create_key_file(key_id: &str, path: &Path) -> Result<(), ProviderError> {
     text.push('\n');
 
     let mut suffix = [0u8; 8];
-    getrandom::fill(&mut suffix).map_err(|_| misconfigured(key_id, "the OS random number generator failed"))?;
-    let tmp = dir.join(format!(".dev.kek.tmp-{}-{}", std::process::id(), hex::encode(suffix)));
+    getrandom::fill(&mut suffix)
+        .map_err(|_| misconfigured(key_id, "the OS random number generator failed"))?;
+    let tmp = dir.join(format!(
+        ".dev.kek.tmp-{}-{}",
+        std::process::id(),
+        hex::encode(suffix)
+    ));
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -404,7 +492,9 @@ mod tests {
     use super::*;
 
     fn ctx(ns: &str) -> EncryptionContext {
-        EncryptionContext::new().with("namespace", ns).expect("valid")
+        EncryptionContext::new()
+            .with("namespace", ns)
+            .expect("valid")
     }
 
     #[tokio::test]
@@ -415,7 +505,10 @@ mod tests {
         assert_eq!(wrapped.ciphertext().len(), WRAPPED_LEN);
         let back = kek.unwrap(&wrapped, &ctx("a")).await.expect("unwrap");
         assert_eq!(back.expose_secret(), key.expose_secret());
-        let err = kek.unwrap(&wrapped, &ctx("b")).await.expect_err("other context");
+        let err = kek
+            .unwrap(&wrapped, &ctx("b"))
+            .await
+            .expect_err("other context");
         assert_eq!(err.kind(), ProviderErrorKind::InvalidWrappedKey);
     }
 
@@ -441,13 +534,21 @@ mod tests {
         let path = dir.path().join("nested/dev.kek");
         let a = LocalKek::dev_default_at(&path).expect("create");
         let b = LocalKek::dev_default_at(&path).expect("reload");
-        assert_eq!(a.versions(), b.versions(), "the second load must read the same key");
+        assert_eq!(
+            a.versions(),
+            b.versions(),
+            "the second load must read the same key"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
-            let dmode = fs::metadata(path.parent().expect("dir")).expect("meta").permissions().mode() & 0o777;
+            let dmode = fs::metadata(path.parent().expect("dir"))
+                .expect("meta")
+                .permissions()
+                .mode()
+                & 0o777;
             assert_eq!(dmode, 0o700);
         }
         let text = fs::read_to_string(&path).expect("read");
@@ -485,7 +586,10 @@ mod tests {
         let key = [0x5au8; 32];
         let kek = LocalKek::from_base64("k", &B64.encode(key)).expect("kek");
         let dbg = format!("{kek:?}");
-        assert!(!dbg.contains(&B64.encode(key)) && !dbg.contains(&hex::encode(key)), "{dbg}");
+        assert!(
+            !dbg.contains(&B64.encode(key)) && !dbg.contains(&hex::encode(key)),
+            "{dbg}"
+        );
         assert!(!dbg.contains("90, 90"), "{dbg}");
     }
 }
