@@ -176,10 +176,19 @@ impl OpenBao {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// Runs the CLI and parses `-format=json` output.
+    /// Runs the CLI and parses `-format=json` output. The flag goes before the first
+    /// argument that is neither a subcommand word (`token`, `create`, …) nor a flag, since
+    /// the CLI stops reading flags at the first positional argument.
     pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
+        const WORDS: &[&str] = &["token", "create", "read", "write", "list", "lookup"];
+        let at = args
+            .iter()
+            .position(|a| {
+                !a.starts_with('-') && !WORDS.contains(a) || (a.starts_with('-') && *a != "-f")
+            })
+            .unwrap_or(args.len());
         let mut all = args.to_vec();
-        all.insert(1, "-format=json");
+        all.insert(at, "-format=json");
         let out = self.cli(&all);
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("bao {args:?}: bad JSON ({e}): {out}"))
     }

@@ -1,0 +1,271 @@
+//! The Transit provider against a real OpenBao dev server started by each test: the shared
+//! conformance suite (derived and associated-data keys) and Vault-specific failures.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sealbox_core::{
+    EncryptionContext, KeyProvider, ProviderError, ProviderErrorKind, WrappedKey, inspect,
+};
+use sealbox_keyring::Keyring;
+use sealbox_testkit::conformance::Harness;
+use sealbox_testkit::servers::OpenBao;
+use sealbox_vault::{ContextBinding, VaultAuth, VaultTransit, VaultTransitConfig};
+use secrecy::SecretString;
+
+struct Transit {
+    bao: OpenBao,
+    a: Arc<VaultTransit>,
+    b: Arc<VaultTransit>,
+}
+
+fn config(bao: &OpenBao, key: &str) -> VaultTransitConfig {
+    VaultTransitConfig::new(
+        &bao.addr,
+        key,
+        VaultAuth::Token(SecretString::from(bao.root_token.clone())),
+    )
+}
+
+async fn connect(bao: &OpenBao, key: &str) -> Result<VaultTransit, ProviderError> {
+    VaultTransit::connect(config(bao, key)).await
+}
+
+async fn harness(derived: bool) -> Transit {
+    let bao = OpenBao::start();
+    bao.enable_transit("transit");
+    bao.create_key("transit", "kek-a", derived);
+    bao.create_key("transit", "kek-b", derived);
+    let a = Arc::new(connect(&bao, "kek-a").await.expect("connect a"));
+    let b = Arc::new(connect(&bao, "kek-b").await.expect("connect b"));
+    let want = if derived {
+        ContextBinding::Derived
+    } else {
+        ContextBinding::AssociatedData
+    };
+    assert_eq!(a.binding(), want);
+    Transit { bao, a, b }
+}
+
+async fn derived_harness() -> Transit {
+    harness(true).await
+}
+
+async fn associated_data_harness() -> Transit {
+    harness(false).await
+}
+
+#[async_trait]
+impl Harness for Transit {
+    fn provider(&self) -> Arc<dyn KeyProvider> {
+        self.a.clone()
+    }
+    fn other(&self) -> Arc<dyn KeyProvider> {
+        self.b.clone()
+    }
+    async fn missing(&self) -> Result<Arc<dyn KeyProvider>, ProviderError> {
+        connect(&self.bao, "no-such-key")
+            .await
+            .map(|p| Arc::new(p) as Arc<dyn KeyProvider>)
+    }
+    async fn rotate(&self) {
+        self.bao.rotate("transit", "kek-a");
+    }
+    fn versioned(&self) -> bool {
+        true
+    }
+}
+
+mod derived_key {
+    sealbox_testkit::conformance_tests!(super::derived_harness);
+}
+
+mod associated_data_key {
+    sealbox_testkit::conformance_tests!(super::associated_data_harness);
+}
+
+fn ctx(ns: &str) -> EncryptionContext {
+    EncryptionContext::new()
+        .with("namespace", ns)
+        .expect("valid")
+}
+
+#[tokio::test]
+async fn transit_version_is_recorded_and_cross_checked() {
+    let h = derived_harness().await;
+    let keyring = Keyring::builder(h.a.clone()).build().expect("keyring");
+    let env = keyring.seal(&ctx("a"), b"v").await.expect("seal");
+    let header = inspect(&env).expect("header");
+    assert_eq!(header.kek().key_version(), Some("1"));
+    assert!(header.wrapped_key.ciphertext().starts_with(b"vault:v1:"));
+    // An envelope whose header claims another version than its ciphertext is refused.
+    let forged_ref = header.kek().clone().with_version("2").expect("version");
+    let forged =
+        WrappedKey::new(forged_ref, header.wrapped_key.ciphertext().to_vec()).expect("wrapped");
+    let err =
+        h.a.unwrap(&forged, &ctx("a"))
+            .await
+            .expect_err("mismatched version");
+    assert_eq!(err.kind(), ProviderErrorKind::InvalidWrappedKey, "{err}");
+}
+
+#[tokio::test]
+async fn derived_keys_rewrap_natively_and_associated_data_keys_say_they_do_not() {
+    let d = derived_harness().await;
+    assert!(d.a.describe().await.expect("describe").native_rewrap);
+    let a = associated_data_harness().await;
+    assert!(!a.a.describe().await.expect("describe").native_rewrap);
+}
+
+#[tokio::test]
+async fn permission_denied_is_typed_and_names_the_key() {
+    let h = derived_harness().await;
+    let token = h.bao.token_with_policy(
+        "encrypt-only",
+        r#"path "transit/keys/kek-a" { capabilities = ["read"] }
+           path "transit/datakey/plaintext/kek-a" { capabilities = ["update"] }"#,
+    );
+    let limited = VaultTransit::connect(VaultTransitConfig::new(
+        &h.bao.addr,
+        "kek-a",
+        VaultAuth::Token(token.into()),
+    ))
+    .await
+    .expect("connect with a limited token");
+    let g = limited
+        .generate_data_key(&ctx("a"))
+        .await
+        .expect("may generate");
+    let err = limited
+        .unwrap(&g.wrapped, &ctx("a"))
+        .await
+        .expect_err("may not decrypt");
+    assert_eq!(err.kind(), ProviderErrorKind::PermissionDenied, "{err}");
+    assert!(err.to_string().contains("transit/keys/kek-a"), "{err}");
+    assert!(!err.is_retryable());
+}
+
+#[tokio::test]
+async fn a_version_below_min_decryption_version_is_key_disabled() {
+    let h = derived_harness().await;
+    let keyring = Keyring::builder(h.a.clone()).build().expect("keyring");
+    let old = keyring.seal(&ctx("a"), b"old").await.expect("seal");
+    h.bao.rotate("transit", "kek-a");
+    h.bao.cli(&[
+        "write",
+        "transit/keys/kek-a/config",
+        "min_decryption_version=2",
+    ]);
+    let reader = Keyring::builder(h.a.clone()).build().expect("keyring");
+    let err = reader
+        .open(&ctx("a"), &old)
+        .await
+        .expect_err("v1 is retired");
+    match err {
+        sealbox_core::Error::Provider(p) => {
+            assert_eq!(p.kind(), ProviderErrorKind::KeyDisabled, "{p}");
+            assert!(p.to_string().contains("min_decryption_version"), "{p}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_sealed_vault_is_reported_as_such() {
+    let h = derived_harness().await;
+    let g = h.a.generate_data_key(&ctx("a")).await.expect("generate");
+    h.bao.cli(&["operator", "seal"]);
+    let err = h.a.unwrap(&g.wrapped, &ctx("a")).await.expect_err("sealed");
+    assert_eq!(err.kind(), ProviderErrorKind::Unavailable, "{err}");
+    assert!(err.to_string().contains("sealed"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_fails_fast_with_a_clear_error() {
+    let port = sealbox_testkit::servers::free_port();
+    let config = VaultTransitConfig::new(
+        format!("http://127.0.0.1:{port}"),
+        "kek",
+        VaultAuth::Token(SecretString::from("t".to_owned())),
+    )
+    .timeout(Duration::from_secs(2));
+    let err = VaultTransit::connect(config)
+        .await
+        .expect_err("nothing listens there");
+    assert!(
+        matches!(
+            err.kind(),
+            ProviderErrorKind::Unavailable | ProviderErrorKind::Timeout
+        ),
+        "{err}"
+    );
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("cannot reach Vault"), "{err}");
+}
+
+#[tokio::test]
+async fn approle_login_works_and_a_bad_secret_id_is_permission_denied() {
+    let h = derived_harness().await;
+    h.bao.cli(&["auth", "enable", "approle"]);
+    h.bao.token_with_policy(
+        "sealbox",
+        r#"path "transit/keys/kek-a" { capabilities = ["read"] }
+           path "transit/datakey/plaintext/kek-a" { capabilities = ["update"] }
+           path "transit/decrypt/kek-a" { capabilities = ["update"] }"#,
+    );
+    h.bao.cli(&[
+        "write",
+        "auth/approle/role/sealbox",
+        "token_policies=sealbox",
+    ]);
+    let role_id = h
+        .bao
+        .cli_json(&["read", "auth/approle/role/sealbox/role-id"])["data"]["role_id"]
+        .as_str()
+        .expect("role_id")
+        .to_owned();
+    let secret_id = h
+        .bao
+        .cli_json(&["write", "-f", "auth/approle/role/sealbox/secret-id"])["data"]["secret_id"]
+        .as_str()
+        .expect("secret_id")
+        .to_owned();
+    let approle = |secret: String| VaultAuth::AppRole {
+        mount: "approle".into(),
+        role_id: role_id.clone(),
+        secret_id: SecretString::from(secret),
+    };
+    let p = Arc::new(
+        VaultTransit::connect(VaultTransitConfig::new(
+            &h.bao.addr,
+            "kek-a",
+            approle(secret_id),
+        ))
+        .await
+        .expect("AppRole login"),
+    );
+    let keyring = Keyring::builder(p).build().expect("keyring");
+    let env = keyring.seal(&ctx("a"), b"approle").await.expect("seal");
+    let reader = Keyring::builder(h.a.clone()).build().expect("keyring");
+    assert_eq!(
+        reader.open(&ctx("a"), &env).await.expect("open"),
+        b"approle"
+    );
+
+    let err = VaultTransit::connect(VaultTransitConfig::new(
+        &h.bao.addr,
+        "kek-a",
+        approle("wrong".into()),
+    ))
+    .await
+    .expect_err("bad secret id");
+    assert!(
+        matches!(
+            err.kind(),
+            ProviderErrorKind::PermissionDenied | ProviderErrorKind::Protocol
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("AppRole login"), "{err}");
+}
