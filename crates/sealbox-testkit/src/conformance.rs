@@ -117,13 +117,17 @@ pub async fn wrong_key_fails(h: &dyn Harness) {
         .unwrap(&relabelled, &c)
         .await
         .expect_err("B must not unwrap A's ciphertext");
+    // AWS KMS answers IncorrectKeyException (InvalidWrappedKey); moto AccessDeniedException.
     assert!(
         matches!(
             err.kind(),
-            ProviderErrorKind::InvalidWrappedKey | ProviderErrorKind::NotFound
+            ProviderErrorKind::InvalidWrappedKey
+                | ProviderErrorKind::NotFound
+                | ProviderErrorKind::PermissionDenied
         ),
         "{err}"
     );
+    assert!(!err.is_retryable(), "{err}");
 }
 
 /// Envelopes sealed before a server-side rotation stay readable; new data uses the new

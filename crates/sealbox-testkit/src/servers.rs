@@ -226,3 +226,41 @@ impl OpenBao {
             .to_owned()
     }
 }
+
+/// A moto server (AWS API mock server: KMS, S3, …) on a free loopback port.
+pub struct Moto {
+    _guard: Guard,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Moto {
+    /// Starts `moto_server` and waits until it listens.
+    pub fn start() -> Self {
+        let bin = find_tool("moto_server", "pip install \"moto[server]\"");
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let port = free_port();
+        let log = dir.path().join("moto.log");
+        let out = std::fs::File::create(&log).unwrap_or_else(|e| panic!("log file: {e}"));
+        let err = out.try_clone().unwrap_or_else(|e| panic!("log file: {e}"));
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut guard = Guard {
+            child,
+            log,
+            name: "moto",
+        };
+        guard.wait_for_port(port, Duration::from_secs(60));
+        Self {
+            _guard: guard,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+}
