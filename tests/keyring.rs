@@ -543,3 +543,67 @@ async fn core_primitives_round_trip_and_check_the_context() {
         Err(Error::ContextMismatch(_))
     ));
 }
+
+#[tokio::test]
+async fn open_many_batches_per_kek_and_fails_items_independently() {
+    let old = kek("old");
+    let new = kek("new");
+    let c = ctx("a");
+    let old_writer = Keyring::builder(old.clone())
+        .lease_limits(LeaseLimits {
+            max_payloads: 2,
+            ..LeaseLimits::default()
+        })
+        .build()
+        .expect("keyring");
+    let new_writer = Keyring::builder(new.clone()).build().expect("keyring");
+    let mut envs = Vec::new();
+    for i in 0..6u64 {
+        envs.push(old_writer.seal(&c, &pattern(20, i)).await.expect("seal"));
+    }
+    for i in 6..9u64 {
+        envs.push(new_writer.seal(&c, &pattern(20, i)).await.expect("seal"));
+    }
+    let stranger = Keyring::builder(kek("stranger")).build().expect("keyring");
+    let unknown = stranger.seal(&c, b"?").await.expect("seal");
+    let other_ctx = ctx("b");
+
+    let reader = Keyring::builder(new)
+        .decrypt_only(old)
+        .build()
+        .expect("keyring");
+    let mut items: Vec<(&EncryptionContext, &[u8])> =
+        envs.iter().map(|e| (&c, e.as_slice())).collect();
+    items.push((&c, unknown.as_slice()));
+    items.push((&other_ctx, envs[0].as_slice()));
+    items.push((&c, b"garbage".as_slice()));
+    let results = reader.open_many(&items).await;
+    for (i, r) in results.iter().take(9).enumerate() {
+        assert_eq!(r.as_ref().expect("open"), &pattern(20, i as u64));
+    }
+    assert!(
+        matches!(results[9], Err(Error::UnknownKek { .. })),
+        "{:?}",
+        results[9]
+    );
+    assert!(
+        matches!(results[10], Err(Error::ContextMismatch(_))),
+        "{:?}",
+        results[10]
+    );
+    assert!(
+        matches!(results[11], Err(Error::Format(_))),
+        "{:?}",
+        results[11]
+    );
+    let stats = reader.stats();
+    assert_eq!(stats.batch_unwrap_calls, 2, "one batch per KEK");
+    assert_eq!(
+        stats.batch_unwrapped_keys, 4,
+        "3 distinct old keys + 1 new key"
+    );
+    assert_eq!(stats.unwrap_calls, 0);
+    let again = reader.open_many(&items[..9]).await;
+    assert!(again.iter().all(Result::is_ok));
+    assert_eq!(reader.stats().batch_unwrap_calls, 2, "all cached");
+}

@@ -355,14 +355,119 @@ impl Keyring {
         Ok(replace_wrapped_key(envelope, &new_wrapped)?)
     }
 
-    fn provider_for(&self, kek: &KekRef) -> Result<&Arc<dyn KeyProvider>, Error> {
+    /// Opens many envelopes at once, results in input order. Wrapped keys not yet cached are
+    /// deduplicated and unwrapped with one [`KeyProvider::unwrap_many`] call per KEK (one
+    /// HTTP request for providers with a batch API, such as Transit), then cached. Each item
+    /// fails or succeeds on its own, with the same checks as [`Keyring::open`].
+    pub async fn open_many(
+        &self,
+        items: &[(&EncryptionContext, &[u8])],
+    ) -> Vec<Result<Vec<u8>, Error>> {
+        let counters = &self.inner.counters;
+        let mut parsed = Vec::with_capacity(items.len());
+        // (provider index, key) of every distinct wrapped key that is not cached yet.
+        let mut pending: Vec<(usize, UnwrapKey)> = Vec::new();
+        for (context, envelope) in items {
+            bump(&counters.opens);
+            let item = parse(envelope).map_err(Error::from).and_then(|p| {
+                check_context(&p.header.context, context)?;
+                let index = self.provider_index(p.header.kek())?;
+                Ok((p, index))
+            });
+            if let Ok((p, index)) = &item {
+                let key = UnwrapKey {
+                    wrapped: p.header.wrapped_key.clone(),
+                    context: (*context).clone(),
+                };
+                if !self.inner.unwrapped.contains_key(&key)
+                    && !pending.iter().any(|(_, k)| *k == key)
+                {
+                    pending.push((*index, key));
+                }
+            }
+            parsed.push(item);
+        }
+        let mut failed: Vec<(UnwrapKey, ProviderError)> = Vec::new();
+        let mut by_provider: Vec<usize> = pending.iter().map(|(i, _)| *i).collect();
+        by_provider.sort_unstable();
+        by_provider.dedup();
+        for index in by_provider {
+            let provider = self.provider_at(index);
+            let keys: Vec<&UnwrapKey> = pending
+                .iter()
+                .filter(|(i, _)| *i == index)
+                .map(|(_, k)| k)
+                .collect();
+            let requests: Vec<(&WrappedKey, &EncryptionContext)> =
+                keys.iter().map(|k| (&k.wrapped, &k.context)).collect();
+            bump(&counters.batch_unwraps);
+            counters
+                .batch_unwrapped_keys
+                .fetch_add(requests.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            let results = provider.unwrap_many(&requests).await;
+            for (key, result) in keys.into_iter().zip(results) {
+                match result {
+                    Ok(data_key) => {
+                        self.inner
+                            .unwrapped
+                            .insert(key.clone(), Arc::new(data_key))
+                            .await
+                    }
+                    Err(e) => {
+                        bump(&counters.failures);
+                        tracing::warn!(provider = e.provider(), key_id = e.key_id(), kind = ?e.kind(), "batch unwrap item failed: {e}");
+                        failed.push((key.clone(), e));
+                    }
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for ((context, _), item) in items.iter().zip(parsed) {
+            out.push(match item {
+                Err(e) => Err(e),
+                Ok((p, index)) => {
+                    let key = UnwrapKey {
+                        wrapped: p.header.wrapped_key.clone(),
+                        context: (*context).clone(),
+                    };
+                    if let Some((_, e)) = failed.iter().find(|(k, _)| *k == key) {
+                        Err(Error::Provider(e.clone()))
+                    } else {
+                        // Normally cached by now; a key evicted meanwhile is unwrapped singly.
+                        match self
+                            .unwrap_cached(self.provider_at(index), &p.header.wrapped_key, context)
+                            .await
+                        {
+                            Ok(data_key) => open_with_data_key(&data_key, &p, context),
+                            Err(e) => Err(e),
+                        }
+                    }
+                }
+            });
+        }
+        out
+    }
+
+    fn provider_index(&self, kek: &KekRef) -> Result<usize, Error> {
         std::iter::once(&self.inner.active)
             .chain(self.inner.decrypt_only.iter())
-            .find(|p| p.owns(kek))
+            .position(|p| p.owns(kek))
             .ok_or_else(|| Error::UnknownKek {
                 provider: kek.provider().to_owned(),
                 key_id: kek.key_id().to_owned(),
             })
+    }
+
+    fn provider_at(&self, index: usize) -> &Arc<dyn KeyProvider> {
+        if index == 0 {
+            &self.inner.active
+        } else {
+            &self.inner.decrypt_only[index - 1]
+        }
+    }
+
+    fn provider_for(&self, kek: &KekRef) -> Result<&Arc<dyn KeyProvider>, Error> {
+        self.provider_index(kek).map(|i| self.provider_at(i))
     }
 
     fn check_owned(&self, wrapped: &WrappedKey) -> Result<(), Error> {

@@ -13,6 +13,8 @@ pub(crate) struct Counters {
     pub(crate) seals: AtomicU64,
     pub(crate) opens: AtomicU64,
     pub(crate) leases_created: AtomicU64,
+    pub(crate) batch_unwraps: AtomicU64,
+    pub(crate) batch_unwrapped_keys: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -32,6 +34,8 @@ impl Counters {
             seals: get(&self.seals),
             opens: get(&self.opens),
             leases_created: get(&self.leases_created),
+            batch_unwrap_calls: get(&self.batch_unwraps),
+            batch_unwrapped_keys: get(&self.batch_unwrapped_keys),
         }
     }
 }
@@ -59,15 +63,20 @@ pub struct KeyStats {
     pub opens: u64,
     /// Data-key leases created (each is one `generate_data_key` call that succeeded).
     pub leases_created: u64,
+    /// `unwrap_many` calls made by `open_many` (one per KEK with uncached keys).
+    pub batch_unwrap_calls: u64,
+    /// Wrapped keys unwrapped through those batch calls.
+    pub batch_unwrapped_keys: u64,
 }
 
 impl KeyStats {
-    /// All provider (KMS) calls.
+    /// All provider (KMS) calls; a batch unwrap counts as one.
     pub fn kms_calls(&self) -> u64 {
         self.generate_calls
             + self.wrap_calls
             + self.unwrap_calls
             + self.rewrap_calls
             + self.describe_calls
+            + self.batch_unwrap_calls
     }
 }

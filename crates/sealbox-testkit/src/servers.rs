@@ -104,6 +104,8 @@ pub struct OpenBao {
     pub root_token: String,
     /// The CA certificate of the server's TLS listener (TLS servers only).
     pub ca_cert: Option<PathBuf>,
+    /// The server's file audit log (every request, as JSON lines).
+    pub audit_log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -127,8 +129,20 @@ impl OpenBao {
         let log = dir.path().join("bao.log");
         let out = std::fs::File::create(&log).unwrap_or_else(|e| panic!("log file: {e}"));
         let err = out.try_clone().unwrap_or_else(|e| panic!("log file: {e}"));
+        // OpenBao only accepts audit devices from its configuration file.
+        let audit_log = dir.path().join("audit.log");
+        let config = dir.path().join("audit.hcl");
+        std::fs::write(
+            &config,
+            format!(
+                "audit \"file\" \"sealbox-tests\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n",
+                audit_log.display()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("audit config: {e}"));
         let mut cmd = Command::new(&bin);
-        cmd.args(["server", "-dev", "-dev-no-store-token"]);
+        cmd.args(["server", "-dev", "-dev-no-store-token"])
+            .arg(format!("-config={}", config.display()));
         if tls {
             cmd.arg("-dev-tls")
                 .arg(format!("-dev-tls-cert-dir={}", dir.path().display()));
@@ -156,6 +170,7 @@ impl OpenBao {
             addr: format!("{scheme}://127.0.0.1:{port}"),
             root_token: token,
             ca_cert,
+            audit_log,
             _dir: dir,
         };
         let start = Instant::now();
@@ -205,6 +220,15 @@ impl OpenBao {
                 String::from_utf8_lossy(&out.stderr)
             ))
         }
+    }
+
+    /// How many requests to exactly `path` (e.g. `transit/decrypt/kek`) the audit log holds.
+    pub fn audited_requests(&self, path: &str) -> usize {
+        let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["type"] == "request" && v["request"]["path"] == path)
+            .count()
     }
 
     /// Runs the `bao` CLI with the root token in `namespace`; panics on failure.

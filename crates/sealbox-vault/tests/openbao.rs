@@ -335,3 +335,63 @@ async fn namespaces_are_sent_and_recorded_in_the_key_id() {
         .expect_err("root namespace");
     assert_eq!(err.kind(), ProviderErrorKind::NotFound, "{err}");
 }
+
+/// `open_many` unwraps all distinct keys with one `batch_input` request — counted by the
+/// server's own audit log — and a bad item fails alone.
+#[tokio::test]
+async fn open_many_uses_one_batch_request_and_isolates_failures() {
+    for derived in [true, false] {
+        let h = harness(derived).await;
+        let writer = Keyring::builder(h.a.clone())
+            .lease_limits(sealbox_keyring::LeaseLimits::one_payload_per_key())
+            .build()
+            .expect("keyring");
+        let c = ctx("batch");
+        let mut envs = Vec::new();
+        for i in 0..10u8 {
+            envs.push(writer.seal(&c, &[i; 32]).await.expect("seal"));
+        }
+        // An eleventh envelope whose wrapped key was sealed under another context.
+        let foreign = writer.seal(&ctx("other"), b"foreign").await.expect("seal");
+        let parsed = sealbox_core::parse(&foreign).expect("parse");
+        let mut header = parsed.header.clone();
+        header.context = c.clone();
+        let mut moved = Vec::new();
+        header.encode_into(&mut moved);
+        moved.extend_from_slice(parsed.body);
+
+        let before = h.bao.audited_requests("transit/decrypt/kek-a");
+        let reader = Keyring::builder(h.a.clone()).build().expect("keyring");
+        let mut items: Vec<(&EncryptionContext, &[u8])> =
+            envs.iter().map(|e| (&c, e.as_slice())).collect();
+        items.push((&c, moved.as_slice()));
+        let results = reader.open_many(&items).await;
+        for (i, r) in results.iter().take(10).enumerate() {
+            assert_eq!(
+                r.as_ref().expect("open"),
+                &vec![i as u8; 32],
+                "derived={derived}"
+            );
+        }
+        match &results[10] {
+            Err(sealbox_core::Error::Provider(p)) => {
+                assert_eq!(p.kind(), ProviderErrorKind::InvalidWrappedKey, "{p}")
+            }
+            other => panic!("derived={derived}: {other:?}"),
+        }
+        assert_eq!(
+            h.bao.audited_requests("transit/decrypt/kek-a") - before,
+            1,
+            "derived={derived}"
+        );
+        let stats = reader.stats();
+        assert_eq!(
+            (stats.batch_unwrap_calls, stats.batch_unwrapped_keys),
+            (1, 11)
+        );
+        // Everything that unwrapped is cached now.
+        let again = reader.open_many(&items[..10]).await;
+        assert!(again.iter().all(Result::is_ok));
+        assert_eq!(h.bao.audited_requests("transit/decrypt/kek-a") - before, 1);
+    }
+}
