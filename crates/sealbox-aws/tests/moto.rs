@@ -212,3 +212,28 @@ async fn kms_enforces_the_context_through_the_key_ring() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A KMS endpoint that only ever throttles: the provider retries exactly `max_attempts`
+/// times (counted by the endpoint), then reports a retryable `Throttled` error.
+#[tokio::test]
+async fn throttling_is_retried_a_bounded_number_of_times() {
+    let throttling = sealbox_testkit::faults::FaultyHttp::always(
+        400,
+        "application/x-amz-json-1.1",
+        r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
+    )
+    .await;
+    let sdk = sdk(&throttling.endpoint).await;
+    let arn = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000001";
+    let err = AwsKms::connect_with(&sdk, AwsKmsConfig::new(arn).max_attempts(3))
+        .await
+        .expect_err("always throttled");
+    assert_eq!(err.kind(), ProviderErrorKind::Throttled, "{err}");
+    assert!(err.is_retryable());
+    assert!(
+        err.to_string().contains("ThrottlingException")
+            && err.to_string().contains("after 3 attempts"),
+        "{err}"
+    );
+    assert_eq!(throttling.requests(), 3, "one request per attempt, no more");
+}

@@ -7,4 +7,5 @@
 #![warn(missing_docs)]
 
 pub mod conformance;
+pub mod faults;
 pub mod servers;
