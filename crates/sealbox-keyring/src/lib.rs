@@ -71,7 +71,9 @@ impl LeaseLimits {
         }
     }
 
-    fn validate(&self) -> Result<(), Error> {
+    /// Checks the limits are in range (1 s – 7 days, 1 – 2^32 payloads, ≥ 1 byte); the error
+    /// names the field and the range.
+    pub fn validate(&self) -> Result<(), Error> {
         if self.max_age < Duration::from_secs(1)
             || self.max_age > Duration::from_secs(7 * 24 * 3600)
         {

@@ -1,0 +1,902 @@
+//! The key-policy file (TOML): parsing and validation with precise errors.
+//!
+//! Every error names the file, the line and column, the field, and what is wrong. All errors
+//! of a file are reported at once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use globset::{Glob, GlobMatcher};
+use sealbox_core::EncryptionContext;
+use sealbox_keyring::LeaseLimits;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::uri::{KekUri, LocalSource};
+
+/// The context key Sealbox sets to the namespace; policies cannot override it.
+pub const NAMESPACE_KEY: &str = "namespace";
+
+/// One problem in a policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (or the name given to in-memory text).
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// The field, as a dotted path (`rule[2].lease.max_age`).
+    pub field: String,
+    /// What is wrong and, where possible, what to do.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file, self.line, self.column, self.field, self.message
+        )
+    }
+}
+
+/// All problems found in a policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+// ---------------------------------------------------------------- raw (as written) ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    version: Option<Spanned<i64>>,
+    default: Option<Spanned<RawPolicy>>,
+    #[serde(default)]
+    rule: Vec<Spanned<RawRule>>,
+    vault: Option<Spanned<RawVault>>,
+    aws: Option<Spanned<RawAws>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    active: Option<Spanned<String>>,
+    #[serde(default)]
+    decrypt_only: Vec<Spanned<String>>,
+    lease: Option<Spanned<RawLease>>,
+    compression: Option<Spanned<RawCompression>>,
+    context: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    access: Option<Spanned<RawAccess>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    namespace: Spanned<String>,
+    active: Option<Spanned<String>>,
+    #[serde(default)]
+    decrypt_only: Vec<Spanned<String>>,
+    lease: Option<Spanned<RawLease>>,
+    compression: Option<Spanned<RawCompression>>,
+    context: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    access: Option<Spanned<RawAccess>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLease {
+    max_age: Option<Spanned<String>>,
+    max_payloads: Option<Spanned<i64>>,
+    max_bytes: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCompression {
+    algorithm: Spanned<String>,
+    min_size: Option<Spanned<String>>,
+    level: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAccess {
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    subjects: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVault {
+    auth: Spanned<String>,
+    token: Option<Spanned<String>>,
+    token_env: Option<String>,
+    token_file: Option<String>,
+    approle_mount: Option<String>,
+    role_id: Option<String>,
+    secret_id: Option<Spanned<String>>,
+    secret_id_env: Option<String>,
+    secret_id_file: Option<String>,
+    kubernetes_mount: Option<String>,
+    kubernetes_role: Option<String>,
+    jwt_path: Option<String>,
+    ca_cert: Option<String>,
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAws {
+    max_attempts: Option<Spanned<i64>>,
+    attempt_timeout: Option<Spanned<String>>,
+}
+
+// ---------------------------------------------------------------- validated ----
+
+/// A validated policy file.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PolicyConfig {
+    /// Where it was read from.
+    pub source: String,
+    /// The policy of every namespace no rule matches.
+    pub default: Policy,
+    /// Rules in file order; the first match wins.
+    pub rules: Vec<Rule>,
+    /// Vault connection settings (required when a `vault://` KEK is used).
+    pub vault: Option<VaultSettings>,
+    /// AWS settings.
+    pub aws: AwsSettings,
+}
+
+/// A per-namespace rule.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Rule {
+    /// The namespace name or glob (`payments-*`).
+    pub pattern: String,
+    /// The line it starts on.
+    pub line: usize,
+    matcher: GlobMatcher,
+    /// The policy (unset fields inherited from the default).
+    pub policy: Policy,
+}
+
+impl Rule {
+    /// Whether the rule matches `namespace`.
+    pub fn matches(&self, namespace: &str) -> bool {
+        self.matcher.is_match(namespace)
+    }
+}
+
+/// The effective key policy of a namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Policy {
+    /// `default` or `rule `PATTERN``.
+    pub name: String,
+    /// The KEK that wraps new data keys.
+    pub active: KekUri,
+    /// KEKs that may still unwrap old data.
+    pub decrypt_only: Vec<KekUri>,
+    /// Data-key lease limits.
+    pub lease: LeaseLimits,
+    /// Optional compression before encryption (applied by the Temporal codec).
+    pub compression: Option<Compression>,
+    /// Extra context fields bound to every envelope (besides `namespace`).
+    pub context: BTreeMap<String, String>,
+    /// Who may decode through the codec server.
+    pub access: Access,
+}
+
+impl Policy {
+    /// The encryption context for `namespace` under this policy.
+    pub fn context_for(
+        &self,
+        namespace: &str,
+    ) -> Result<EncryptionContext, sealbox_core::ContextError> {
+        let mut ctx = EncryptionContext::new().with(NAMESPACE_KEY, namespace)?;
+        for (k, v) in &self.context {
+            ctx.insert(k.clone(), v.clone())?;
+        }
+        Ok(ctx)
+    }
+}
+
+/// Compression settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Compression {
+    /// Only `zstd` today.
+    pub algorithm: String,
+    /// Payloads smaller than this are not compressed.
+    pub min_size: u64,
+    /// zstd level (1–19).
+    pub level: i32,
+}
+
+/// Who may decode a namespace's payloads through the codec server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Access {
+    /// Roles (JWT claims) allowed.
+    pub roles: Vec<String>,
+    /// Subjects (users) allowed.
+    pub subjects: Vec<String>,
+}
+
+/// How to authenticate to Vault; secrets are referenced, never inline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VaultAuthSetting {
+    /// A token read from an env var or a file.
+    Token {
+        /// Env var holding the token.
+        env: Option<String>,
+        /// File holding the token.
+        file: Option<String>,
+    },
+    /// AppRole.
+    AppRole {
+        /// Auth mount.
+        mount: String,
+        /// Role ID (not secret).
+        role_id: String,
+        /// Env var holding the secret ID.
+        secret_id_env: Option<String>,
+        /// File holding the secret ID.
+        secret_id_file: Option<String>,
+    },
+    /// Kubernetes.
+    Kubernetes {
+        /// Auth mount.
+        mount: String,
+        /// Vault role.
+        role: String,
+        /// Service-account JWT file.
+        jwt_path: String,
+    },
+}
+
+/// Vault connection settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VaultSettings {
+    /// Authentication.
+    pub auth: VaultAuthSetting,
+    /// CA certificate file.
+    pub ca_cert: Option<String>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+/// AWS settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AwsSettings {
+    /// Attempts per call.
+    pub max_attempts: u32,
+    /// Timeout per attempt.
+    pub attempt_timeout: Duration,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            attempt_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// Reads and validates a policy file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigErrors> {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: name.clone(),
+                line: 0,
+                column: 0,
+                field: "file".into(),
+                message: format!("cannot read the policy file: {e}"),
+            }])
+        })?;
+        Self::from_toml(&text, &name)
+    }
+
+    /// Validates policy text; `name` labels errors.
+    pub fn from_toml(text: &str, name: &str) -> Result<Self, ConfigErrors> {
+        let mut v = Validator {
+            text,
+            file: name,
+            errors: Vec::new(),
+        };
+        let raw: RawFile = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                let message = e.message().to_owned();
+                v.err(span, "file", message.replace('\n', " "));
+                return Err(ConfigErrors(v.errors));
+            }
+        };
+        let config = v.file(raw);
+        match config {
+            Some(c) if v.errors.is_empty() => Ok(c),
+            _ => Err(ConfigErrors(v.errors)),
+        }
+    }
+
+    /// The rule matching `namespace` (first match), or `None` for the default.
+    pub fn rule_for(&self, namespace: &str) -> Option<(usize, &Rule)> {
+        self.rules
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.matches(namespace))
+    }
+
+    /// The effective policy of `namespace`.
+    pub fn policy_for(&self, namespace: &str) -> &Policy {
+        self.rule_for(namespace)
+            .map_or(&self.default, |(_, r)| &r.policy)
+    }
+
+    /// Every distinct KEK the file names, in order of first appearance.
+    pub fn keks(&self) -> Vec<&KekUri> {
+        let mut out: Vec<&KekUri> = Vec::new();
+        let policies = std::iter::once(&self.default).chain(self.rules.iter().map(|r| &r.policy));
+        for p in policies {
+            for k in std::iter::once(&p.active).chain(p.decrypt_only.iter()) {
+                if !out.contains(&k) {
+                    out.push(k);
+                }
+            }
+        }
+        out
+    }
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    file: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, column)
+    }
+
+    fn err(&mut self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) {
+        let (line, column) = self.position(span.start);
+        self.errors.push(ConfigError {
+            file: self.file.to_owned(),
+            line,
+            column,
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn file(&mut self, raw: RawFile) -> Option<PolicyConfig> {
+        if let Some(version) = &raw.version
+            && *version.get_ref() != 1
+        {
+            self.err(
+                version.span(),
+                "version",
+                format!(
+                    "unsupported policy version {} (this build reads 1)",
+                    version.get_ref()
+                ),
+            );
+        }
+        let vault = raw.vault.and_then(|v| self.vault(v));
+        let aws = raw.aws.map_or_else(AwsSettings::default, |a| self.aws(a));
+        let Some(default_raw) = raw.default else {
+            self.err(
+                0..0,
+                "default",
+                "no [default] policy: with encryption on, every namespace not matched by a rule — including \
+                 ones created later — must be encrypted with the default, never passed through. Add a [default] \
+                 table with an `active` KEK",
+            );
+            return None;
+        };
+        let span = default_raw.span();
+        let d = default_raw.into_inner();
+        let default = self.policy(
+            "default",
+            "default",
+            span,
+            PolicyParts {
+                active: d.active,
+                decrypt_only: d.decrypt_only,
+                lease: d.lease,
+                compression: d.compression,
+                context: d.context,
+                access: d.access,
+            },
+            None,
+        );
+
+        let mut rules: Vec<Rule> = Vec::new();
+        for (i, raw_rule) in raw.rule.into_iter().enumerate() {
+            let span = raw_rule.span();
+            let r = raw_rule.into_inner();
+            let field = format!("rule[{i}]");
+            let pattern = r.namespace.get_ref().clone();
+            let pattern_span = r.namespace.span();
+            let line = self.position(span.start).0;
+            if pattern.is_empty() {
+                self.err(
+                    pattern_span.clone(),
+                    format!("{field}.namespace"),
+                    "the namespace pattern is empty",
+                );
+                continue;
+            }
+            let matcher = match Glob::new(&pattern) {
+                Ok(g) => g.compile_matcher(),
+                Err(e) => {
+                    self.err(
+                        pattern_span.clone(),
+                        format!("{field}.namespace"),
+                        format!("invalid glob `{pattern}`: {e}"),
+                    );
+                    continue;
+                }
+            };
+            if let Some(prev) = rules.iter().find(|p| p.pattern == pattern) {
+                self.err(
+                    pattern_span.clone(),
+                    format!("{field}.namespace"),
+                    format!(
+                        "duplicate rule for `{pattern}` (first defined at line {})",
+                        prev.line
+                    ),
+                );
+            } else if let Some(prev) = rules.iter().find(|p| shadows(&p.pattern, &pattern)) {
+                self.err(
+                    pattern_span.clone(),
+                    format!("{field}.namespace"),
+                    format!(
+                        "rule `{pattern}` can never match: every namespace it names already matches the earlier rule \
+                         `{}` at line {} (first match wins; move it above that rule)",
+                        prev.pattern, prev.line
+                    ),
+                );
+            }
+            let name = format!("rule `{pattern}`");
+            let Some(policy) = self.policy(
+                &name,
+                &field,
+                span,
+                PolicyParts {
+                    active: r.active,
+                    decrypt_only: r.decrypt_only,
+                    lease: r.lease,
+                    compression: r.compression,
+                    context: r.context,
+                    access: r.access,
+                },
+                default.as_ref(),
+            ) else {
+                continue;
+            };
+            rules.push(Rule {
+                pattern,
+                line,
+                matcher,
+                policy,
+            });
+        }
+
+        // Rules were validated even if the default was not, so all errors are reported.
+        let default = default?;
+        let uses_vault = std::iter::once(&default)
+            .chain(rules.iter().map(|r| &r.policy))
+            .flat_map(|p| std::iter::once(&p.active).chain(p.decrypt_only.iter()))
+            .any(|k| matches!(k, KekUri::Vault { .. }));
+        if uses_vault && vault.is_none() && self.errors.is_empty() {
+            self.err(
+                0..0,
+                "vault",
+                "a vault:// KEK is used but there is no [vault] table saying how to authenticate",
+            );
+        }
+        Some(PolicyConfig {
+            source: self.file.to_owned(),
+            default,
+            rules,
+            vault,
+            aws,
+        })
+    }
+
+    fn kek(&mut self, s: &Spanned<String>, field: &str) -> Option<KekUri> {
+        match KekUri::parse(s.get_ref()) {
+            Ok(KekUri::GcpKms { .. }) => {
+                self.err(
+                    s.span(),
+                    field,
+                    "the gcp-kms provider is not available in this build yet (planned); use awskms, vault or local",
+                );
+                None
+            }
+            Ok(uri) => Some(uri),
+            Err(e) => {
+                self.err(s.span(), field, e);
+                None
+            }
+        }
+    }
+
+    fn policy(
+        &mut self,
+        name: &str,
+        field: &str,
+        span: Range<usize>,
+        parts: PolicyParts,
+        inherit: Option<&Policy>,
+    ) -> Option<Policy> {
+        let Some(active_raw) = parts.active else {
+            self.err(
+                span,
+                format!("{field}.active"),
+                "missing `active`: the KEK that wraps new data keys",
+            );
+            return None;
+        };
+        let active = self.kek(&active_raw, &format!("{field}.active"));
+        let mut decrypt_only = Vec::new();
+        for (i, d) in parts.decrypt_only.iter().enumerate() {
+            let f = format!("{field}.decrypt_only[{i}]");
+            let Some(uri) = self.kek(d, &f) else { continue };
+            if Some(&uri) == active.as_ref() {
+                self.err(
+                    d.span(),
+                    &f,
+                    format!("`{uri}` is the active KEK; a KEK is either active or decrypt-only"),
+                );
+            } else if decrypt_only.contains(&uri) {
+                self.err(d.span(), &f, format!("`{uri}` is listed twice"));
+            } else {
+                decrypt_only.push(uri);
+            }
+        }
+        let lease = match parts.lease {
+            Some(l) => self.lease(l, &format!("{field}.lease")),
+            None => inherit.map_or_else(LeaseLimits::default, |p| p.lease),
+        };
+        let compression = match parts.compression {
+            Some(c) => self.compression(c, &format!("{field}.compression")),
+            None => inherit.and_then(|p| p.compression.clone()),
+        };
+        let context = match parts.context {
+            Some(c) => {
+                let mut out = BTreeMap::new();
+                let mut probe = EncryptionContext::new();
+                for (k, v) in c.into_inner() {
+                    let f = format!("{field}.context.{k}");
+                    if k == NAMESPACE_KEY {
+                        self.err(v.span(), &f, "`namespace` is set by Sealbox to the Temporal namespace; choose another key");
+                        continue;
+                    }
+                    if let Err(e) = probe.insert(k.clone(), v.get_ref().clone()) {
+                        self.err(v.span(), &f, e.to_string());
+                        continue;
+                    }
+                    out.insert(k, v.into_inner());
+                }
+                out
+            }
+            None => inherit.map(|p| p.context.clone()).unwrap_or_default(),
+        };
+        let access = match parts.access {
+            Some(a) => {
+                let a = a.into_inner();
+                Access {
+                    roles: a.roles,
+                    subjects: a.subjects,
+                }
+            }
+            None => inherit.map(|p| p.access.clone()).unwrap_or_default(),
+        };
+        Some(Policy {
+            name: name.to_owned(),
+            active: active?,
+            decrypt_only,
+            lease,
+            compression,
+            context,
+            access,
+        })
+    }
+
+    fn duration(&mut self, s: &Spanned<String>, field: &str) -> Option<Duration> {
+        match humantime::parse_duration(s.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(
+                    s.span(),
+                    field,
+                    format!(
+                        "`{}` is not a duration ({e}); write e.g. \"30s\", \"5m\", \"1h\"",
+                        s.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn size(&mut self, s: &Spanned<String>, field: &str) -> Option<u64> {
+        match s.get_ref().parse::<bytesize::ByteSize>() {
+            Ok(b) => Some(b.as_u64()),
+            Err(e) => {
+                self.err(
+                    s.span(),
+                    field,
+                    format!(
+                        "`{}` is not a size ({e}); write e.g. \"64KiB\", \"4GiB\"",
+                        s.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn lease(&mut self, raw: Spanned<RawLease>, field: &str) -> LeaseLimits {
+        let span = raw.span();
+        let l = raw.into_inner();
+        let mut out = LeaseLimits::default();
+        if let Some(a) = &l.max_age
+            && let Some(d) = self.duration(a, &format!("{field}.max_age"))
+        {
+            out.max_age = d;
+        }
+        if let Some(p) = &l.max_payloads {
+            if *p.get_ref() < 1 {
+                self.err(
+                    p.span(),
+                    format!("{field}.max_payloads"),
+                    "must be at least 1",
+                );
+            } else {
+                out.max_payloads = *p.get_ref() as u64;
+            }
+        }
+        if let Some(b) = &l.max_bytes
+            && let Some(n) = self.size(b, &format!("{field}.max_bytes"))
+        {
+            out.max_bytes = n;
+        }
+        if let Err(e) = out.validate() {
+            let msg = e.to_string();
+            let msg = msg
+                .strip_prefix("invalid key-ring configuration: ")
+                .unwrap_or(&msg)
+                .to_owned();
+            self.err(span, field, msg);
+        }
+        out
+    }
+
+    fn compression(&mut self, raw: Spanned<RawCompression>, field: &str) -> Option<Compression> {
+        let c = raw.into_inner();
+        if c.algorithm.get_ref() != "zstd" {
+            self.err(
+                c.algorithm.span(),
+                format!("{field}.algorithm"),
+                format!(
+                    "unknown compression `{}` (supported: zstd)",
+                    c.algorithm.get_ref()
+                ),
+            );
+            return None;
+        }
+        let min_size = match &c.min_size {
+            Some(s) => self.size(s, &format!("{field}.min_size"))?,
+            None => 1024,
+        };
+        let level = match &c.level {
+            Some(l) if !(1..=19).contains(l.get_ref()) => {
+                self.err(
+                    l.span(),
+                    format!("{field}.level"),
+                    "zstd level must be 1-19",
+                );
+                return None;
+            }
+            Some(l) => *l.get_ref() as i32,
+            None => 3,
+        };
+        Some(Compression {
+            algorithm: "zstd".into(),
+            min_size,
+            level,
+        })
+    }
+
+    fn vault(&mut self, raw: Spanned<RawVault>) -> Option<VaultSettings> {
+        let span = raw.span();
+        let v = raw.into_inner();
+        if let Some(t) = &v.token {
+            self.err(
+                t.span(),
+                "vault.token",
+                "secrets are never written in the policy file: use token_env or token_file",
+            );
+        }
+        if let Some(t) = &v.secret_id {
+            self.err(
+                t.span(),
+                "vault.secret_id",
+                "secrets are never written in the policy file: use secret_id_env or secret_id_file",
+            );
+        }
+        let timeout = match &v.timeout {
+            Some(t) => self.duration(t, "vault.timeout")?,
+            None => Duration::from_secs(10),
+        };
+        let auth = match v.auth.get_ref().as_str() {
+            "token" => {
+                if v.token_env.is_some() && v.token_file.is_some() {
+                    self.err(span, "vault", "give token_env or token_file, not both");
+                }
+                VaultAuthSetting::Token {
+                    env: v
+                        .token_env
+                        .clone()
+                        .or_else(|| v.token_file.is_none().then(|| "VAULT_TOKEN".to_owned())),
+                    file: v.token_file.clone(),
+                }
+            }
+            "approle" => {
+                let Some(role_id) = v.role_id.clone() else {
+                    self.err(span, "vault.role_id", "AppRole auth needs role_id");
+                    return None;
+                };
+                if v.secret_id_env.is_none() == v.secret_id_file.is_none() {
+                    self.err(
+                        span,
+                        "vault",
+                        "AppRole auth needs exactly one of secret_id_env, secret_id_file",
+                    );
+                    return None;
+                }
+                VaultAuthSetting::AppRole {
+                    mount: v.approle_mount.clone().unwrap_or_else(|| "approle".into()),
+                    role_id,
+                    secret_id_env: v.secret_id_env.clone(),
+                    secret_id_file: v.secret_id_file.clone(),
+                }
+            }
+            "kubernetes" => {
+                let Some(role) = v.kubernetes_role.clone() else {
+                    self.err(
+                        span,
+                        "vault.kubernetes_role",
+                        "Kubernetes auth needs kubernetes_role",
+                    );
+                    return None;
+                };
+                VaultAuthSetting::Kubernetes {
+                    mount: v
+                        .kubernetes_mount
+                        .clone()
+                        .unwrap_or_else(|| "kubernetes".into()),
+                    role,
+                    jwt_path: v.jwt_path.clone().unwrap_or_else(|| {
+                        "/var/run/secrets/kubernetes.io/serviceaccount/token".into()
+                    }),
+                }
+            }
+            other => {
+                self.err(
+                    v.auth.span(),
+                    "vault.auth",
+                    format!("unknown auth method `{other}` (token, approle, kubernetes)"),
+                );
+                return None;
+            }
+        };
+        Some(VaultSettings {
+            auth,
+            ca_cert: v.ca_cert,
+            timeout,
+        })
+    }
+
+    fn aws(&mut self, raw: Spanned<RawAws>) -> AwsSettings {
+        let a = raw.into_inner();
+        let mut out = AwsSettings::default();
+        if let Some(m) = &a.max_attempts {
+            if !(1..=20).contains(m.get_ref()) {
+                self.err(m.span(), "aws.max_attempts", "must be 1-20");
+            } else {
+                out.max_attempts = *m.get_ref() as u32;
+            }
+        }
+        if let Some(t) = &a.attempt_timeout
+            && let Some(d) = self.duration(t, "aws.attempt_timeout")
+        {
+            out.attempt_timeout = d;
+        }
+        out
+    }
+}
+
+struct PolicyParts {
+    active: Option<Spanned<String>>,
+    decrypt_only: Vec<Spanned<String>>,
+    lease: Option<Spanned<RawLease>>,
+    compression: Option<Spanned<RawCompression>>,
+    context: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    access: Option<Spanned<RawAccess>>,
+}
+
+/// Whether every namespace matching `later` also matches `earlier` — claimed only when it is
+/// certain: `earlier` uses no wildcard but `*` and matches `later`'s text literally (then
+/// `earlier`'s literal characters align with `later`'s literal ones, and `later`'s wildcards
+/// fall inside `earlier`'s `*`s).
+pub(crate) fn shadows(earlier: &str, later: &str) -> bool {
+    if earlier
+        .chars()
+        .any(|c| matches!(c, '?' | '[' | ']' | '{' | '}' | '\\'))
+    {
+        return false;
+    }
+    Glob::new(earlier)
+        .map(|g| g.compile_matcher().is_match(later))
+        .unwrap_or(false)
+}
+
+/// The local KEK sources a file references (for `config check`).
+pub fn describe_source(uri: &KekUri) -> String {
+    match uri {
+        KekUri::Local {
+            source: LocalSource::DevDefault,
+            ..
+        } => "development key (.sealbox/dev.kek or $SEALBOX_LOCAL_KEK)".into(),
+        KekUri::Local {
+            source: LocalSource::File(p),
+            ..
+        } => format!("key file {p}"),
+        KekUri::Local {
+            source: LocalSource::Env(v),
+            ..
+        } => format!("env var {v}"),
+        KekUri::AwsKms { .. } => "AWS KMS".into(),
+        KekUri::GcpKms { .. } => "Cloud KMS".into(),
+        KekUri::Vault { address, .. } => format!("Vault at {address}"),
+    }
+}

@@ -1,0 +1,410 @@
+//! Policy files: validation with precise errors, rule matching, fail-closed default,
+//! isolation, decrypt-only keys, reload, every shipped example, and OpenBao end to end.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use std::sync::Arc;
+
+use sealbox_core::{Error, inspect};
+use sealbox_policy::{KekUri, PolicyConfig, PolicyKeyrings, ReloadablePolicy};
+use sealbox_testkit::servers::OpenBao;
+
+fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../keyring-config")
+}
+
+/// Writes two local key files into `dir` and returns their paths.
+fn local_keys(dir: &Path) -> (String, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut paths = Vec::new();
+    for (name, byte) in [("a.kek", 1u8), ("b.kek", 2u8)] {
+        let path = dir.join(name);
+        let key = base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+        std::fs::write(&path, key).expect("write key");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        paths.push(path.display().to_string());
+    }
+    (paths[0].clone(), paths[1].clone())
+}
+
+fn errors_of(text: &str) -> Vec<String> {
+    match PolicyConfig::from_toml(text, "policy.toml") {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn assert_error(text: &str, line: usize, field: &str, want: &str) {
+    let errors = errors_of(text);
+    let prefix = format!("policy.toml:{line}:");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with(&prefix) && e.contains(field) && e.contains(want)),
+        "expected `{prefix} … {field} … {want}` in {errors:#?}"
+    );
+}
+
+#[test]
+fn every_shipped_example_validates() {
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(examples_dir()).expect("keyring-config/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            PolicyConfig::from_file(&path).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
+            seen.push(
+                path.file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["aws.toml", "dev.toml", "multi-tenant.toml", "vault.toml"]
+    );
+}
+
+#[test]
+fn the_multi_tenant_example_resolves_as_documented() {
+    let c = PolicyConfig::from_file(examples_dir().join("multi-tenant.toml")).expect("valid");
+    assert_eq!(c.policy_for("acme").active.provider_id(), "aws-kms");
+    assert_eq!(c.policy_for("acme").decrypt_only.len(), 1);
+    assert_eq!(c.policy_for("payments-eu").name, "rule `payments-*`");
+    assert_eq!(c.policy_for("payments-eu").lease.max_payloads, 1000);
+    assert_eq!(c.policy_for("health-records").lease.max_payloads, 1);
+    // Inherited from the default: the extra context field.
+    assert_eq!(
+        c.policy_for("health-records")
+            .context
+            .get("deployment")
+            .map(String::as_str),
+        Some("prod-eu")
+    );
+    // A namespace nobody configured is encrypted with the default — never passed through.
+    let brand_new = c.policy_for("created-tomorrow");
+    assert_eq!(brand_new.name, "default");
+    assert_eq!(
+        brand_new.active.to_string(),
+        "vault://vault.internal:8200/transit/keys/tenants-default"
+    );
+    let ctx = brand_new.context_for("created-tomorrow").expect("context");
+    assert_eq!(ctx.get("namespace"), Some("created-tomorrow"));
+    assert_eq!(ctx.get("deployment"), Some("prod-eu"));
+}
+
+#[test]
+fn first_matching_rule_wins_and_exact_names_match_exactly() {
+    let c = PolicyConfig::from_toml(
+        r#"
+[default]
+active = "local:///dev"
+[[rule]]
+namespace = "payments"
+active = "local:///p?env=P"
+[[rule]]
+namespace = "pay*"
+active = "local:///q?env=Q"
+"#,
+        "t",
+    )
+    .expect("valid");
+    assert_eq!(c.policy_for("payments").name, "rule `payments`");
+    assert_eq!(c.policy_for("payments-eu").name, "rule `pay*`");
+    assert_eq!(c.policy_for("paymentsx").name, "rule `pay*`");
+    assert_eq!(c.policy_for("billing").name, "default");
+    assert_eq!(c.keks().len(), 3);
+}
+
+#[test]
+fn validation_errors_name_the_line_field_and_problem() {
+    assert_error(
+        "version = 1\n[[rule]]\nnamespace = \"a\"\nactive = \"local:///dev\"\n",
+        1,
+        "default",
+        "no [default] policy",
+    );
+    assert_error(
+        "[default]\nactive = \"local:///dev\"\nactiv = \"x\"\n",
+        3,
+        "file",
+        "unknown field `activ`",
+    );
+    assert_error(
+        "[default]\nactive = \"kms://key\"\n",
+        2,
+        "default.active",
+        "unknown KEK provider `kms`",
+    );
+    assert_error(
+        "[default]\nactive = \"local:///dev\"\ndecrypt_only = [\"local:///dev\"]\n",
+        3,
+        "default.decrypt_only[0]",
+        "either active or decrypt-only",
+    );
+    assert_error(
+        "[default]\nactive = \"local:///dev\"\n[default.lease]\nmax_age = \"9d\"\n",
+        3,
+        "default.lease",
+        "max_age",
+    );
+    assert_error(
+        "[default]\nactive = \"local:///dev\"\n[default.lease]\nmax_bytes = \"lots\"\n",
+        4,
+        "default.lease.max_bytes",
+        "not a size",
+    );
+    assert_error(
+        "[default]\nactive = \"local:///dev\"\n[[rule]]\nnamespace = \"a\"\nactive = \"local:///dev\"\n[[rule]]\nnamespace = \"a\"\nactive = \"local:///dev\"\n",
+        7,
+        "rule[1].namespace",
+        "duplicate rule for `a` (first defined at line 3)",
+    );
+    assert_error(
+        "[default]\nactive = \"local:///dev\"\n[[rule]]\nnamespace = \"pay*\"\nactive = \"local:///dev\"\n[[rule]]\nnamespace = \"payments-eu-*\"\nactive = \"local:///dev\"\n",
+        7,
+        "rule[1].namespace",
+        "can never match",
+    );
+    assert_error(
+        "[default]\nactive = \"local:///dev\"\n[default.context]\nnamespace = \"x\"\n",
+        4,
+        "default.context.namespace",
+        "set by Sealbox",
+    );
+    assert_error(
+        "[vault]\nauth = \"token\"\ntoken = \"s.secret\"\n[default]\nactive = \"vault://h/transit/keys/k\"\n",
+        3,
+        "vault.token",
+        "never written in the policy file",
+    );
+    assert_error(
+        "[default]\nactive = \"vault://h/transit/keys/k\"\n",
+        1,
+        "vault",
+        "no [vault] table",
+    );
+    assert_error(
+        "[default]\nactive = \"gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k\"\n",
+        2,
+        "default.active",
+        "not available in this build yet",
+    );
+    assert_error(
+        "[default]\nactive = \"local:///dev\"\n[[rule]]\nnamespace = \"x\"\n",
+        3,
+        "rule[0].active",
+        "missing `active`",
+    );
+    assert_error("[default\n", 1, "file", "");
+    // All problems are reported at once.
+    let all = errors_of(
+        "[default]\nactive = \"kms://a\"\n[[rule]]\nnamespace = \"[\"\nactive = \"local:///dev\"\n",
+    );
+    assert_eq!(all.len(), 2, "{all:#?}");
+}
+
+#[test]
+fn a_later_rule_is_not_flagged_when_it_can_still_match() {
+    // `?`-patterns and specific-then-general orders are fine.
+    PolicyConfig::from_toml(
+        "[default]\nactive = \"local:///dev\"\n[[rule]]\nnamespace = \"a?c\"\nactive = \"local:///dev\"\n[[rule]]\nnamespace = \"a*c\"\nactive = \"local:///dev\"\n[[rule]]\nnamespace = \"x-*\"\nactive = \"local:///dev\"\n[[rule]]\nnamespace = \"*\"\nactive = \"local:///dev\"\n",
+        "t",
+    )
+    .expect("no false shadowing");
+}
+
+#[tokio::test]
+async fn namespaces_sharing_a_kek_are_isolated_and_decrypt_only_keys_still_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = local_keys(dir.path());
+    let old_policy = format!("[default]\nactive = \"local:///a?file={a}\"\n");
+    let old = PolicyKeyrings::build(PolicyConfig::from_toml(&old_policy, "old").expect("valid"))
+        .await
+        .expect("build");
+    let sealed_by_old = old.seal("tenant-a", b"old data").await.expect("seal");
+
+    let new_policy = format!(
+        "[default]\nactive = \"local:///b?file={b}\"\ndecrypt_only = [\"local:///a?file={a}\"]\n[[rule]]\nnamespace = \"tenant-b\"\nactive = \"local:///b?file={b}\"\n"
+    );
+    let new = PolicyKeyrings::build(PolicyConfig::from_toml(&new_policy, "new").expect("valid"))
+        .await
+        .expect("build");
+    assert_eq!(
+        new.open("tenant-a", &sealed_by_old)
+            .await
+            .expect("decrypt-only KEK opens"),
+        b"old data"
+    );
+    let fresh = new.seal("tenant-a", b"new data").await.expect("seal");
+    assert_eq!(inspect(&fresh).expect("header").kek().key_id(), "b");
+
+    // tenant-a and tenant-b share KEK b, but neither opens the other's envelopes.
+    let for_b = new.seal("tenant-b", b"b's data").await.expect("seal");
+    assert!(matches!(
+        new.open("tenant-a", &for_b).await,
+        Err(Error::ContextMismatch(_))
+    ));
+    assert!(matches!(
+        new.open("tenant-b", &fresh).await,
+        Err(Error::ContextMismatch(_))
+    ));
+    assert_ne!(
+        inspect(&fresh).expect("header").wrapped_key,
+        inspect(&for_b).expect("header").wrapped_key,
+        "a data key leased for one tenant is never used for another"
+    );
+    // A policy without KEK a refuses old data with a clear error.
+    let b_only = PolicyKeyrings::build(
+        PolicyConfig::from_toml(
+            &format!("[default]\nactive = \"local:///b?file={b}\"\n"),
+            "b",
+        )
+        .expect("valid"),
+    )
+    .await
+    .expect("build");
+    assert!(matches!(
+        b_only.open("tenant-a", &sealed_by_old).await,
+        Err(Error::UnknownKek { .. })
+    ));
+}
+
+#[tokio::test]
+async fn reload_swaps_atomically_and_a_broken_file_keeps_the_old_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = local_keys(dir.path());
+    let path = dir.path().join("policy.toml");
+    std::fs::write(
+        &path,
+        format!("[default]\nactive = \"local:///a?file={a}\"\n"),
+    )
+    .expect("write");
+    let policy = Arc::new(ReloadablePolicy::load(&path).await.expect("load"));
+
+    let in_flight = policy.current();
+    std::fs::write(&path, format!("[default]\nactive = \"local:///b?file={b}\"\ndecrypt_only = [\"local:///a?file={a}\"]\n"))
+        .expect("write");
+    policy.reload().await.expect("good reload");
+    // A request that started before the reload finishes on the old policy ...
+    let old_env = in_flight.seal("ns", b"x").await.expect("seal");
+    assert_eq!(inspect(&old_env).expect("header").kek().key_id(), "a");
+    // ... new requests use the new one, which still opens the old data.
+    let now = policy.current();
+    let new_env = now.seal("ns", b"y").await.expect("seal");
+    assert_eq!(inspect(&new_env).expect("header").kek().key_id(), "b");
+    assert_eq!(now.open("ns", &old_env).await.expect("open"), b"x");
+
+    // A broken file is rejected and the policy in force does not change.
+    std::fs::write(&path, "[default]\nactive = \"kms://typo\"\n").expect("write");
+    let err = policy.reload().await.expect_err("broken file");
+    assert!(err.to_string().contains("policy.toml:2:"), "{err}");
+    let still = policy.current();
+    assert_eq!(
+        inspect(&still.seal("ns", b"z").await.expect("seal"))
+            .expect("header")
+            .kek()
+            .key_id(),
+        "b"
+    );
+    // So is a valid file naming a KEK that cannot be loaded.
+    std::fs::write(
+        &path,
+        "[default]\nactive = \"local:///c?file=/nonexistent/c.kek\"\n",
+    )
+    .expect("write");
+    assert!(policy.reload().await.is_err());
+    assert_eq!(
+        inspect(&policy.current().seal("ns", b"z").await.expect("seal"))
+            .expect("header")
+            .kek()
+            .key_id(),
+        "b"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = local_keys(dir.path());
+    let path = dir.path().join("policy.toml");
+    std::fs::write(
+        &path,
+        format!("[default]\nactive = \"local:///a?file={a}\"\n"),
+    )
+    .expect("write");
+    let policy = Arc::new(ReloadablePolicy::load(&path).await.expect("load"));
+    let task = policy.reload_on_sighup().expect("signal handler");
+    std::fs::write(
+        &path,
+        format!("[default]\nactive = \"local:///b?file={b}\"\n"),
+    )
+    .expect("write");
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let mut reloaded = false;
+    for _ in 0..2000 {
+        if matches!(policy.current().config().default.active, KekUri::Local { ref name, .. } if name == "b")
+        {
+            reloaded = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    task.abort();
+    assert!(reloaded, "SIGHUP did not reload the policy");
+}
+
+#[tokio::test]
+async fn a_vault_policy_works_end_to_end_against_openbao() {
+    let bao = OpenBao::start();
+    bao.enable_transit("transit");
+    bao.create_key("transit", "default-kek", true);
+    bao.create_key("transit", "payments-kek", true);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, &bao.root_token).expect("token file");
+    let host = bao.addr.trim_start_matches("http://");
+    let text = format!(
+        r#"
+[vault]
+auth = "token"
+token_file = "{}"
+
+[default]
+active = "vault+http://{host}/transit/keys/default-kek"
+
+[[rule]]
+namespace = "payments-*"
+active = "vault+http://{host}/transit/keys/payments-kek"
+"#,
+        token_file.display()
+    );
+    let policy = PolicyKeyrings::build(PolicyConfig::from_toml(&text, "vault").expect("valid"))
+        .await
+        .expect("build");
+    let p = policy.seal("payments-eu", b"card").await.expect("seal");
+    let d = policy.seal("orders", b"order").await.expect("seal");
+    assert_eq!(
+        inspect(&p).expect("header").kek().key_id(),
+        "transit/keys/payments-kek"
+    );
+    assert_eq!(
+        inspect(&d).expect("header").kek().key_id(),
+        "transit/keys/default-kek"
+    );
+    assert_eq!(policy.open("payments-eu", &p).await.expect("open"), b"card");
+    assert_eq!(policy.open("orders", &d).await.expect("open"), b"order");
+    assert!(
+        policy.open("payments-us", &p).await.is_err(),
+        "another namespace must not open it"
+    );
+}
