@@ -3,7 +3,6 @@
 //! Exit codes: 0 success; 1 the operation failed (an envelope did not open, a KMS refused, a
 //! KEK failed its test); 2 invalid usage or an invalid policy file.
 #![forbid(unsafe_code)]
-#![allow(clippy::print_stdout)]
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -15,6 +14,14 @@ use sealbox_core::{EncryptionContext, EnvelopeHeader, inspect};
 use sealbox_policy::config::describe_source;
 use sealbox_policy::{KekUri, Policy, PolicyConfig, PolicyKeyrings, connect};
 use serde_json::{Value, json};
+
+/// Prints a line to stdout; a closed pipe (`sealbox … | head`) ends output quietly instead of
+/// panicking like `println!` would.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
 
 /// Sealbox: KMS-backed envelope encryption for Temporal and beyond.
 #[derive(Parser)]
@@ -121,7 +128,7 @@ async fn main() -> ExitCode {
     match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("sealbox: {}", f.message);
+            let _ = writeln!(std::io::stderr().lock(), "sealbox: {}", f.message);
             ExitCode::from(f.code)
         }
     }
@@ -250,25 +257,25 @@ fn print_header(h: &EnvelopeHeader, json: bool) {
             "header_len": h.encoded_len(),
             "plaintext_len": h.plaintext_len(),
         });
-        println!("{v:#}");
+        out!("{v:#}");
     } else {
-        println!("format       v{}", h.version);
-        println!("suite        {}", h.suite);
-        println!(
+        out!("format       v{}", h.version);
+        out!("suite        {}", h.suite);
+        out!(
             "kek          {} key `{}`",
             h.kek().provider(),
             h.kek().key_id()
         );
-        println!(
+        out!(
             "key version  {}",
             h.kek()
                 .key_version()
                 .unwrap_or("(none reported by the KMS)")
         );
         if let Some(uri) = kek_uri_of(h) {
-            println!("kek uri      {uri}");
+            out!("kek uri      {uri}");
         }
-        println!(
+        out!(
             "context      {}",
             if h.context.is_empty() {
                 "(empty)".to_owned()
@@ -276,8 +283,8 @@ fn print_header(h: &EnvelopeHeader, json: bool) {
                 h.context.to_string()
             }
         );
-        println!("wrapped key  {} bytes", h.wrapped_key.ciphertext().len());
-        println!(
+        out!("wrapped key  {} bytes", h.wrapped_key.ciphertext().len());
+        out!(
             "plaintext    {} bytes (header {} bytes)",
             h.plaintext_len(),
             h.encoded_len()
@@ -302,34 +309,39 @@ fn policy_json(p: &Policy) -> Value {
 }
 
 fn print_policy(label: &str, p: &Policy) {
-    println!("{label}");
-    println!(
+    out!("{label}");
+    out!(
         "  active        {}  ({})",
         p.active,
         describe_source(&p.active)
     );
     for d in &p.decrypt_only {
-        println!("  decrypt-only  {d}  ({})", describe_source(d));
+        out!("  decrypt-only  {d}  ({})", describe_source(d));
     }
-    println!(
+    out!(
         "  lease         max age {:?}, max {} payloads, max {} bytes",
-        p.lease.max_age, p.lease.max_payloads, p.lease.max_bytes
+        p.lease.max_age,
+        p.lease.max_payloads,
+        p.lease.max_bytes
     );
     match &p.compression {
-        Some(c) => println!(
+        Some(c) => out!(
             "  compression   {} level {} from {} bytes",
-            c.algorithm, c.level, c.min_size
+            c.algorithm,
+            c.level,
+            c.min_size
         ),
-        None => println!("  compression   none"),
+        None => out!("  compression   none"),
     }
     if !p.context.is_empty() {
         let ctx: Vec<String> = p.context.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        println!("  context       namespace=<ns>, {}", ctx.join(", "));
+        out!("  context       namespace=<ns>, {}", ctx.join(", "));
     }
     if !p.access.roles.is_empty() || !p.access.subjects.is_empty() {
-        println!(
+        out!(
             "  access        roles {:?}, subjects {:?}",
-            p.access.roles, p.access.subjects
+            p.access.roles,
+            p.access.subjects
         );
     }
 }
@@ -363,10 +375,10 @@ fn check(file: &Path, namespaces: &[String], json: bool) -> Result<(), Failure> 
             }).collect::<Vec<_>>(),
             "namespaces": lookups,
         });
-        println!("{v:#}");
+        out!("{v:#}");
         return Ok(());
     }
-    println!(
+    out!(
         "{}: valid ({} rule(s); first match wins, everything else gets the default)",
         config.source,
         config.rules.len()
@@ -380,7 +392,7 @@ fn check(file: &Path, namespaces: &[String], json: bool) -> Result<(), Failure> 
     print_policy("every other namespace (default)", &config.default);
     for ns in namespaces {
         let (policy, ctx) = resolve(ns)?;
-        println!("namespace `{ns}` -> {policy}; context {ctx}");
+        out!("namespace `{ns}` -> {policy}; context {ctx}");
     }
     Ok(())
 }
@@ -399,17 +411,18 @@ async fn keys_test(file: &Path, json: bool) -> Result<(), Failure> {
         }
         if !json {
             match report["error"].as_str() {
-                None => println!(
+                None => out!(
                     "ok    {uri}  connect {} ms, wrap+unwrap {} ms",
-                    report["connect_ms"], report["round_trip_ms"]
+                    report["connect_ms"],
+                    report["round_trip_ms"]
                 ),
-                Some(e) => println!("FAIL  {uri}  {e}"),
+                Some(e) => out!("FAIL  {uri}  {e}"),
             }
         }
         reports.push(report);
     }
     if json {
-        println!("{:#}", json!({"keks": reports, "failed": failed}));
+        out!("{:#}", json!({"keks": reports, "failed": failed}));
     }
     if failed > 0 {
         return Err(fail(
