@@ -8,4 +8,5 @@
 
 pub mod conformance;
 pub mod faults;
+pub mod gcpkms;
 pub mod servers;

@@ -1,0 +1,504 @@
+//! # sealbox-gcp — Google Cloud KMS as a Sealbox KEK
+//!
+//! Cloud KMS has no data-key call: data keys are generated locally and wrapped with
+//! `:encrypt` over HTTPS JSON, with a bearer token from `gcp_auth` (service-account JSON via
+//! `GOOGLE_APPLICATION_CREDENTIALS`, the metadata server, or gcloud user credentials).
+//!
+//! - **Context binding**: `additionalAuthenticatedData` = `"sealbox-gcp/v1"`, the key version,
+//!   and the canonical encryption context. Binding the version means a header whose version
+//!   was altered no longer decrypts.
+//! - **Version**: each wrap names the primary CryptoKeyVersion explicitly
+//!   (`…/cryptoKeyVersions/N:encrypt`); the version is cached (30 s by default) and re-read when
+//!   `:encrypt` refuses it. The envelope records `N`.
+//! - **Integrity**: every request carries CRC32C of its data (`plaintextCrc32c`,
+//!   `additionalAuthenticatedDataCrc32c`, `ciphertextCrc32c`), and every response is checked
+//!   (`verifiedPlaintextCrc32c`, `verifiedAdditionalAuthenticatedDataCrc32c`, the returned
+//!   CRC32Cs); a mismatch is a loud `Protocol` error, as Google recommends.
+//! - **Rewrap** = decrypt + encrypt inside this process (Cloud KMS has no re-encrypt call);
+//!   the plaintext key is zeroized.
+//! - Retries on 429 and 5xx with bounded exponential backoff; typed errors for permission
+//!   denied, disabled or destroyed versions, unknown keys and locations.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use sealbox_core::{
+    DataKey, EncryptionContext, KekRef, KeyDescription, KeyProvider, ProviderError,
+    ProviderErrorKind, WrappedKey,
+};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+/// The provider ID written into envelopes.
+pub const PROVIDER_ID: &str = "gcp-kms";
+/// The OAuth scope Cloud KMS needs.
+pub const SCOPE: &str = "https://www.googleapis.com/auth/cloudkms";
+/// The AAD label.
+pub const AAD_LABEL: &[u8] = b"sealbox-gcp/v1";
+const PRIMARY_TTL: Duration = Duration::from_secs(30);
+
+/// Where credentials come from.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum GcpCredentials {
+    /// `gcp_auth`'s default chain: `GOOGLE_APPLICATION_CREDENTIALS`, gcloud, metadata server.
+    Default,
+    /// A service-account JSON key file.
+    ServiceAccountFile(PathBuf),
+    /// Service-account JSON key text.
+    ServiceAccountJson(String),
+}
+
+/// Where the key is and how to reach Cloud KMS.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct GcpKmsConfig {
+    /// `projects/P/locations/L/keyRings/R/cryptoKeys/K`.
+    pub key_name: String,
+    /// API endpoint (default `https://cloudkms.googleapis.com`; regional, Private Service
+    /// Connect or emulator endpoints work too).
+    pub endpoint: String,
+    /// Credentials.
+    pub credentials: GcpCredentials,
+    /// Attempts per call on 429 / 5xx / connection errors.
+    pub max_attempts: u32,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// How long the primary version is cached before it is read again (default 30 s). After
+    /// a rotation, new data keys move to the new primary within this time.
+    pub primary_ttl: Duration,
+}
+
+impl GcpKmsConfig {
+    /// A configuration for `key_name` with the default endpoint and credentials.
+    pub fn new(key_name: impl Into<String>) -> Self {
+        Self {
+            key_name: key_name.into(),
+            endpoint: "https://cloudkms.googleapis.com".into(),
+            credentials: GcpCredentials::Default,
+            max_attempts: 5,
+            timeout: Duration::from_secs(10),
+            primary_ttl: PRIMARY_TTL,
+        }
+    }
+
+    /// Sets how long the primary version is cached.
+    pub fn primary_ttl(mut self, ttl: Duration) -> Self {
+        self.primary_ttl = ttl;
+        self
+    }
+
+    /// Sets the endpoint.
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = endpoint.into();
+        self
+    }
+
+    /// Sets the credentials.
+    pub fn credentials(mut self, credentials: GcpCredentials) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
+    /// Sets the attempts per call (at least 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+}
+
+/// A Cloud KMS symmetric key used as a Sealbox KEK.
+pub struct GcpKms {
+    http: reqwest::Client,
+    endpoint: String,
+    key_name: String,
+    auth: Arc<dyn gcp_auth::TokenProvider>,
+    max_attempts: u32,
+    primary_ttl: Duration,
+    primary: Mutex<Option<(String, Instant)>>,
+}
+
+impl fmt::Debug for GcpKms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GcpKms")
+            .field("endpoint", &self.endpoint)
+            .field("key_name", &self.key_name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+fn crc(data: &[u8]) -> u64 {
+    u64::from(crc32c::crc32c(data))
+}
+
+/// An int64 JSON field (a string per proto3 JSON, or a number).
+fn int64(v: &Value) -> Option<u64> {
+    match v {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.as_u64(),
+        _ => None,
+    }
+}
+
+impl GcpKms {
+    /// Builds the client, obtains credentials, and checks the key exists and can encrypt.
+    pub async fn connect(config: GcpKmsConfig) -> Result<Self, ProviderError> {
+        let key = config.key_name.clone();
+        let err = |kind, msg: String| ProviderError::new(PROVIDER_ID, &key, kind, msg);
+        let parts: Vec<&str> = key.split('/').collect();
+        if parts.len() != 8
+            || parts[0] != "projects"
+            || parts[2] != "locations"
+            || parts[4] != "keyRings"
+            || parts[6] != "cryptoKeys"
+        {
+            return Err(err(
+                ProviderErrorKind::Misconfigured,
+                "key name must be projects/P/locations/L/keyRings/R/cryptoKeys/K".into(),
+            ));
+        }
+        let auth: Arc<dyn gcp_auth::TokenProvider> = match &config.credentials {
+            GcpCredentials::Default => gcp_auth::provider().await.map_err(|e| {
+                err(
+                    ProviderErrorKind::Misconfigured,
+                    format!("no Google credentials found: {e}"),
+                )
+            })?,
+            GcpCredentials::ServiceAccountFile(path) => Arc::new(
+                gcp_auth::CustomServiceAccount::from_file(path).map_err(|e| {
+                    err(
+                        ProviderErrorKind::Misconfigured,
+                        format!("service-account file {}: {e}", path.display()),
+                    )
+                })?,
+            ),
+            GcpCredentials::ServiceAccountJson(text) => Arc::new(
+                gcp_auth::CustomServiceAccount::from_json(text).map_err(|e| {
+                    err(
+                        ProviderErrorKind::Misconfigured,
+                        format!("service-account JSON: {e}"),
+                    )
+                })?,
+            ),
+        };
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .build()
+            .map_err(|e| {
+                err(
+                    ProviderErrorKind::Misconfigured,
+                    format!("HTTP client: {e}"),
+                )
+            })?;
+        let kms = Self {
+            http,
+            endpoint: config.endpoint.trim_end_matches('/').to_owned(),
+            key_name: key.clone(),
+            auth,
+            max_attempts: config.max_attempts.max(1),
+            primary_ttl: config.primary_ttl,
+            primary: Mutex::new(None),
+        };
+        let info = kms.call(reqwest::Method::GET, &key, None).await?;
+        let purpose_ok = match &info["purpose"] {
+            Value::String(s) => s == "ENCRYPT_DECRYPT",
+            Value::Number(n) => n.as_u64() == Some(1),
+            _ => false,
+        };
+        if !purpose_ok {
+            return Err(err(
+                ProviderErrorKind::Misconfigured,
+                "the key's purpose is not ENCRYPT_DECRYPT".into(),
+            ));
+        }
+        kms.remember_primary(&info)?;
+        Ok(kms)
+    }
+
+    fn err(&self, kind: ProviderErrorKind, message: impl Into<String>) -> ProviderError {
+        ProviderError::new(PROVIDER_ID, &self.key_name, kind, message)
+    }
+
+    fn remember_primary(&self, info: &Value) -> Result<String, ProviderError> {
+        let name = info["primary"]["name"].as_str().ok_or_else(|| {
+            self.err(
+                ProviderErrorKind::KeyDisabled,
+                "the key has no primary version",
+            )
+        })?;
+        let version = name
+            .rsplit_once("/cryptoKeyVersions/")
+            .map(|(_, v)| v.to_owned())
+            .ok_or_else(|| {
+                self.err(
+                    ProviderErrorKind::Protocol,
+                    format!("unexpected version name `{name}`"),
+                )
+            })?;
+        *self.primary.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((version.clone(), Instant::now()));
+        Ok(version)
+    }
+
+    async fn primary_version(&self, refresh: bool) -> Result<String, ProviderError> {
+        if !refresh {
+            let cached = self
+                .primary
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some((v, at)) = cached
+                && at.elapsed() < self.primary_ttl
+            {
+                return Ok(v);
+            }
+        }
+        let info = self
+            .call(reqwest::Method::GET, &self.key_name, None)
+            .await?;
+        self.remember_primary(&info)
+    }
+
+    fn aad(version: &str, context: &EncryptionContext) -> Vec<u8> {
+        let mut aad = AAD_LABEL.to_vec();
+        aad.push(version.len() as u8);
+        aad.extend_from_slice(version.as_bytes());
+        context.encode_into(&mut aad);
+        aad
+    }
+
+    /// One REST call with bounded retries on 429 / 5xx / connection errors.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ProviderError> {
+        let url = format!("{}/v1/{path}", self.endpoint);
+        let mut delay = Duration::from_millis(100);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let token = self.auth.token(&[SCOPE]).await.map_err(|e| {
+                self.err(
+                    ProviderErrorKind::PermissionDenied,
+                    format!("cannot obtain a Google access token: {}", error_chain(&e)),
+                )
+            })?;
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(token.as_str());
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let (kind, message) = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let text = resp.text().await.unwrap_or_default();
+                    if status.is_success() {
+                        return serde_json::from_str(&text).map_err(|e| {
+                            self.err(
+                                ProviderErrorKind::Protocol,
+                                format!("invalid JSON from Cloud KMS: {e}"),
+                            )
+                        });
+                    }
+                    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    let google = v["error"]["status"].as_str().unwrap_or("");
+                    let msg = v["error"]["message"]
+                        .as_str()
+                        .unwrap_or(text.as_str())
+                        .to_owned();
+                    let kind = match (status.as_u16(), google) {
+                        (401 | 403, _) => ProviderErrorKind::PermissionDenied,
+                        (404, _) => ProviderErrorKind::NotFound,
+                        (429, _) => ProviderErrorKind::Throttled,
+                        (_, "FAILED_PRECONDITION") => ProviderErrorKind::KeyDisabled,
+                        (400, "INVALID_ARGUMENT") if msg.contains("Decryption failed") => {
+                            ProviderErrorKind::InvalidWrappedKey
+                        }
+                        (500..=599, _) => ProviderErrorKind::Unavailable,
+                        _ => ProviderErrorKind::Protocol,
+                    };
+                    (kind, format!("HTTP {} {google}: {msg}", status.as_u16()))
+                }
+                Err(e) if e.is_timeout() => (
+                    ProviderErrorKind::Timeout,
+                    format!("request timed out: {e}"),
+                ),
+                Err(e) => (
+                    ProviderErrorKind::Unavailable,
+                    format!("cannot reach Cloud KMS: {e}"),
+                ),
+            };
+            if kind.is_transient() && attempt < self.max_attempts {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+                continue;
+            }
+            let suffix = if kind.is_transient() && attempt > 1 {
+                format!(" (after {attempt} attempts)")
+            } else {
+                String::new()
+            };
+            return Err(self.err(kind, format!("{message}{suffix}")));
+        }
+    }
+
+    async fn encrypt_with(
+        &self,
+        version: &str,
+        data_key: &DataKey,
+        context: &EncryptionContext,
+    ) -> Result<WrappedKey, ProviderError> {
+        let aad = Self::aad(version, context);
+        let plaintext = Zeroizing::new(B64.encode(data_key.expose_secret()));
+        let body = json!({
+            "plaintext": plaintext.as_str(),
+            "additionalAuthenticatedData": B64.encode(&aad),
+            "plaintextCrc32c": crc(data_key.expose_secret()).to_string(),
+            "additionalAuthenticatedDataCrc32c": crc(&aad).to_string(),
+        });
+        let path = format!("{}/cryptoKeyVersions/{version}:encrypt", self.key_name);
+        let resp = self.call(reqwest::Method::POST, &path, Some(&body)).await?;
+        if resp["verifiedPlaintextCrc32c"] != json!(true)
+            || resp["verifiedAdditionalAuthenticatedDataCrc32c"] != json!(true)
+        {
+            return Err(self.err(ProviderErrorKind::Protocol, "Cloud KMS did not verify the request's CRC32C: the request may have been corrupted in transit"));
+        }
+        let ciphertext = resp["ciphertext"]
+            .as_str()
+            .and_then(|c| B64.decode(c).ok())
+            .ok_or_else(|| {
+                self.err(
+                    ProviderErrorKind::Protocol,
+                    "encrypt returned no ciphertext",
+                )
+            })?;
+        if int64(&resp["ciphertextCrc32c"]) != Some(crc(&ciphertext)) {
+            return Err(self.err(
+                ProviderErrorKind::Protocol,
+                "ciphertext CRC32C mismatch: the response was corrupted in transit",
+            ));
+        }
+        let expected_name = format!("{}/cryptoKeyVersions/{version}", self.key_name);
+        if resp["name"].as_str() != Some(expected_name.as_str()) {
+            return Err(self.err(
+                ProviderErrorKind::Protocol,
+                format!("encrypt used `{}`, not {expected_name}", resp["name"]),
+            ));
+        }
+        let kek = KekRef::new(PROVIDER_ID, &self.key_name)
+            .and_then(|k| k.with_version(version))
+            .map_err(|e| self.err(ProviderErrorKind::Protocol, e.to_string()))?;
+        WrappedKey::new(kek, ciphertext)
+            .map_err(|e| self.err(ProviderErrorKind::Protocol, e.to_string()))
+    }
+}
+
+#[async_trait]
+impl KeyProvider for GcpKms {
+    fn provider_id(&self) -> &str {
+        PROVIDER_ID
+    }
+
+    fn key_id(&self) -> &str {
+        &self.key_name
+    }
+
+    async fn wrap(
+        &self,
+        data_key: &DataKey,
+        context: &EncryptionContext,
+    ) -> Result<WrappedKey, ProviderError> {
+        let version = self.primary_version(false).await?;
+        match self.encrypt_with(&version, data_key, context).await {
+            // The cached primary may have been disabled or replaced: re-read it once.
+            Err(e) if e.kind() == ProviderErrorKind::KeyDisabled => {
+                let fresh = self.primary_version(true).await?;
+                if fresh == version {
+                    return Err(e);
+                }
+                self.encrypt_with(&fresh, data_key, context).await
+            }
+            other => other,
+        }
+    }
+
+    async fn unwrap(
+        &self,
+        wrapped: &WrappedKey,
+        context: &EncryptionContext,
+    ) -> Result<DataKey, ProviderError> {
+        if !self.owns(wrapped.kek()) {
+            return Err(self.err(
+                ProviderErrorKind::NotFound,
+                format!("wrapped key belongs to {}, not to this key", wrapped.kek()),
+            ));
+        }
+        let version = wrapped.kek().key_version().ok_or_else(|| {
+            self.err(
+                ProviderErrorKind::InvalidWrappedKey,
+                "the envelope names no CryptoKeyVersion",
+            )
+        })?;
+        let aad = Self::aad(version, context);
+        let body = json!({
+            "ciphertext": B64.encode(wrapped.ciphertext()),
+            "additionalAuthenticatedData": B64.encode(&aad),
+            "ciphertextCrc32c": crc(wrapped.ciphertext()).to_string(),
+            "additionalAuthenticatedDataCrc32c": crc(&aad).to_string(),
+        });
+        let resp = self
+            .call(
+                reqwest::Method::POST,
+                &format!("{}:decrypt", self.key_name),
+                Some(&body),
+            )
+            .await?;
+        let plaintext = Zeroizing::new(
+            resp["plaintext"]
+                .as_str()
+                .and_then(|p| B64.decode(p).ok())
+                .ok_or_else(|| {
+                    self.err(ProviderErrorKind::Protocol, "decrypt returned no plaintext")
+                })?,
+        );
+        if int64(&resp["plaintextCrc32c"]) != Some(crc(&plaintext)) {
+            return Err(self.err(
+                ProviderErrorKind::Protocol,
+                "plaintext CRC32C mismatch: the response was corrupted in transit",
+            ));
+        }
+        DataKey::try_from_slice(&plaintext)
+            .map_err(|e| self.err(ProviderErrorKind::Protocol, e.to_string()))
+    }
+
+    async fn describe(&self) -> Result<KeyDescription, ProviderError> {
+        let version = self.primary_version(true).await?;
+        let kek = KekRef::new(PROVIDER_ID, &self.key_name)
+            .and_then(|k| k.with_version(&version))
+            .map_err(|e| self.err(ProviderErrorKind::Protocol, e.to_string()))?;
+        Ok(KeyDescription::new(kek, vec![version], false, true))
+    }
+}
