@@ -437,7 +437,7 @@ async fn keys_test(file: &Path, json: bool) -> Result<(), Failure> {
 
 async fn test_kek(uri: &KekUri, config: &PolicyConfig, context: &EncryptionContext) -> Value {
     let started = Instant::now();
-    let provider = match connect(uri, config.vault.as_ref(), &config.aws).await {
+    let provider = match connect(uri, config).await {
         Ok(p) => p,
         Err(e) => {
             return json!({"uri": uri.to_string(), "ok": false, "stage": "connect", "error": e.to_string()});

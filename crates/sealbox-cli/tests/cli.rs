@@ -49,7 +49,13 @@ fn local_policy(dir: &Path) -> (PathBuf, String) {
 
 #[test]
 fn config_check_accepts_every_example_and_explains_the_policy() {
-    for name in ["dev.toml", "aws.toml", "vault.toml", "multi-tenant.toml"] {
+    for name in [
+        "dev.toml",
+        "aws.toml",
+        "gcp.toml",
+        "vault.toml",
+        "multi-tenant.toml",
+    ] {
         let mut cmd = sealbox();
         cmd.args(["config", "check"])
             .arg(examples().join(name))

@@ -74,6 +74,7 @@ struct RawFile {
     rule: Vec<Spanned<RawRule>>,
     vault: Option<Spanned<RawVault>>,
     aws: Option<Spanned<RawAws>>,
+    gcp: Option<Spanned<RawGcp>>,
 }
 
 #[derive(Deserialize)]
@@ -147,6 +148,14 @@ struct RawVault {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawGcp {
+    credentials_file: Option<String>,
+    endpoint: Option<String>,
+    max_attempts: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawAws {
     max_attempts: Option<Spanned<i64>>,
     attempt_timeout: Option<Spanned<String>>,
@@ -168,6 +177,8 @@ pub struct PolicyConfig {
     pub vault: Option<VaultSettings>,
     /// AWS settings.
     pub aws: AwsSettings,
+    /// Cloud KMS settings.
+    pub gcp: GcpSettings,
 }
 
 /// A per-namespace rule.
@@ -301,6 +312,19 @@ pub struct AwsSettings {
     pub attempt_timeout: Duration,
 }
 
+/// Cloud KMS settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GcpSettings {
+    /// Service-account key file; default: the standard chain (`GOOGLE_APPLICATION_CREDENTIALS`,
+    /// gcloud, metadata server).
+    pub credentials_file: Option<String>,
+    /// API endpoint override (regional, Private Service Connect).
+    pub endpoint: Option<String>,
+    /// Attempts per call (default 5).
+    pub max_attempts: Option<u32>,
+}
+
 impl Default for AwsSettings {
     fn default() -> Self {
         Self {
@@ -419,6 +443,7 @@ impl Validator<'_> {
         }
         let vault = raw.vault.and_then(|v| self.vault(v));
         let aws = raw.aws.map_or_else(AwsSettings::default, |a| self.aws(a));
+        let gcp = raw.gcp.map_or_else(GcpSettings::default, |g| self.gcp(g));
         let Some(default_raw) = raw.default else {
             self.err(
                 0..0,
@@ -537,19 +562,12 @@ impl Validator<'_> {
             rules,
             vault,
             aws,
+            gcp,
         })
     }
 
     fn kek(&mut self, s: &Spanned<String>, field: &str) -> Option<KekUri> {
         match KekUri::parse(s.get_ref()) {
-            Ok(KekUri::GcpKms { .. }) => {
-                self.err(
-                    s.span(),
-                    field,
-                    "the gcp-kms provider is not available in this build yet (planned); use awskms, vault or local",
-                );
-                None
-            }
             Ok(uri) => Some(uri),
             Err(e) => {
                 self.err(s.span(), field, e);
@@ -834,6 +852,23 @@ impl Validator<'_> {
             ca_cert: v.ca_cert,
             timeout,
         })
+    }
+
+    fn gcp(&mut self, raw: Spanned<RawGcp>) -> GcpSettings {
+        let g = raw.into_inner();
+        let mut out = GcpSettings {
+            credentials_file: g.credentials_file,
+            endpoint: g.endpoint,
+            max_attempts: None,
+        };
+        if let Some(m) = &g.max_attempts {
+            if !(1..=20).contains(m.get_ref()) {
+                self.err(m.span(), "gcp.max_attempts", "must be 1-20");
+            } else {
+                out.max_attempts = Some(*m.get_ref() as u32);
+            }
+        }
+        out
     }
 
     fn aws(&mut self, raw: Spanned<RawAws>) -> AwsSettings {

@@ -11,9 +11,7 @@ use sealbox_keyring::Keyring;
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
-use crate::config::{
-    AwsSettings, ConfigErrors, Policy, PolicyConfig, VaultAuthSetting, VaultSettings,
-};
+use crate::config::{ConfigErrors, Policy, PolicyConfig, VaultAuthSetting};
 use crate::uri::{KekUri, LocalSource};
 
 /// Why a policy could not be put in force.
@@ -66,7 +64,7 @@ impl PolicyKeyrings {
     pub async fn build(config: PolicyConfig) -> Result<Self, PolicyError> {
         let mut providers: Vec<(KekUri, Arc<dyn KeyProvider>)> = Vec::new();
         for uri in config.keks() {
-            let provider = connect(uri, config.vault.as_ref(), &config.aws)
+            let provider = connect(uri, &config)
                 .await
                 .map_err(|source| PolicyError::Kek {
                     uri: uri.to_string(),
@@ -180,9 +178,9 @@ fn read_secret(
 /// Connects the provider a KEK URI names.
 pub async fn connect(
     uri: &KekUri,
-    vault: Option<&VaultSettings>,
-    aws: &AwsSettings,
+    config: &PolicyConfig,
 ) -> Result<Arc<dyn KeyProvider>, ProviderError> {
+    let (vault, aws, gcp) = (config.vault.as_ref(), &config.aws, &config.gcp);
     match uri {
         KekUri::Local { name, source } => {
             let kek = match source {
@@ -256,8 +254,26 @@ pub async fn connect(
             }
             Ok(Arc::new(VaultTransit::connect(config).await?))
         }
+        #[cfg(feature = "gcp")]
+        KekUri::GcpKms { name } => {
+            let mut c = sealbox_gcp::GcpKmsConfig::new(name);
+            if let Some(e) = &gcp.endpoint {
+                c = c.endpoint(e);
+            }
+            if let Some(f) = &gcp.credentials_file {
+                c = c.credentials(sealbox_gcp::GcpCredentials::ServiceAccountFile(
+                    PathBuf::from(f),
+                ));
+            }
+            if let Some(m) = gcp.max_attempts {
+                c = c.max_attempts(m);
+            }
+            Ok(Arc::new(sealbox_gcp::GcpKms::connect(c).await?))
+        }
+        // Reachable only when a provider feature is switched off.
+        #[allow(unreachable_patterns)]
         other => {
-            let _ = (vault, aws);
+            let _ = (vault, aws, gcp);
             Err(misconfigured(
                 other,
                 format!(

@@ -5,7 +5,7 @@
 //! | `local:///dev` | the local development KEK (`.sealbox/dev.kek`, or `$SEALBOX_LOCAL_KEK[_FILE]`) |
 //! | `local:///NAME?file=PATH` / `local:///NAME?env=VAR` | a local KEK from a key file / an env var |
 //! | `awskms:///arn:aws:kms:REGION:ACCOUNT:key/ID?region=R` | an AWS KMS key (also `awskms://alias/NAME?region=R`, `awskms:///KEY-ID`) |
-//! | `gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K` | a Cloud KMS key (provider not yet available) |
+//! | `gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K` | a Cloud KMS key |
 //! | `vault://HOST[:PORT]/MOUNT/keys/NAME?namespace=NS` | a Vault/OpenBao Transit key over HTTPS (`vault+http://` for plain HTTP, development only) |
 
 use std::fmt;
@@ -30,7 +30,7 @@ pub enum KekUri {
         /// Endpoint override.
         endpoint: Option<String>,
     },
-    /// A Cloud KMS key (no provider yet).
+    /// A Cloud KMS key.
     GcpKms {
         /// `projects/…/cryptoKeys/…`.
         name: String,

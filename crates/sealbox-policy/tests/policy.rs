@@ -64,7 +64,13 @@ fn every_shipped_example_validates() {
     seen.sort();
     assert_eq!(
         seen,
-        ["aws.toml", "dev.toml", "multi-tenant.toml", "vault.toml"]
+        [
+            "aws.toml",
+            "dev.toml",
+            "gcp.toml",
+            "multi-tenant.toml",
+            "vault.toml"
+        ]
     );
 }
 
@@ -188,10 +194,10 @@ fn validation_errors_name_the_line_field_and_problem() {
         "no [vault] table",
     );
     assert_error(
-        "[default]\nactive = \"gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k\"\n",
+        "[default]\nactive = \"gcpkms://projects/p/keyRings/r/cryptoKeys/k\"\n",
         2,
         "default.active",
-        "not available in this build yet",
+        "expected gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K",
     );
     assert_error(
         "[default]\nactive = \"local:///dev\"\n[[rule]]\nnamespace = \"x\"\n",
@@ -407,4 +413,36 @@ active = "vault+http://{host}/transit/keys/payments-kek"
         policy.open("payments-us", &p).await.is_err(),
         "another namespace must not open it"
     );
+}
+
+#[tokio::test]
+async fn a_gcp_policy_works_end_to_end_against_the_cloud_kms_emulator() {
+    use sealbox_testkit::gcpkms::{GcpKmsEmulator, ServiceAccount};
+    let emu = GcpKmsEmulator::start().await;
+    let sa = ServiceAccount::generate(&emu.token_uri());
+    emu.trust(&sa);
+    let key = emu.create_key("acme", "europe-west1", "sealbox", "default");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sa_file = dir.path().join("sa.json");
+    std::fs::write(&sa_file, &sa.json).expect("sa file");
+    let text = format!(
+        "[gcp]\ncredentials_file = \"{}\"\nendpoint = \"{}\"\n[default]\nactive = \"gcpkms://{key}\"\n",
+        sa_file.display(),
+        emu.endpoint
+    );
+    let policy = PolicyKeyrings::build(PolicyConfig::from_toml(&text, "gcp").expect("valid"))
+        .await
+        .expect("build");
+    let env = policy.seal("billing-eu", b"invoice").await.expect("seal");
+    let header = inspect(&env).expect("header");
+    assert_eq!(
+        (header.kek().provider(), header.kek().key_id()),
+        ("gcp-kms", key.as_str())
+    );
+    assert_eq!(header.kek().key_version(), Some("1"));
+    assert_eq!(
+        policy.open("billing-eu", &env).await.expect("open"),
+        b"invoice"
+    );
+    assert!(policy.open("billing-us", &env).await.is_err());
 }
