@@ -223,7 +223,15 @@ pub fn open_with_data_key(
     if !bool::from(keys.commitment.ct_eq(&parsed.header.commitment)) {
         return Err(Error::CommitmentMismatch);
     }
-    let split = parsed.body.len() - TAG_LEN;
+    // `parse` guarantees this; a hand-built ParsedEnvelope gets an error, not a panic.
+    let Some(split) = parsed.body.len().checked_sub(TAG_LEN) else {
+        return Err(Error::Format(crate::error::FormatError::InvalidLength {
+            field: "body length",
+            len: parsed.body.len() as u64,
+            min: TAG_LEN as u64,
+            max: MAX_PLAINTEXT_LEN + TAG_LEN as u64,
+        }));
+    };
     let (ct, tag_bytes) = parsed.body.split_at(split);
     let mut tag = [0u8; TAG_LEN];
     tag.copy_from_slice(tag_bytes);

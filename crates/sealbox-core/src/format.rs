@@ -112,7 +112,7 @@ impl EnvelopeHeader {
 
     /// Length of the plaintext this envelope holds.
     pub fn plaintext_len(&self) -> u64 {
-        self.body_len - TAG_LEN as u64
+        self.body_len.saturating_sub(TAG_LEN as u64)
     }
 
     /// Writes the header (`A || K || C`) to `out` and returns the associated data `A || C`.

@@ -45,16 +45,28 @@ pub const SCOPE: &str = "https://www.googleapis.com/auth/cloudkms";
 pub const AAD_LABEL: &[u8] = b"sealbox-gcp/v1";
 const PRIMARY_TTL: Duration = Duration::from_secs(30);
 
-/// Where credentials come from.
-#[derive(Debug, Clone)]
+/// Where credentials come from. `Debug` never prints key material.
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum GcpCredentials {
     /// `gcp_auth`'s default chain: `GOOGLE_APPLICATION_CREDENTIALS`, gcloud, metadata server.
     Default,
     /// A service-account JSON key file.
     ServiceAccountFile(PathBuf),
-    /// Service-account JSON key text.
-    ServiceAccountJson(String),
+    /// Service-account JSON key text (it holds a private key).
+    ServiceAccountJson(secrecy::SecretString),
+}
+
+impl fmt::Debug for GcpCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GcpCredentials::Default => f.write_str("Default"),
+            GcpCredentials::ServiceAccountFile(p) => {
+                f.debug_tuple("ServiceAccountFile").field(p).finish()
+            }
+            GcpCredentials::ServiceAccountJson(_) => f.write_str("ServiceAccountJson(<redacted>)"),
+        }
+    }
 }
 
 /// Where the key is and how to reach Cloud KMS.
@@ -192,7 +204,10 @@ impl GcpKms {
                 })?,
             ),
             GcpCredentials::ServiceAccountJson(text) => Arc::new(
-                gcp_auth::CustomServiceAccount::from_json(text).map_err(|e| {
+                gcp_auth::CustomServiceAccount::from_json(secrecy::ExposeSecret::expose_secret(
+                    text,
+                ))
+                .map_err(|e| {
                     err(
                         ProviderErrorKind::Misconfigured,
                         format!("service-account JSON: {e}"),
@@ -218,7 +233,7 @@ impl GcpKms {
             primary_ttl: config.primary_ttl,
             primary: Mutex::new(None),
         };
-        let info = kms.call(reqwest::Method::GET, &key, None).await?;
+        let info: Value = kms.call_parsed(reqwest::Method::GET, &key, None).await?;
         let purpose_ok = match &info["purpose"] {
             Value::String(s) => s == "ENCRYPT_DECRYPT",
             Value::Number(n) => n.as_u64() == Some(1),
@@ -272,8 +287,8 @@ impl GcpKms {
                 return Ok(v);
             }
         }
-        let info = self
-            .call(reqwest::Method::GET, &self.key_name, None)
+        let info: Value = self
+            .call_parsed(reqwest::Method::GET, &self.key_name, None)
             .await?;
         self.remember_primary(&info)
     }
@@ -287,12 +302,28 @@ impl GcpKms {
     }
 
     /// One REST call with bounded retries on 429 / 5xx / connection errors.
+    async fn call_parsed<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<T, ProviderError> {
+        let text = self.call(method, path, body).await?;
+        serde_json::from_str(&text).map_err(|e| {
+            self.err(
+                ProviderErrorKind::Protocol,
+                format!("invalid JSON from Cloud KMS: {e}"),
+            )
+        })
+    }
+
+    /// One REST call with bounded retries; returns the response body in zeroizing memory.
     async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, ProviderError> {
+        body: Option<&[u8]>,
+    ) -> Result<Zeroizing<String>, ProviderError> {
         let url = format!("{}/v1/{path}", self.endpoint);
         let mut delay = Duration::from_millis(100);
         let mut attempt = 0;
@@ -309,19 +340,16 @@ impl GcpKms {
                 .request(method.clone(), &url)
                 .bearer_auth(token.as_str());
             if let Some(b) = body {
-                req = req.json(b);
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(b.to_vec());
             }
             let (kind, message) = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status();
-                    let text = resp.text().await.unwrap_or_default();
+                    let text = Zeroizing::new(resp.text().await.unwrap_or_default());
                     if status.is_success() {
-                        return serde_json::from_str(&text).map_err(|e| {
-                            self.err(
-                                ProviderErrorKind::Protocol,
-                                format!("invalid JSON from Cloud KMS: {e}"),
-                            )
-                        });
+                        return Ok(text);
                     }
                     let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                     let google = v["error"]["status"].as_str().unwrap_or("");
@@ -372,15 +400,20 @@ impl GcpKms {
         context: &EncryptionContext,
     ) -> Result<WrappedKey, ProviderError> {
         let aad = Self::aad(version, context);
+        // The body holds the data key (base64): build it in zeroizing memory, never in a
+        // serde_json::Value whose strings would be freed without being wiped.
         let plaintext = Zeroizing::new(B64.encode(data_key.expose_secret()));
-        let body = json!({
-            "plaintext": plaintext.as_str(),
-            "additionalAuthenticatedData": B64.encode(&aad),
-            "plaintextCrc32c": crc(data_key.expose_secret()).to_string(),
-            "additionalAuthenticatedDataCrc32c": crc(&aad).to_string(),
-        });
+        let body = Zeroizing::new(format!(
+            r#"{{"plaintext":"{}","additionalAuthenticatedData":"{}","plaintextCrc32c":"{}","additionalAuthenticatedDataCrc32c":"{}"}}"#,
+            plaintext.as_str(),
+            B64.encode(&aad),
+            crc(data_key.expose_secret()),
+            crc(&aad)
+        ));
         let path = format!("{}/cryptoKeyVersions/{version}:encrypt", self.key_name);
-        let resp = self.call(reqwest::Method::POST, &path, Some(&body)).await?;
+        let resp: Value = self
+            .call_parsed(reqwest::Method::POST, &path, Some(body.as_bytes()))
+            .await?;
         if resp["verifiedPlaintextCrc32c"] != json!(true)
             || resp["verifiedAdditionalAuthenticatedDataCrc32c"] != json!(true)
         {
@@ -468,23 +501,32 @@ impl KeyProvider for GcpKms {
             "additionalAuthenticatedData": B64.encode(&aad),
             "ciphertextCrc32c": crc(wrapped.ciphertext()).to_string(),
             "additionalAuthenticatedDataCrc32c": crc(&aad).to_string(),
-        });
-        let resp = self
-            .call(
+        })
+        .to_string();
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct DecryptResponse {
+            plaintext: Option<String>,
+            #[serde(default)]
+            plaintext_crc32c: Value,
+        }
+        let resp: DecryptResponse = self
+            .call_parsed(
                 reqwest::Method::POST,
                 &format!("{}:decrypt", self.key_name),
-                Some(&body),
+                Some(body.as_bytes()),
             )
             .await?;
-        let plaintext = Zeroizing::new(
-            resp["plaintext"]
-                .as_str()
-                .and_then(|p| B64.decode(p).ok())
-                .ok_or_else(|| {
-                    self.err(ProviderErrorKind::Protocol, "decrypt returned no plaintext")
-                })?,
-        );
-        if int64(&resp["plaintextCrc32c"]) != Some(crc(&plaintext)) {
+        let encoded = Zeroizing::new(resp.plaintext.ok_or_else(|| {
+            self.err(ProviderErrorKind::Protocol, "decrypt returned no plaintext")
+        })?);
+        let plaintext = Zeroizing::new(B64.decode(encoded.as_bytes()).map_err(|_| {
+            self.err(
+                ProviderErrorKind::Protocol,
+                "decrypt returned a plaintext that is not base64",
+            )
+        })?);
+        if int64(&resp.plaintext_crc32c) != Some(crc(&plaintext)) {
             return Err(self.err(
                 ProviderErrorKind::Protocol,
                 "plaintext CRC32C mismatch: the response was corrupted in transit",

@@ -26,7 +26,7 @@ struct Gcp {
 fn config(emu: &GcpKmsEmulator, sa: &ServiceAccount, key: &str) -> GcpKmsConfig {
     GcpKmsConfig::new(key)
         .endpoint(&emu.endpoint)
-        .credentials(GcpCredentials::ServiceAccountJson(sa.json.clone()))
+        .credentials(GcpCredentials::ServiceAccountJson(sa.json.clone().into()))
         .primary_ttl(Duration::ZERO)
 }
 

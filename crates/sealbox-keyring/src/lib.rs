@@ -369,6 +369,7 @@ impl Keyring {
         let mut parsed = Vec::with_capacity(items.len());
         // (provider index, key) of every distinct wrapped key that is not cached yet.
         let mut pending: Vec<(usize, UnwrapKey)> = Vec::new();
+        let mut seen: std::collections::HashSet<UnwrapKey> = std::collections::HashSet::new();
         for (context, envelope) in items {
             bump(&counters.opens);
             let item = parse(envelope).map_err(Error::from).and_then(|p| {
@@ -381,15 +382,14 @@ impl Keyring {
                     wrapped: p.header.wrapped_key.clone(),
                     context: (*context).clone(),
                 };
-                if !self.inner.unwrapped.contains_key(&key)
-                    && !pending.iter().any(|(_, k)| *k == key)
-                {
+                if !self.inner.unwrapped.contains_key(&key) && seen.insert(key.clone()) {
                     pending.push((*index, key));
                 }
             }
             parsed.push(item);
         }
-        let mut failed: Vec<(UnwrapKey, ProviderError)> = Vec::new();
+        let mut failed: std::collections::HashMap<UnwrapKey, ProviderError> =
+            std::collections::HashMap::new();
         let mut by_provider: Vec<usize> = pending.iter().map(|(i, _)| *i).collect();
         by_provider.sort_unstable();
         by_provider.dedup();
@@ -418,7 +418,7 @@ impl Keyring {
                     Err(e) => {
                         bump(&counters.failures);
                         tracing::warn!(provider = e.provider(), key_id = e.key_id(), kind = ?e.kind(), "batch unwrap item failed: {e}");
-                        failed.push((key.clone(), e));
+                        failed.insert(key.clone(), e);
                     }
                 }
             }
@@ -432,7 +432,7 @@ impl Keyring {
                         wrapped: p.header.wrapped_key.clone(),
                         context: (*context).clone(),
                     };
-                    if let Some((_, e)) = failed.iter().find(|(k, _)| *k == key) {
+                    if let Some(e) = failed.get(&key) {
                         Err(Error::Provider(e.clone()))
                     } else {
                         // Normally cached by now; a key evicted meanwhile is unwrapped singly.

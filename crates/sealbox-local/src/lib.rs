@@ -295,15 +295,17 @@ impl KeyProvider for LocalKek {
                 "the OS random number generator failed",
             )
         })?;
+        let versions = self.versions.read().unwrap_or_else(|p| p.into_inner());
+        let kek = versions
+            .iter()
+            .find(|v| v.version == version)
+            .ok_or_else(|| self.err(ProviderErrorKind::NotFound, "primary version vanished"))?;
+        // The buffer holds the plaintext key until it is encrypted in place; nothing can fail
+        // between here and the encryption but the encryption itself, which zeroizes it.
         let mut out = Vec::with_capacity(WRAPPED_LEN);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(data_key.expose_secret());
         let tag = {
-            let versions = self.versions.read().unwrap_or_else(|p| p.into_inner());
-            let kek = versions
-                .iter()
-                .find(|v| v.version == version)
-                .ok_or_else(|| self.err(ProviderErrorKind::NotFound, "primary version vanished"))?;
             Aes256Gcm::new(&(*kek.key.expose_secret()).into()).encrypt_inout_detached(
                 &Nonce::from(nonce),
                 &wrap_aad(&self.key_id, &version, context),

@@ -162,7 +162,7 @@ fn read_secret(
 ) -> Result<SecretString, ProviderError> {
     if let Some(var) = env {
         return std::env::var(var)
-            .map(SecretString::from)
+            .map(|v| SecretString::from(v.trim().to_owned()))
             .map_err(|_| misconfigured(uri, format!("environment variable {var} is not set")));
     }
     if let Some(path) = file {

@@ -162,6 +162,21 @@ impl KekUri {
                 if host.is_empty() {
                     return Err(format!("`{uri}`: the Vault host is missing"));
                 }
+                if !host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+                {
+                    return Err(format!("`{uri}`: `{host}` is not a host[:port]"));
+                }
+                if let Some(ns) = get("namespace")
+                    && !ns
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+                {
+                    return Err(format!(
+                        "`{uri}`: the namespace may only hold ASCII letters, digits and - _ . /"
+                    ));
+                }
                 let tls = if scheme == "vault" { "https" } else { "http" };
                 Ok(KekUri::Vault {
                     address: format!("{tls}://{host}"),
@@ -296,6 +311,11 @@ mod tests {
             (
                 "vault://host/transit/name",
                 "expected vault://HOST[:PORT]/MOUNT/keys/NAME",
+            ),
+            ("vault://bad host/transit/keys/k", "is not a host[:port]"),
+            (
+                "vault://h/transit/keys/k?namespace=t\u{e9}am",
+                "namespace may only hold",
             ),
             ("vault:///transit/keys/k", "host is missing"),
             ("no-scheme", "is not a KEK URI"),

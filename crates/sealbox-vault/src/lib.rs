@@ -217,11 +217,50 @@ impl VaultTransit {
                 })?,
             _ => SecretString::from(String::new()),
         };
+        // Refuse what would make the HTTP layer panic, and never let VAULT_SKIP_VERIFY switch
+        // certificate checks off behind the operator's back.
+        let address_ok = (config.address.starts_with("https://")
+            || config.address.starts_with("http://"))
+            && config.address.len() > "https://".len()
+            && config.address.bytes().all(|b| b.is_ascii_graphic());
+        if !address_ok {
+            return Err(err(
+                ProviderErrorKind::Misconfigured,
+                format!(
+                    "Vault address `{}` must be an http(s):// URL",
+                    config.address.escape_debug()
+                ),
+            ));
+        }
+        if let Some(ns) = &config.namespace
+            && (ns.is_empty()
+                || !ns
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b)))
+        {
+            return Err(err(
+                ProviderErrorKind::Misconfigured,
+                "a Vault namespace may only hold ASCII letters, digits and - _ . /".into(),
+            ));
+        }
+        if !token.expose_secret().bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(err(
+                ProviderErrorKind::Misconfigured,
+                "the Vault token contains whitespace or non-ASCII characters".into(),
+            ));
+        }
+        if config.address.starts_with("http://") {
+            tracing::warn!(
+                key_id = %key_id,
+                "Vault is reached over plain HTTP: tokens and data keys cross the network unencrypted (development only)"
+            );
+        }
         let mut settings = VaultClientSettingsBuilder::default();
         settings
             .address(&config.address)
             .token(token.expose_secret())
-            .timeout(Some(config.timeout));
+            .timeout(Some(config.timeout))
+            .verify(true);
         if let Some(ns) = &config.namespace {
             settings.set_namespace(ns.clone());
         }
@@ -282,11 +321,19 @@ impl VaultTransit {
         let info = vaultrs::transit::key::read(&client, &config.mount, &config.key)
             .await
             .map_err(|e| map_error(&key_id, "reading the key", e))?;
-        if !info.supports_encryption || !info.supports_decryption {
+        // Only AEAD keys bind associated data or a derivation context; RSA and other types would
+        // wrap keys without binding the encryption context.
+        let aead = matches!(
+            info.key_type,
+            vaultrs::api::transit::KeyType::Aes128Gcm96
+                | vaultrs::api::transit::KeyType::Aes256Gcm96
+                | vaultrs::api::transit::KeyType::Chacha20Poly1305
+        );
+        if !aead || !info.supports_encryption || !info.supports_decryption {
             return Err(err(
                 ProviderErrorKind::Misconfigured,
                 format!(
-                    "Transit key `{}` cannot encrypt and decrypt (type {:?})",
+                    "Transit key `{}` is of type {:?}; Sealbox needs an AEAD key (aes256-gcm96, aes128-gcm96 or chacha20-poly1305)",
                     config.key, info.key_type
                 ),
             ));

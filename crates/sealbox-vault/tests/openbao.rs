@@ -395,3 +395,39 @@ async fn open_many_uses_one_batch_request_and_isolates_failures() {
         assert_eq!(h.bao.audited_requests("transit/decrypt/kek-a") - before, 1);
     }
 }
+
+#[tokio::test]
+async fn keys_that_cannot_bind_the_context_and_malformed_settings_are_refused() {
+    let bao = OpenBao::start();
+    bao.enable_transit("transit");
+    bao.cli(&["write", "-f", "transit/keys/rsa", "type=rsa-2048"]);
+    let err = connect(&bao, "rsa")
+        .await
+        .expect_err("an RSA key does not bind associated data");
+    assert_eq!(err.kind(), ProviderErrorKind::Misconfigured, "{err}");
+    assert!(err.to_string().contains("AEAD"), "{err}");
+
+    let token = || VaultAuth::Token(SecretString::from(bao.root_token.clone()));
+    for (config, want) in [
+        (
+            VaultTransitConfig::new("http://bad host:8200", "k", token()),
+            "must be an http(s):// URL",
+        ),
+        (
+            VaultTransitConfig::new(&bao.addr, "k", token()).namespace("t\u{e9}am"),
+            "namespace may only hold",
+        ),
+        (
+            VaultTransitConfig::new(
+                &bao.addr,
+                "k",
+                VaultAuth::Token(SecretString::from("tok\r\n".to_owned())),
+            ),
+            "whitespace or non-ASCII",
+        ),
+    ] {
+        let err = VaultTransit::connect(config).await.expect_err(want);
+        assert_eq!(err.kind(), ProviderErrorKind::Misconfigured, "{err}");
+        assert!(err.to_string().contains(want), "{err}");
+    }
+}
