@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{Instrumented, ctx, pattern};
@@ -277,40 +277,9 @@ async fn key_commitment_rejects_a_swapped_data_key() {
     assert!(matches!(err, Error::CommitmentMismatch), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sixty_four_concurrent_opens_make_one_provider_call() {
-    let key = kek("flight");
-    let writer = Keyring::builder(key.clone()).build().expect("keyring");
-    let c = ctx("a");
-    let envelope = Arc::new(writer.seal(&c, b"single flight").await.expect("seal"));
-
-    let gated = Arc::new(Instrumented::gated(key));
-    let reader = Keyring::builder(gated.clone()).build().expect("keyring");
-    let started = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..64 {
-        let (reader, envelope, started, c) =
-            (reader.clone(), envelope.clone(), started.clone(), c.clone());
-        tasks.push(tokio::spawn(async move {
-            started.fetch_add(1, Ordering::SeqCst);
-            reader.open(&c, &envelope).await
-        }));
-    }
-    // Hold the one unwrap at the gate until every task has started and had ample chance to
-    // reach the cache; without single flight each of them would be a provider call.
-    while started.load(Ordering::SeqCst) < 64 || gated.unwrap_calls.load(Ordering::SeqCst) == 0 {
-        tokio::task::yield_now().await;
-    }
-    for _ in 0..1000 {
-        tokio::task::yield_now().await;
-    }
-    gated.open_gate();
-    for t in tasks {
-        assert_eq!(t.await.expect("task").expect("open"), b"single flight");
-    }
-    assert_eq!(gated.unwrap_calls.load(Ordering::SeqCst), 1);
-    assert_eq!(reader.stats().unwrap_calls, 1);
-}
+// 64 concurrent opens making one provider call: the conformance suite's
+// `concurrent_opens_one_call`, run for the local KEK in crates/sealbox-local/tests/conformance.rs
+// and for every KMS provider against its server.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_concurrent_seals_make_one_generate_call() {

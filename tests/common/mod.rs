@@ -9,7 +9,6 @@ use sealbox::core::{GeneratedKey, KeyDescription};
 use sealbox::{
     DataKey, EncryptionContext, KeyProvider, LocalKek, ProviderError, ProviderErrorKind, WrappedKey,
 };
-use tokio::sync::Semaphore;
 
 pub fn ctx(namespace: &str) -> EncryptionContext {
     EncryptionContext::new()
@@ -30,14 +29,13 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// A provider in front of a [`LocalKek`] that counts calls, can hold unwraps at a gate
-/// until the test opens it, and can fail a number of calls with a transient error.
+/// A provider in front of a [`LocalKek`] that counts calls and can fail a number of calls
+/// with a transient error.
 #[derive(Debug)]
 pub struct Instrumented {
     pub inner: Arc<LocalKek>,
     pub generate_calls: AtomicUsize,
     pub unwrap_calls: AtomicUsize,
-    pub gate: Option<Semaphore>,
     pub fail_next: AtomicUsize,
 }
 
@@ -47,22 +45,7 @@ impl Instrumented {
             inner,
             generate_calls: AtomicUsize::new(0),
             unwrap_calls: AtomicUsize::new(0),
-            gate: None,
             fail_next: AtomicUsize::new(0),
-        }
-    }
-
-    /// Unwraps wait until [`Instrumented::open_gate`].
-    pub fn gated(inner: Arc<LocalKek>) -> Self {
-        Self {
-            gate: Some(Semaphore::new(0)),
-            ..Self::new(inner)
-        }
-    }
-
-    pub fn open_gate(&self) {
-        if let Some(g) = &self.gate {
-            g.add_permits(Semaphore::MAX_PERMITS / 2);
         }
     }
 
@@ -117,9 +100,6 @@ impl KeyProvider for Instrumented {
         context: &EncryptionContext,
     ) -> Result<DataKey, ProviderError> {
         self.unwrap_calls.fetch_add(1, Ordering::SeqCst);
-        if let Some(g) = &self.gate {
-            let _permit = g.acquire().await.expect("gate open");
-        }
         self.maybe_fail()?;
         self.inner.unwrap(wrapped, context).await
     }

@@ -89,6 +89,8 @@ struct RawPolicy {
     access: Option<Spanned<RawAccess>>,
 }
 
+/// A rule: `namespace` plus the fields of [`RawPolicy`]. Spelled out because serde's
+/// `flatten` cannot be combined with `deny_unknown_fields`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
