@@ -332,69 +332,8 @@ async fn unknown_kek_is_refused_and_decrypt_only_keks_open_old_data() {
     );
 }
 
-#[tokio::test]
-async fn rewrap_moves_an_envelope_to_the_active_kek_without_touching_the_body() {
-    let old = kek("old");
-    let new = kek("new");
-    let c = ctx("a");
-    let envelope = Keyring::builder(old.clone())
-        .build()
-        .expect("keyring")
-        .seal(&c, b"keep me")
-        .await
-        .expect("seal");
-    let migrating = Keyring::builder(new.clone())
-        .decrypt_only(old)
-        .build()
-        .expect("keyring");
-    let rewrapped = migrating.rewrap(&c, &envelope).await.expect("rewrap");
-    let before = parse(&envelope).expect("parse");
-    let after = parse(&rewrapped).expect("parse");
-    assert_eq!(after.header.kek().key_id(), "new");
-    assert_eq!(before.body, after.body, "the body is untouched");
-    assert_eq!(before.aad, after.aad, "only the key section changes");
-    let new_only = Keyring::builder(new).build().expect("keyring");
-    assert_eq!(
-        new_only.open(&c, &rewrapped).await.expect("open"),
-        b"keep me"
-    );
-}
-
-#[tokio::test]
-async fn rewrap_after_rotation_moves_to_the_new_version() {
-    let key = kek("rot");
-    let keyring = Keyring::builder(key.clone()).build().expect("keyring");
-    let c = ctx("a");
-    let envelope = keyring.seal(&c, b"versioned").await.expect("seal");
-    let v1 = inspect(&envelope)
-        .expect("header")
-        .kek()
-        .key_version()
-        .map(str::to_owned);
-    let v2 = key.rotate().expect("rotate");
-    let rewrapped = keyring.rewrap(&c, &envelope).await.expect("rewrap");
-    assert_eq!(
-        inspect(&rewrapped).expect("header").kek().key_version(),
-        Some(v2.as_str())
-    );
-    assert_ne!(v1.as_deref(), Some(v2.as_str()));
-    assert_eq!(keyring.stats().rewrap_calls, 1);
-    let reader = Keyring::builder(key).build().expect("keyring");
-    assert_eq!(
-        reader
-            .open(&c, &envelope)
-            .await
-            .expect("old version still opens"),
-        b"versioned"
-    );
-    assert_eq!(
-        reader
-            .open(&c, &rewrapped)
-            .await
-            .expect("new version opens"),
-        b"versioned"
-    );
-}
+// Rewrap across KEKs and after a server-side rotation: the conformance suite's
+// `rewrap_across_keks` and `rotation_and_rewrap`, run for the local KEK and every KMS provider.
 
 #[test]
 fn invalid_configurations_are_refused_with_a_reason() {

@@ -162,6 +162,11 @@ pub async fn rotation_and_rewrap(h: &dyn Harness) {
         .key_version()
         .map(str::to_owned);
     let rewrapped = fresh_ring.rewrap(&c, &old).await.expect("rewrap");
+    assert_eq!(
+        fresh_ring.stats().rewrap_calls,
+        1,
+        "same KEK: the provider's own rewrap is used"
+    );
     let rewrapped_version = inspect(&rewrapped)
         .expect("header")
         .kek()
@@ -193,7 +198,7 @@ pub async fn rotation_and_rewrap(h: &dyn Harness) {
 }
 
 /// `rewrap` with the other KEK active and this one decrypt-only moves the envelope across
-/// KEKs; a key-ring that only knows the new KEK opens the result.
+/// KEKs, changing only the key section; a key-ring that only knows the new KEK opens the result.
 pub async fn rewrap_across_keks(h: &dyn Harness) {
     let (a, b) = (h.provider(), h.other());
     let c = ctx("a");
@@ -212,6 +217,12 @@ pub async fn rewrap_across_keks(h: &dyn Harness) {
         .await
         .expect("rewrap across KEKs");
     assert!(b.owns(inspect(&moved).expect("header").kek()));
+    let (before, after) = (
+        sealbox_core::parse(&env).expect("parse"),
+        sealbox_core::parse(&moved).expect("parse"),
+    );
+    assert_eq!(before.body, after.body, "the body is untouched");
+    assert_eq!(before.aad, after.aad, "only the key section changes");
     let b_only = Keyring::builder(b).build().expect("keyring");
     assert_eq!(b_only.open(&c, &moved).await.expect("open"), b"move me");
     assert!(matches!(

@@ -19,6 +19,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
@@ -141,6 +142,14 @@ fn error(status: StatusCode, google_status: &str, message: impl Into<String>) ->
         body.to_string(),
     )
         .into_response()
+}
+
+fn not_found(what: impl fmt::Display) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        format!("{what} not found."),
+    )
 }
 
 fn ok(v: Value) -> Response {
@@ -541,11 +550,7 @@ async fn kms(
             let mut inner = emu.lock();
             let ring = segments[..6].join("/");
             if !inner.rings.contains(&ring) {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "NOT_FOUND",
-                    format!("KeyRing {ring} not found."),
-                );
+                return not_found(format_args!("KeyRing {ring}"));
             }
             if inner.keys.contains_key(&name) {
                 return error(
@@ -579,22 +584,14 @@ async fn kms(
             let inner = emu.lock();
             match inner.keys.get(&resource) {
                 Some(k) => ok(key_json(&resource, k)),
-                None => error(
-                    StatusCode::NOT_FOUND,
-                    "NOT_FOUND",
-                    format!("CryptoKey {resource} not found."),
-                ),
+                None => not_found(format_args!("CryptoKey {resource}")),
             }
         }
         ("POST", None, 9) if segments[8] == "cryptoKeyVersions" => {
             let key_name = segments[..8].join("/");
             let mut inner = emu.lock();
             let Some(k) = inner.keys.get_mut(&key_name) else {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "NOT_FOUND",
-                    format!("CryptoKey {key_name} not found."),
-                );
+                return not_found(format_args!("CryptoKey {key_name}"));
             };
             k.versions.push(KeyVersion {
                 material: random(),
@@ -608,18 +605,10 @@ async fn kms(
             let n: usize = segments[9].parse().unwrap_or(0);
             let mut inner = emu.lock();
             let Some(k) = inner.keys.get_mut(&key_name) else {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "NOT_FOUND",
-                    format!("CryptoKey {key_name} not found."),
-                );
+                return not_found(format_args!("CryptoKey {key_name}"));
             };
             if n == 0 || n > k.versions.len() {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "NOT_FOUND",
-                    format!("CryptoKeyVersion {resource} not found."),
-                );
+                return not_found(format_args!("CryptoKeyVersion {resource}"));
             }
             if method == Method::PATCH {
                 let state = match &req["state"] {
@@ -654,18 +643,10 @@ async fn kms(
             };
             let mut inner = emu.lock();
             let Some(k) = inner.keys.get_mut(&resource) else {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "NOT_FOUND",
-                    format!("CryptoKey {resource} not found."),
-                );
+                return not_found(format_args!("CryptoKey {resource}"));
             };
             if id == 0 || id > k.versions.len() {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "NOT_FOUND",
-                    "CryptoKeyVersion not found.",
-                );
+                return not_found("CryptoKeyVersion");
             }
             if k.versions[id - 1].state != VersionState::Enabled {
                 return error(
@@ -723,21 +704,13 @@ fn encrypt(emu: &Emu, resource: &str, segments: &[&str], req: &Value) -> Respons
     let key_name = segments[..8].join("/");
     let inner = emu.lock();
     let Some(k) = inner.keys.get(&key_name) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            format!("CryptoKey {key_name} not found."),
-        );
+        return not_found(format_args!("CryptoKey {key_name}"));
     };
     let index = if segments.len() == 10 {
         match segments[9].parse::<usize>() {
             Ok(n) if n >= 1 && n <= k.versions.len() => n - 1,
             _ => {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "NOT_FOUND",
-                    format!("CryptoKeyVersion {resource} not found."),
-                );
+                return not_found(format_args!("CryptoKeyVersion {resource}"));
             }
         }
     } else {
@@ -818,11 +791,7 @@ fn decrypt(emu: &Emu, resource: &str, req: &Value) -> Response {
     }
     let inner = emu.lock();
     let Some(k) = inner.keys.get(resource) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            format!("CryptoKey {resource} not found."),
-        );
+        return not_found(format_args!("CryptoKey {resource}"));
     };
     let invalid = || {
         error(
