@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs that cargo does not: a project-local Python
 # virtualenv under .tools/ (git-ignored) with the packages in scripts/requirements-test.txt.
-# Idempotent: a second run only checks. Later issues add the OpenBao, moto and Temporal
-# binaries here, so that a fresh machine needs nothing but this repository.
+# Idempotent: a second run only checks. Also installs protoc (Debian protobuf-compiler) if it
+# is missing, so that a fresh machine needs nothing but this repository.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$root/.tools"
@@ -16,6 +16,21 @@ need() {
 need python3 "install Python 3.9+ (Debian: apt-get install python3 python3-venv)"
 need cargo "install Rust with rustup: https://rustup.rs"
 
+# protoc: temporalio-common (the Temporal codec) compiles Temporal's protos at build time.
+if ! command -v protoc >/dev/null 2>&1; then
+  echo "setup-tools: installing protoc (Debian package protobuf-compiler)"
+  sudo_cmd=""
+  [[ "$(id -u)" -ne 0 ]] && sudo_cmd="sudo"
+  if command -v apt-get >/dev/null 2>&1; then
+    $sudo_cmd apt-get install -y -q protobuf-compiler >/dev/null 2>&1 ||
+      { $sudo_cmd apt-get update -q >/dev/null 2>&1 && $sudo_cmd apt-get install -y -q protobuf-compiler >/dev/null; } ||
+      { echo "setup-tools: could not install protobuf-compiler with apt-get" >&2; exit 1; }
+  else
+    echo "setup-tools: 'protoc' is required: install the protobuf compiler (Debian: apt-get install protobuf-compiler)" >&2
+    exit 1
+  fi
+fi
+
 want="$(sha256sum "$req" | cut -d' ' -f1)"
 if [[ ! -x "$venv/bin/python" ]]; then
   echo "setup-tools: creating $venv"
@@ -27,4 +42,4 @@ if [[ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]]; then
   "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$req"
   echo "$want" > "$stamp"
 fi
-echo "setup-tools: ready ($("$venv/bin/python" --version), $(cargo --version))"
+echo "setup-tools: ready ($("$venv/bin/python" --version), $(cargo --version), $(protoc --version))"

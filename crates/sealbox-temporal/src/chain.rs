@@ -1,0 +1,103 @@
+//! Chaining codecs.
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use temporalio_common::data_converters::{
+    PayloadCodec, PayloadConversionError, SerializationContextData,
+};
+
+use crate::Payload;
+
+type DynCodec = Arc<dyn PayloadCodec + Send + Sync>;
+
+/// Codecs applied in order on encode and in reverse order on decode, e.g.
+/// `CodecChain::new().then(zstd).then(sealbox)` compresses, then encrypts; decoding
+/// decrypts, then decompresses.
+#[derive(Clone, Default)]
+pub struct CodecChain {
+    codecs: Vec<DynCodec>,
+}
+
+impl fmt::Debug for CodecChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CodecChain")
+            .field("len", &self.codecs.len())
+            .finish()
+    }
+}
+
+impl CodecChain {
+    /// An empty chain (passes everything through).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends `codec`: it encodes after, and decodes before, the codecs already in the chain.
+    #[must_use]
+    pub fn then(mut self, codec: impl PayloadCodec + Send + Sync + 'static) -> Self {
+        self.codecs.push(Arc::new(codec));
+        self
+    }
+
+    /// The chain a key policy asks for `namespace`: zstd first if the namespace's policy sets
+    /// `compression`, then encryption under the policy's KEKs.
+    #[cfg(feature = "policy")]
+    pub fn from_policy(
+        policy: Arc<sealbox_policy::PolicyKeyrings>,
+        namespace: &str,
+    ) -> Result<Self, crate::CodecError> {
+        let compression = policy
+            .tenant(namespace)
+            .map_err(|e| crate::CodecError::Config(format!("namespace `{namespace}`: {e}")))?
+            .policy
+            .compression
+            .clone();
+        let mut chain = Self::new();
+        if let Some(c) = compression {
+            let min_size = usize::try_from(c.min_size).unwrap_or(usize::MAX);
+            chain = chain.then(crate::ZstdCodec::new(crate::ZstdOptions::new(
+                min_size, c.level,
+            ))?);
+        }
+        Ok(chain.then(crate::SealboxCodec::from_policy(policy, namespace).build()?))
+    }
+}
+
+impl PayloadCodec for CodecChain {
+    fn encode(
+        &self,
+        context: &SerializationContextData,
+        payloads: Vec<Payload>,
+    ) -> BoxFuture<'static, Result<Vec<Payload>, PayloadConversionError>> {
+        let codecs = self.codecs.clone();
+        let context = context.clone();
+        async move {
+            let mut payloads = payloads;
+            for codec in &codecs {
+                payloads = codec.encode(&context, payloads).await?;
+            }
+            Ok(payloads)
+        }
+        .boxed()
+    }
+
+    fn decode(
+        &self,
+        context: &SerializationContextData,
+        payloads: Vec<Payload>,
+    ) -> BoxFuture<'static, Result<Vec<Payload>, PayloadConversionError>> {
+        let codecs = self.codecs.clone();
+        let context = context.clone();
+        async move {
+            let mut payloads = payloads;
+            for codec in codecs.iter().rev() {
+                payloads = codec.decode(&context, payloads).await?;
+            }
+            Ok(payloads)
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,133 @@
+//! A Temporal workflow whose inputs, results and failures are encrypted with Sealbox.
+//!
+//! `worker` runs [`ChargeWorkflow`] and [`PaymentActivities`]; `starter` starts one workflow
+//! and prints its result. Both build their codec from a key policy file
+//! (`keyring-config/dev.toml`, the local development KEK, by default), so the worker and the
+//! starter must use the same policy. See `docs/temporal.md`.
+// The workflow and activity macros generate public items without docs.
+#![allow(unreachable_pub, missing_docs)]
+
+use std::error::Error;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sealbox_policy::PolicyKeyrings;
+use sealbox_temporal::{CodecChain, data_converter};
+use serde::{Deserialize, Serialize};
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
+use temporalio_macros::{activities, workflow, workflow_methods};
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use temporalio_sdk::{ActivityOptions, ApplicationFailure, WorkflowContext, WorkflowResult};
+
+/// The task queue of the example.
+pub const TASK_QUEUE: &str = "sealbox-example";
+
+/// A boxed error.
+pub type BoxError = Box<dyn Error + Send + Sync>;
+
+/// The workflow input: it holds a card number, which must never reach Temporal in the clear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    /// Who pays.
+    pub customer: String,
+    /// The sensitive part.
+    pub card_number: String,
+    /// Amount; zero makes the charge fail (to show that failures are encrypted too).
+    pub amount_cents: u64,
+}
+
+/// Charges an order through an activity and returns the receipt.
+#[workflow]
+#[derive(Default)]
+pub struct ChargeWorkflow;
+
+#[workflow_methods]
+impl ChargeWorkflow {
+    /// Runs the charge activity once and returns its receipt.
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, order: Order) -> WorkflowResult<String> {
+        let receipt = ctx
+            .execute_activity(
+                PaymentActivities::charge,
+                order,
+                ActivityOptions::start_to_close_timeout(Duration::from_secs(10)),
+            )
+            .await?;
+        Ok(receipt)
+    }
+}
+
+/// The example's activities.
+pub struct PaymentActivities;
+
+#[activities]
+impl PaymentActivities {
+    /// "Charges" the card: returns a receipt naming it, or fails (not retryable) with a
+    /// message naming it when the amount is zero.
+    #[activity]
+    pub async fn charge(_ctx: ActivityContext, order: Order) -> Result<String, ActivityError> {
+        if order.amount_cents == 0 {
+            return Err(ActivityError::application(
+                ApplicationFailure::non_retryable(format!(
+                    "card {} of {} declined: amount is zero",
+                    order.card_number, order.customer
+                )),
+            ));
+        }
+        Ok(format!(
+            "charged {} cents to card {} for {}",
+            order.amount_cents, order.card_number, order.customer
+        ))
+    }
+}
+
+/// The codec chain that the key policy at `policy_path` asks for in `namespace`.
+pub async fn codec(policy_path: &str, namespace: &str) -> Result<CodecChain, BoxError> {
+    let policy = Arc::new(PolicyKeyrings::load(policy_path).await?);
+    Ok(CodecChain::from_policy(policy, namespace)?)
+}
+
+/// A client of `namespace` on the Temporal frontend at `address` (`http://host:port`) whose
+/// data converter encrypts with `codec` (failure messages and stack traces included).
+pub async fn connect(
+    address: &str,
+    namespace: &str,
+    codec: CodecChain,
+) -> Result<Client, BoxError> {
+    let url = url::Url::parse(address).map_err(|e| format!("TEMPORAL_ADDRESS `{address}`: {e}"))?;
+    let connection = Connection::connect(
+        ConnectionOptions::new(url)
+            .identity("sealbox-example".to_owned())
+            .build(),
+    )
+    .await?;
+    let options = ClientOptions::new(namespace.to_owned())
+        .data_converter(data_converter(codec))
+        .build();
+    Ok(Client::new(connection, options)?)
+}
+
+/// Settings from the environment: `TEMPORAL_ADDRESS` (default `http://localhost:7233`),
+/// `TEMPORAL_NAMESPACE` (default `default`), `SEALBOX_POLICY` (default
+/// `keyring-config/dev.toml`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The frontend URL.
+    pub address: String,
+    /// The namespace.
+    pub namespace: String,
+    /// The key policy file.
+    pub policy: String,
+}
+
+impl Settings {
+    /// Reads the environment.
+    pub fn from_env() -> Self {
+        let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
+        Self {
+            address: var("TEMPORAL_ADDRESS", "http://localhost:7233"),
+            namespace: var("TEMPORAL_NAMESPACE", "default"),
+            policy: var("SEALBOX_POLICY", "keyring-config/dev.toml"),
+        }
+    }
+}
