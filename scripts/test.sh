@@ -30,6 +30,9 @@ cargo build --locked --example quickstart -q
 grep -q "opened: hello from the test suite" "$scratch/out.txt"
 test "$(stat -c %a "$scratch/.sealbox/dev.kek")" = 600
 
+step "README Temporal example: worker + starter against a Temporal dev server (scripts/temporal-example.sh)"
+env -u SEALBOX_LOCAL_KEK -u SEALBOX_LOCAL_KEK_FILE bash scripts/temporal-example.sh
+
 step "doc tests"
 cargo test --workspace --doc --locked -q
 
