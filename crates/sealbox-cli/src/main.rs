@@ -56,6 +56,16 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Run the codec server (Temporal Web UI, CLI and remote codecs) with a policy file's
+    /// KEKs and its [server] settings. SIGHUP reloads the policy; SIGTERM/Ctrl-C stop gracefully.
+    Serve {
+        /// The key-policy file (with an optional [server] section).
+        #[arg(long, value_name = "PATH", default_value = "keyring-config/dev.toml")]
+        config: PathBuf,
+        /// Listen on this address instead of [server].listen (default 127.0.0.1:8089).
+        #[arg(long, value_name = "IP:PORT")]
+        listen: Option<std::net::SocketAddr>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -156,6 +166,9 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Keys {
             command: KeysCommand::Test { config, json },
         } => keys_test(&config, json).await,
+        Command::Serve { config, listen } => sealbox_server::run(config, listen)
+            .await
+            .map_err(|e| fail(2, format!("codec server: {e}"))),
     }
 }
 

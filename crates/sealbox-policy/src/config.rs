@@ -75,6 +75,9 @@ struct RawFile {
     vault: Option<Spanned<RawVault>>,
     aws: Option<Spanned<RawAws>>,
     gcp: Option<Spanned<RawGcp>>,
+    /// The codec server's settings: read and validated by `sealbox-server`, not here.
+    #[allow(dead_code)]
+    server: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -127,6 +130,10 @@ struct RawAccess {
     roles: Vec<String>,
     #[serde(default)]
     subjects: Vec<String>,
+    #[serde(default)]
+    encode_roles: Vec<String>,
+    #[serde(default)]
+    encode_subjects: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -249,14 +256,18 @@ pub struct Compression {
     pub level: i32,
 }
 
-/// Who may decode a namespace's payloads through the codec server.
+/// Who may decode (and encode) a namespace's payloads through the codec server.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Access {
-    /// Roles (JWT claims) allowed.
+    /// Roles (JWT claims) allowed to decode.
     pub roles: Vec<String>,
-    /// Subjects (users) allowed.
+    /// Subjects (users) allowed to decode.
     pub subjects: Vec<String>,
+    /// Roles allowed to encode.
+    pub encode_roles: Vec<String>,
+    /// Subjects allowed to encode.
+    pub encode_subjects: Vec<String>,
 }
 
 /// How to authenticate to Vault; secrets are referenced, never inline.
@@ -645,6 +656,8 @@ impl Validator<'_> {
                 Access {
                     roles: a.roles,
                     subjects: a.subjects,
+                    encode_roles: a.encode_roles,
+                    encode_subjects: a.encode_subjects,
                 }
             }
             None => inherit.map(|p| p.access.clone()).unwrap_or_default(),

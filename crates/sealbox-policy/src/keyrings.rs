@@ -114,6 +114,11 @@ impl PolicyKeyrings {
         &self.config
     }
 
+    /// Every key-ring: the default's first, then one per rule (for counters).
+    pub fn keyrings(&self) -> &[Keyring] {
+        &self.keyrings
+    }
+
     /// Every connected KEK.
     pub fn providers(&self) -> &[(KekUri, Arc<dyn KeyProvider>)] {
         &self.providers

@@ -1,0 +1,138 @@
+//! Prometheus metrics.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+use sealbox_policy::PolicyKeyrings;
+
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    failures: IntCounterVec,
+    payloads: IntCounterVec,
+    latency: HistogramVec,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "sealbox_codec_requests_total",
+                "Codec requests by operation and HTTP status.",
+            ),
+            &["operation", "status"],
+        )
+        .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "sealbox_codec_failures_total",
+                "Failed codec requests by reason.",
+            ),
+            &["operation", "reason"],
+        )
+        .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
+        let payloads = IntCounterVec::new(
+            Opts::new(
+                "sealbox_codec_payloads_total",
+                "Payloads received by operation.",
+            ),
+            &["operation"],
+        )
+        .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
+        let latency = HistogramVec::new(
+            HistogramOpts::new("sealbox_codec_request_seconds", "Codec request latency.").buckets(
+                vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0,
+                ],
+            ),
+            &["operation"],
+        )
+        .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
+        for m in [&requests, &failures, &payloads] {
+            let _ = registry.register(Box::new(m.clone()));
+        }
+        let _ = registry.register(Box::new(latency.clone()));
+        Self {
+            registry,
+            requests,
+            failures,
+            payloads,
+            latency,
+        }
+    }
+
+    pub(crate) fn observe(
+        &self,
+        op: &str,
+        status: u16,
+        reason: &str,
+        payloads: usize,
+        took: Duration,
+    ) {
+        self.requests
+            .with_label_values(&[op, &status.to_string()])
+            .inc();
+        if status >= 400 {
+            self.failures.with_label_values(&[op, reason]).inc();
+        }
+        self.payloads
+            .with_label_values(&[op])
+            .inc_by(payloads as u64);
+        self.latency
+            .with_label_values(&[op])
+            .observe(took.as_secs_f64());
+    }
+
+    /// The text exposition, plus the key-rings' counters (KMS calls, unwrap cache).
+    pub(crate) fn render(&self, policy: &PolicyKeyrings) -> String {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        let mut text = String::from_utf8(out).unwrap_or_default();
+        let (mut kms, mut unwraps, mut opens, mut seals, mut failed, mut leases) =
+            (0, 0, 0, 0, 0, 0);
+        for k in policy.keyrings() {
+            let s = k.stats();
+            kms += s.kms_calls();
+            unwraps += s.unwrap_calls + s.batch_unwrapped_keys;
+            opens += s.opens;
+            seals += s.seals;
+            failed += s.failed_calls;
+            leases += s.leases_created;
+        }
+        let hits = opens.saturating_sub(unwraps);
+        for (name, help, v) in [
+            ("sealbox_kms_calls_total", "Calls to KMS providers.", kms),
+            (
+                "sealbox_kms_failed_calls_total",
+                "Failed calls to KMS providers.",
+                failed,
+            ),
+            (
+                "sealbox_unwrap_cache_misses_total",
+                "Envelope opens that needed a KMS unwrap.",
+                unwraps,
+            ),
+            (
+                "sealbox_unwrap_cache_hits_total",
+                "Envelope opens served from the unwrap cache.",
+                hits,
+            ),
+            ("sealbox_envelopes_opened_total", "Envelopes opened.", opens),
+            ("sealbox_envelopes_sealed_total", "Envelopes sealed.", seals),
+            (
+                "sealbox_data_key_leases_total",
+                "Data-key leases created.",
+                leases,
+            ),
+        ] {
+            text.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+            ));
+        }
+        text
+    }
+}
