@@ -183,6 +183,26 @@ impl OpenBao {
         bao
     }
 
+    /// Suspends the server process (SIGSTOP): connections hang, as with a KMS that stopped
+    /// answering. [`OpenBao::thaw`] resumes it.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a frozen server (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.guard.child.id().to_string();
+        let status = Command::new("kill").args([sig, &pid]).status();
+        assert!(
+            matches!(status, Ok(s) if s.success()),
+            "kill {sig} {pid} failed"
+        );
+    }
+
     /// Runs the `bao` CLI against this server with `token`.
     pub fn try_cli(&self, token: &str, args: &[&str]) -> Result<String, String> {
         self.try_cli_in(None, token, args)
