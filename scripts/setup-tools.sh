@@ -16,11 +16,11 @@ need() {
 need python3 "install Python 3.9+ (Debian: apt-get install python3 python3-venv)"
 need cargo "install Rust with rustup: https://rustup.rs"
 
+sudo_cmd=""
+[[ "$(id -u)" -ne 0 ]] && sudo_cmd="sudo"
 # protoc: temporalio-common (the Temporal codec) compiles Temporal's protos at build time.
 if ! command -v protoc >/dev/null 2>&1; then
   echo "setup-tools: installing protoc (Debian package protobuf-compiler)"
-  sudo_cmd=""
-  [[ "$(id -u)" -ne 0 ]] && sudo_cmd="sudo"
   if command -v apt-get >/dev/null 2>&1; then
     $sudo_cmd apt-get install -y -q protobuf-compiler >/dev/null 2>&1 ||
       { $sudo_cmd apt-get update -q >/dev/null 2>&1 && $sudo_cmd apt-get install -y -q protobuf-compiler >/dev/null; } ||
@@ -29,6 +29,23 @@ if ! command -v protoc >/dev/null 2>&1; then
     echo "setup-tools: 'protoc' is required: install the protobuf compiler (Debian: apt-get install protobuf-compiler)" >&2
     exit 1
   fi
+fi
+
+# chromium + playwright-core: the codec server's Web UI test drives Debian's Chromium
+# (never a downloaded browser) with playwright-core, pinned in scripts/node/package-lock.json.
+if [[ ! -x /usr/bin/chromium ]]; then
+  echo "setup-tools: installing chromium (Debian package)"
+  $sudo_cmd apt-get install -y -q chromium >/dev/null 2>&1 ||
+    { $sudo_cmd apt-get update -q >/dev/null 2>&1 && $sudo_cmd apt-get install -y -q chromium >/dev/null; } ||
+    { echo "setup-tools: could not install chromium with apt-get" >&2; exit 1; }
+fi
+need node "install Node.js 18+ (Debian: apt-get install nodejs npm)"
+lock="$root/scripts/node/package-lock.json"
+node_stamp="$root/scripts/node/node_modules/.lock.sha256"
+if [[ "$(cat "$node_stamp" 2>/dev/null || true)" != "$(sha256sum "$lock" | cut -d' ' -f1)" ]]; then
+  echo "setup-tools: installing playwright-core (npm ci in scripts/node)"
+  (cd "$root/scripts/node" && npm ci --no-audit --no-fund --silent)
+  sha256sum "$lock" | cut -d' ' -f1 > "$node_stamp"
 fi
 
 want="$(sha256sum "$req" | cut -d' ' -f1)"

