@@ -451,11 +451,41 @@ fn classify(e: &sealbox_temporal::PayloadConversionError) -> Failure {
     }
 }
 
-/// Runs the server from a policy file until Ctrl-C / SIGTERM, reloading the policy on SIGHUP.
-pub async fn run(
+/// A server started by [`start`].
+pub struct RunningServer {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    handle: axum_server::Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting connections and waits up to `grace` for in-flight requests.
+    pub async fn shutdown(self, grace: Duration) -> std::io::Result<()> {
+        self.handle.graceful_shutdown(Some(grace));
+        self.wait().await
+    }
+
+    /// Waits until the server stops.
+    pub async fn wait(self) -> std::io::Result<()> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Loads the policy file at `config_path` (KEKs and `[server]`), checks that its exposure is
+/// safe, and starts serving (HTTP, or HTTPS with `[server.tls]`) on `listen` or
+/// `[server].listen`. The policy reloads on SIGHUP.
+pub async fn start(
     config_path: PathBuf,
     listen: Option<SocketAddr>,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<RunningServer, BoxError> {
     let mut config = ServerConfig::from_file(&config_path)?;
     if let Some(l) = listen {
         config.listen = l;
@@ -470,13 +500,7 @@ pub async fn run(
     state.warm_up().await;
     let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
-    let shutdown = handle.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: finishing in-flight requests");
-        shutdown.graceful_shutdown(Some(Duration::from_secs(20)));
-    });
-    match tls {
+    let (scheme, task) = match tls {
         Some(tls) => {
             let rustls = tls_config(&tls)?;
             let server = axum_server::bind_rustls(
@@ -484,38 +508,47 @@ pub async fn run(
                 axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(rustls)),
             )
             .handle(handle.clone());
-            eprintln_ready(listen, "https", &handle).await;
-            server.serve(app).await?;
+            ("https", tokio::spawn(server.serve(app)))
         }
         None => {
             let server = axum_server::bind(listen).handle(handle.clone());
-            eprintln_ready(listen, "http", &handle).await;
-            server.serve(app).await?;
+            ("http", tokio::spawn(server.serve(app)))
         }
-    }
-    Ok(())
+    };
+    let Some(addr) = handle.listening().await else {
+        return match task.await {
+            Ok(Err(e)) => Err(format!("cannot listen on {listen}: {e}").into()),
+            _ => Err(format!("cannot listen on {listen}").into()),
+        };
+    };
+    tracing::info!("codec server listening on {scheme}://{addr}");
+    Ok(RunningServer {
+        addr,
+        scheme,
+        handle,
+        task,
+    })
 }
 
-async fn eprintln_ready(
-    listen: SocketAddr,
-    scheme: &'static str,
-    handle: &axum_server::Handle<SocketAddr>,
-) {
-    let handle = handle.clone();
+/// Runs the server (see [`start`]) until Ctrl-C or SIGTERM, then shuts down gracefully
+/// (in-flight requests get 20 s).
+pub async fn run(config_path: PathBuf, listen: Option<SocketAddr>) -> Result<(), BoxError> {
+    let server = start(config_path, listen).await?;
+    let _ = writeln!(
+        std::io::stderr(),
+        "sealbox serve: listening on {}://{}",
+        server.scheme,
+        server.addr
+    );
+    let handle = server.handle.clone();
     tokio::spawn(async move {
-        if let Some(addr) = handle.listening().await {
-            tracing::info!("codec server listening on {scheme}://{addr}");
-            let _ = writeln!(
-                std::io::stderr(),
-                "sealbox serve: listening on {scheme}://{addr}"
-            );
-        } else {
-            let _ = writeln!(
-                std::io::stderr(),
-                "sealbox serve: could not listen on {listen}"
-            );
-        }
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        handle.graceful_shutdown(Some(Duration::from_secs(20)));
     });
+    server.wait().await?;
+    let _ = writeln!(std::io::stderr(), "sealbox serve: stopped");
+    Ok(())
 }
 
 fn tls_config(
