@@ -33,6 +33,9 @@ test "$(stat -c %a "$scratch/.sealbox/dev.kek")" = 600
 step "README Temporal example: worker + starter against a Temporal dev server (scripts/temporal-example.sh)"
 env -u SEALBOX_LOCAL_KEK -u SEALBOX_LOCAL_KEK_FILE bash scripts/temporal-example.sh
 
+step "README run command: sealbox serve --config keyring-config/dev.toml (scripts/serve-smoke.sh)"
+env -u SEALBOX_LOCAL_KEK -u SEALBOX_LOCAL_KEK_FILE bash scripts/serve-smoke.sh
+
 step "doc tests"
 cargo test --workspace --doc --locked -q
 

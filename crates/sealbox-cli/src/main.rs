@@ -361,6 +361,15 @@ fn print_policy(label: &str, p: &Policy) {
 
 fn check(file: &Path, namespaces: &[String], json: bool) -> Result<(), Failure> {
     let config = load_config(file)?;
+    // The codec server's [server] section is validated too (without starting anything).
+    let server = sealbox_server::ServerConfig::from_file(file)
+        .map_err(|e| fail(2, format!("invalid policy file:\n{e}")))?;
+    if let Err(e) = server.check_exposure() {
+        return Err(fail(
+            2,
+            format!("invalid policy file:\n{}: [server]: {e}", file.display()),
+        ));
+    }
     let resolve = |ns: &String| -> Result<(String, EncryptionContext), Failure> {
         let p = config.policy_for(ns);
         let ctx = p

@@ -886,3 +886,38 @@ async fn a_hung_kms_gives_504_not_a_hung_request() {
     );
     assert!(ready.body.contains("no answer"), "{}", ready.body);
 }
+
+#[tokio::test]
+async fn per_client_rate_limit_answers_429() {
+    let fx = fixture_app("rate_limit = 1", false).await;
+    let body = json!({"payloads": []}).to_string();
+    let a = bearer(&alice());
+    let h = [("authorization", a.as_str()), ("x-namespace", "payments")];
+    assert_eq!(
+        call(&fx.app, Method::POST, "/decode", &h, &body)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let second = call(&fx.app, Method::POST, "/decode", &h, &body).await;
+    assert_eq!(
+        second.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        second.body
+    );
+    // Another client has its own budget.
+    let sam = bearer(&token(
+        &rsa("rsa1.pem"),
+        Algorithm::RS256,
+        "rsa1",
+        claims("sam", json!({"roles": ["support"]})),
+    ));
+    let other = [("authorization", sam.as_str()), ("x-namespace", "orders")];
+    assert_eq!(
+        call(&fx.app, Method::POST, "/decode", &other, &body)
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
