@@ -268,7 +268,22 @@ async fn codec(State(s): State<Arc<AppState>>, req: Request) -> Response {
         reason: "ok",
         detail: String::new(),
     };
-    let response = handle(&s, op, path_ns, &peer, req, &mut audit).await;
+    let response = match tokio::time::timeout(
+        s.config.request_timeout,
+        handle(&s, op, path_ns, &peer, req, &mut audit),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err((
+            StatusCode::GATEWAY_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request took longer than {:?}",
+                s.config.request_timeout
+            ),
+        )),
+    };
     let response = match response {
         Ok(r) => r,
         Err((status, reason, message)) => {

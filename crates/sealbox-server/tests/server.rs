@@ -921,3 +921,32 @@ async fn per_client_rate_limit_answers_429() {
         StatusCode::OK
     );
 }
+
+#[test]
+fn kubernetes_example_policy_is_valid() {
+    let yaml = std::fs::read_to_string(format!(
+        "{}/../../docs/deploy/codec-server.k8s.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("manifest");
+    let start = yaml.find("policy.toml: |").expect("policy block") + "policy.toml: |".len();
+    let end = start + yaml[start..].find("\n---").expect("end of block");
+    let toml: String = yaml[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    sealbox_policy::PolicyConfig::from_toml(&toml, "k8s example").expect("valid policy");
+    // Everything in [server] is valid; only the mounted token file is absent here.
+    let err = ServerConfig::from_toml(&toml, "k8s example").expect_err("no token file here");
+    let text = err.to_string();
+    assert!(
+        text.contains("token `workers`: cannot read /etc/sealbox/tokens/workers"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches(';').count(),
+        0,
+        "only that one problem: {text}"
+    );
+}
