@@ -204,11 +204,22 @@ impl AwsKms {
         &self,
         ciphertext: &[u8],
     ) -> Result<DataKey, ProviderError> {
+        self.decrypt_data_key(ciphertext, None).await
+    }
+
+    /// KMS `Decrypt` of a wrapped 32-byte data key under this key, with `context` (if any)
+    /// as the KMS encryption context.
+    async fn decrypt_data_key(
+        &self,
+        ciphertext: &[u8],
+        context: Option<HashMap<String, String>>,
+    ) -> Result<DataKey, ProviderError> {
         let out = self
             .client
             .decrypt()
             .key_id(&self.key_arn)
             .ciphertext_blob(Blob::new(ciphertext.to_vec()))
+            .set_encryption_context(context)
             .send()
             .await
             .map_err(|e| self.map("Decrypt", e))?;
@@ -446,24 +457,8 @@ impl KeyProvider for AwsKms {
         context: &EncryptionContext,
     ) -> Result<DataKey, ProviderError> {
         self.check_owned(wrapped)?;
-        let out = self
-            .client
-            .decrypt()
-            .key_id(&self.key_arn)
-            .ciphertext_blob(Blob::new(wrapped.ciphertext().to_vec()))
-            .set_encryption_context(context_map(context))
-            .send()
+        self.decrypt_data_key(wrapped.ciphertext(), context_map(context))
             .await
-            .map_err(|e| self.map("Decrypt", e))?;
-        let plaintext = Zeroizing::new(
-            out.plaintext
-                .ok_or_else(|| {
-                    self.err(ProviderErrorKind::Protocol, "Decrypt returned no plaintext")
-                })?
-                .into_inner(),
-        );
-        DataKey::try_from_slice(&plaintext)
-            .map_err(|e| self.err(ProviderErrorKind::Protocol, e.to_string()))
     }
 
     async fn rewrap(

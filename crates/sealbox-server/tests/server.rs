@@ -96,12 +96,7 @@ async fn jwks_server(set: Arc<Mutex<JwkSet>>) -> (String, tokio::task::JoinHandl
 async fn fixture_app(extra_server: &str, use_id_token: bool) -> Fx {
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("kek");
-    std::fs::write(&key, B64.encode([5u8; 32])).expect("key");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    }
+    sealbox_testkit::write_secret_file(&key, &B64.encode([5u8; 32]));
     let token_file = dir.path().join("cli-token");
     std::fs::write(&token_file, CLI_TOKEN).expect("token");
     let audit = dir.path().join("audit.jsonl");

@@ -14,12 +14,7 @@ const TOKEN: &str = "e2e-token-0123456789abcdef";
 
 async fn codec_server(dir: &std::path::Path) -> String {
     let key = dir.join("kek");
-    std::fs::write(&key, "BQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQU=").expect("key");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    }
+    sealbox_testkit::write_secret_file(&key, "BQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQU=");
     let token = dir.join("token");
     std::fs::write(&token, TOKEN).expect("token");
     let text = format!(

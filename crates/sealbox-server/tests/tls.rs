@@ -47,12 +47,7 @@ fn pki() -> Pki {
 
 fn write_policy(dir: &Path, server: &str) -> std::path::PathBuf {
     let key = dir.join("kek");
-    std::fs::write(&key, "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=").expect("key");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    }
+    sealbox_testkit::write_secret_file(&key, "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=");
     let path = dir.join("policy.toml");
     std::fs::write(
         &path,

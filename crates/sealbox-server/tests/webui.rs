@@ -31,12 +31,7 @@ async fn web_ui_shows_the_decoded_input() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("kek");
-    std::fs::write(&key, "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=").expect("key");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    }
+    sealbox_testkit::write_secret_file(&key, "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=");
     let ui_port = free_port();
     let ui = format!("http://127.0.0.1:{ui_port}");
     let text = format!(

@@ -421,12 +421,7 @@ async fn zstd_decoder_refuses_bombs_and_foreign_zstd() {
 async fn policy_codec_applies_the_namespace_rule_and_its_compression() {
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("kek");
-    std::fs::write(&key, base64_key(9)).expect("key");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    }
+    sealbox_testkit::write_secret_file(&key, &base64_key(9));
     let text = format!(
         r#"version = 1
 [default]

@@ -10,3 +10,15 @@ pub mod conformance;
 pub mod faults;
 pub mod gcpkms;
 pub mod servers;
+
+/// Writes a secret file (a key or token) readable only by its owner (mode 0600 on Unix), as
+/// the local KEK provider and the token loaders require; panics on failure.
+pub fn write_secret_file(path: &std::path::Path, contents: &str) {
+    std::fs::write(path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+    }
+}

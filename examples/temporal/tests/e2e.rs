@@ -3,7 +3,6 @@
 //! with the `temporal` CLI holds no plaintext, and our codec decodes it.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -14,15 +13,6 @@ use sealbox_temporal::{CodecChain, Payload, PayloadCodec, SerializationContextDa
 use sealbox_testkit::servers::{OpenBao, TemporalDev};
 use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
-
-fn write_private(path: &Path, text: &str) {
-    std::fs::write(path, text).expect("write");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    }
-}
 
 /// Every `{metadata, data}` object (a Payload in protobuf JSON) in `v`.
 fn payloads_in(v: &serde_json::Value, out: &mut Vec<Payload>) {
@@ -211,7 +201,7 @@ async fn workflow_payloads_are_encrypted_in_history_local_kek_and_openbao() {
 
     // The local development KEK.
     let key_file = dir.path().join("kek");
-    write_private(&key_file, &format!("{}\n", B64.encode([7u8; 32])));
+    sealbox_testkit::write_secret_file(&key_file, &format!("{}\n", B64.encode([7u8; 32])));
     let local_policy = dir.path().join("local.toml");
     std::fs::write(
         &local_policy,
@@ -234,7 +224,7 @@ async fn workflow_payloads_are_encrypted_in_history_local_kek_and_openbao() {
     bao.enable_transit("transit");
     bao.create_key("transit", "temporal-e2e", true);
     let token_file = dir.path().join("token");
-    write_private(&token_file, &bao.root_token);
+    sealbox_testkit::write_secret_file(&token_file, &bao.root_token);
     let bao_policy = dir.path().join("bao.toml");
     std::fs::write(
         &bao_policy,
