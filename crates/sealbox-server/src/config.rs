@@ -345,12 +345,9 @@ impl ServerConfig {
                 problems.push("jwt.jwks_urls: at least one JWKS URL is required".into());
             }
             for u in &j.jwks_urls {
-                let loopback = u.starts_with("http://127.0.0.1")
-                    || u.starts_with("http://localhost")
-                    || u.starts_with("http://[::1]");
-                if !u.starts_with("https://") && !loopback {
+                if !jwks_url_ok(u) {
                     problems.push(format!(
-                        "jwt.jwks_urls: `{u}` must be https:// (plain http only on loopback)"
+                        "jwt.jwks_urls: `{u}` must be an https:// URL (plain http only on a loopback address)"
                     ));
                 }
             }
@@ -424,6 +421,20 @@ impl ServerConfig {
                 missing.join(", ")
             ))
         }
+    }
+}
+
+/// `https://…`, or `http://` to a loopback host (127.0.0.0/8, ::1, `localhost`).
+fn jwks_url_ok(u: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(u) else {
+        return false;
+    };
+    match (url.scheme(), url.host()) {
+        ("https", Some(_)) => true,
+        ("http", Some(url::Host::Domain(d))) => d == "localhost",
+        ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
+        ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
+        _ => false,
     }
 }
 

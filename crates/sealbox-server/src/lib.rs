@@ -340,6 +340,10 @@ async fn handle(
         } else {
             principal.subject.clone()
         };
+        if limiter.len() > 10_000 {
+            // Forget callers whose budget is full again, so the table cannot grow without bound.
+            limiter.retain_recent();
+        }
         if limiter.check_key(&key).is_err() {
             return Err((
                 StatusCode::TOO_MANY_REQUESTS,

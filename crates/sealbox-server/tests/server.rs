@@ -833,6 +833,23 @@ async fn exposure_rules_refuse_unsafe_public_listeners() {
         err.to_string().contains("HS256") && err.to_string().contains("https://"),
         "{err}"
     );
+    for bad in [
+        "http://localhost.evil.example/jwks",
+        "http://10.0.0.1/jwks",
+        "ftp://127.0.0.1/jwks",
+    ] {
+        let e = cfg(&format!("[server.jwt]\njwks_urls = [\"{bad}\"]")).expect_err(bad);
+        assert!(e.to_string().contains("must be an https://"), "{bad}: {e}");
+    }
+    for good in [
+        "https://idp.example/jwks",
+        "http://127.0.0.1:8080/jwks",
+        "http://localhost/jwks",
+        "http://[::1]:9/jwks",
+    ] {
+        cfg(&format!("[server.jwt]\njwks_urls = [\"{good}\"]"))
+            .unwrap_or_else(|e| panic!("{good}: {e}"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
