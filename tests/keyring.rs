@@ -515,3 +515,32 @@ async fn open_many_batches_per_kek_and_fails_items_independently() {
     assert!(again.iter().all(Result::is_ok));
     assert_eq!(reader.stats().batch_unwrap_calls, 2, "all cached");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_many_unwraps_the_batches_of_different_keks_concurrently() {
+    let c = ctx("a");
+    let (a, b) = (kek("kek-a"), kek("kek-b"));
+    let ea = Keyring::builder(a.clone()).build().expect("keyring");
+    let eb = Keyring::builder(b.clone()).build().expect("keyring");
+    let env_a = ea.seal(&c, b"from a").await.expect("seal");
+    let env_b = eb.seal(&c, b"from b").await.expect("seal");
+    // Each KEK's batch waits at a two-party barrier: only concurrent batches get past it.
+    let gate = Arc::new(tokio::sync::Barrier::new(2));
+    let gated = |k: Arc<LocalKek>| {
+        let mut p = Instrumented::new(k);
+        p.batch_gate = Some(gate.clone());
+        Arc::new(p)
+    };
+    let reader = Keyring::builder(gated(a))
+        .decrypt_only(gated(b))
+        .build()
+        .expect("keyring");
+    let items = [(&c, env_a.as_slice()), (&c, env_b.as_slice())];
+    // A generous guard against a deadlock (sequential batches), not a speed assertion.
+    let results = tokio::time::timeout(Duration::from_secs(60), reader.open_many(&items))
+        .await
+        .expect("the two KEKs' batches ran one after another and deadlocked at the barrier");
+    assert_eq!(results[0].as_deref().expect("a"), b"from a");
+    assert_eq!(results[1].as_deref().expect("b"), b"from b");
+    assert_eq!(reader.stats().batch_unwrap_calls, 2);
+}

@@ -37,6 +37,9 @@ pub struct Instrumented {
     pub generate_calls: AtomicUsize,
     pub unwrap_calls: AtomicUsize,
     pub fail_next: AtomicUsize,
+    /// When set, every `unwrap_many` waits at this barrier first (to prove that batches for
+    /// different KEKs run concurrently: sequential batches would never meet).
+    pub batch_gate: Option<Arc<tokio::sync::Barrier>>,
 }
 
 impl Instrumented {
@@ -46,6 +49,7 @@ impl Instrumented {
             generate_calls: AtomicUsize::new(0),
             unwrap_calls: AtomicUsize::new(0),
             fail_next: AtomicUsize::new(0),
+            batch_gate: None,
         }
     }
 
@@ -102,6 +106,20 @@ impl KeyProvider for Instrumented {
         self.unwrap_calls.fetch_add(1, Ordering::SeqCst);
         self.maybe_fail()?;
         self.inner.unwrap(wrapped, context).await
+    }
+
+    async fn unwrap_many(
+        &self,
+        items: &[(&WrappedKey, &EncryptionContext)],
+    ) -> Vec<Result<DataKey, ProviderError>> {
+        if let Some(gate) = &self.batch_gate {
+            gate.wait().await;
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for (wrapped, ctx) in items {
+            out.push(self.unwrap(wrapped, ctx).await);
+        }
+        out
     }
 
     async fn describe(&self) -> Result<KeyDescription, ProviderError> {

@@ -393,32 +393,44 @@ impl Keyring {
         let mut by_provider: Vec<usize> = pending.iter().map(|(i, _)| *i).collect();
         by_provider.sort_unstable();
         by_provider.dedup();
-        for index in by_provider {
-            let provider = self.provider_at(index);
-            let keys: Vec<&UnwrapKey> = pending
-                .iter()
-                .filter(|(i, _)| *i == index)
-                .map(|(_, k)| k)
-                .collect();
-            let requests: Vec<(&WrappedKey, &EncryptionContext)> =
-                keys.iter().map(|k| (&k.wrapped, &k.context)).collect();
+        // One batch per KEK; the batches of different KEKs run concurrently.
+        let batches: Vec<(usize, Vec<&UnwrapKey>)> = by_provider
+            .into_iter()
+            .map(|index| {
+                let keys = pending
+                    .iter()
+                    .filter(|(i, _)| *i == index)
+                    .map(|(_, k)| k)
+                    .collect();
+                (index, keys)
+            })
+            .collect();
+        let calls = batches.iter().map(|(index, keys)| {
+            let provider = self.provider_at(*index);
             bump(&counters.batch_unwraps);
             counters
                 .batch_unwrapped_keys
-                .fetch_add(requests.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            let results = provider.unwrap_many(&requests).await;
-            for (key, result) in keys.into_iter().zip(results) {
+                .fetch_add(keys.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            async move {
+                let requests: Vec<(&WrappedKey, &EncryptionContext)> =
+                    keys.iter().map(|k| (&k.wrapped, &k.context)).collect();
+                provider.unwrap_many(&requests).await
+            }
+        });
+        let all_results = futures::future::join_all(calls).await;
+        for ((_, keys), results) in batches.iter().zip(all_results) {
+            for (key, result) in keys.iter().zip(results) {
                 match result {
                     Ok(data_key) => {
                         self.inner
                             .unwrapped
-                            .insert(key.clone(), Arc::new(data_key))
+                            .insert((*key).clone(), Arc::new(data_key))
                             .await
                     }
                     Err(e) => {
                         bump(&counters.failures);
                         tracing::warn!(provider = e.provider(), key_id = e.key_id(), kind = ?e.kind(), "batch unwrap item failed: {e}");
-                        failed.insert(key.clone(), e);
+                        failed.insert((*key).clone(), e);
                     }
                 }
             }
