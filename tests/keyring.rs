@@ -544,3 +544,96 @@ async fn open_many_unwraps_the_batches_of_different_keks_concurrently() {
     assert_eq!(results[1].as_deref().expect("b"), b"from b");
     assert_eq!(reader.stats().batch_unwrap_calls, 2);
 }
+
+#[tokio::test]
+async fn a_refused_wrapped_key_is_not_sent_to_the_kms_again() {
+    // Two local KEKs with the same ID but different material: the reader's KMS refuses the
+    // writer's wrapped keys (an unknown key version), the way a KMS refuses a forged or
+    // foreign one.
+    let writer = Keyring::builder(kek("shared")).build().expect("writer");
+    let c = ctx("a");
+    let envelope = writer.seal(&c, b"payload").await.expect("seal");
+    let reader_kms = Arc::new(Instrumented::new(kek("shared")));
+    let reader = Keyring::builder(reader_kms.clone())
+        .build()
+        .expect("reader");
+    assert_eq!(reader.pending_unwraps(&[(&c, envelope.as_slice())]), 1);
+    for _ in 0..5 {
+        let e = reader.open(&c, &envelope).await.expect_err("foreign key");
+        assert!(
+            matches!(&e, Error::Provider(p) if p.kind() == ProviderErrorKind::NotFound),
+            "{e}"
+        );
+    }
+    let batch = reader
+        .open_many(&[(&c, envelope.as_slice()), (&c, envelope.as_slice())])
+        .await;
+    assert!(batch.iter().all(Result::is_err));
+    assert_eq!(
+        reader_kms.unwrap_calls.load(Ordering::SeqCst),
+        1,
+        "one KMS call for the first refusal, none for the replays"
+    );
+    assert_eq!(
+        reader.stats().negative_cache_hits,
+        6,
+        "4 replayed opens + 2 batch items"
+    );
+    // Refused keys cost nothing now, so admission control does not count them.
+    assert_eq!(reader.pending_unwraps(&[(&c, envelope.as_slice())]), 0);
+    // The same wrapped key under another context is a different question for the KMS.
+    let other = ctx("b");
+    assert_eq!(reader.pending_unwraps(&[(&other, envelope.as_slice())]), 0);
+}
+
+#[tokio::test]
+async fn refusals_expire_and_transient_failures_are_never_remembered() {
+    let writer_kek = kek("w2");
+    let writer = Keyring::builder(writer_kek.clone())
+        .build()
+        .expect("writer");
+    let c = ctx("a");
+    let envelope = writer.seal(&c, b"payload").await.expect("seal");
+    let kms = Arc::new(Instrumented::new(kek("w2")));
+    let reader = Keyring::builder(kms.clone())
+        .cache_limits(sealbox::CacheLimits {
+            negative_ttl: Duration::from_millis(200),
+            ..Default::default()
+        })
+        .build()
+        .expect("reader");
+    reader.open(&c, &envelope).await.expect_err("foreign");
+    reader
+        .open(&c, &envelope)
+        .await
+        .expect_err("cached refusal");
+    assert_eq!(kms.unwrap_calls.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    reader.open(&c, &envelope).await.expect_err("asked again");
+    assert_eq!(kms.unwrap_calls.load(Ordering::SeqCst), 2);
+
+    // An outage (transient) is not remembered: the next open asks the KMS and succeeds.
+    let flaky = Arc::new(Instrumented::new(writer_kek));
+    flaky.fail_next.store(1, Ordering::SeqCst);
+    let r2 = Keyring::builder(flaky.clone()).build().expect("r2");
+    r2.open(&c, &envelope).await.expect_err("outage");
+    assert_eq!(r2.open(&c, &envelope).await.expect("recovered"), b"payload");
+}
+
+#[tokio::test]
+async fn seal_needs_kms_tells_whether_a_lease_is_ready() {
+    let keyring = Keyring::builder(kek("lease"))
+        .lease_limits(LeaseLimits {
+            max_payloads: 2,
+            ..LeaseLimits::default()
+        })
+        .build()
+        .expect("keyring");
+    let c = ctx("a");
+    assert!(keyring.seal_needs_kms(&c, 10).await, "no lease yet");
+    keyring.seal(&c, b"one").await.expect("seal");
+    assert!(!keyring.seal_needs_kms(&c, 10).await, "lease has room");
+    assert!(keyring.seal_needs_kms(&ctx("b"), 10).await, "per context");
+    keyring.seal(&c, b"two").await.expect("seal");
+    assert!(keyring.seal_needs_kms(&c, 10).await, "lease spent");
+}

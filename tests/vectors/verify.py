@@ -32,14 +32,21 @@ BODY_MIN, BODY_MAX = 16, 2**36 - 16
 CTX_MAX_PAIRS, CTX_KEY_MAX, CTX_VALUE_MAX, CTX_MAX_BYTES = 64, 256, 4096, 16384
 PROVIDER_RE = re.compile(rb"[a-z0-9-]+")
 
+# Bidirectional controls and zero-width characters: they print as nothing.
+HIDDEN = {0x061C, 0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D,
+          0x202E, 0x2060, 0x2066, 0x2067, 0x2068, 0x2069, 0xFEFF}
+
 def check_text(raw: bytes, what: str) -> str:
-    """Text fields: valid UTF-8, no Unicode category Cc characters."""
+    """Text fields: valid UTF-8, no Unicode category Cc characters, no bidi controls or
+    zero-width characters."""
     try:
         text = raw.decode("utf-8", errors="strict")
     except UnicodeDecodeError as e:
         raise FormatError(f"{what}: invalid UTF-8 ({e.reason})") from None
     if any(unicodedata.category(ch) == "Cc" for ch in text):
         raise FormatError(f"{what}: contains a control character")
+    if any(ord(ch) in HIDDEN for ch in text):
+        raise FormatError(f"{what}: contains a bidi-control or zero-width character")
     return text
 
 class Reader:
@@ -276,6 +283,8 @@ def check_malformed(v: dict):
         "empty key": u16(1) + pair(b"", b"x"),
         "control char in value": u16(1) + pair(b"a", b"x\ny"),
         "C1 control char in key": u16(1) + pair(b"\xc2\x85", b""),
+        "bidi override in value": u16(1) + pair(b"a", "x\u202ey".encode()),
+        "zero-width space in key": u16(1) + pair("a\u200b".encode(), b""),
         "invalid UTF-8 in value": u16(1) + pair(b"a", b"\xff"),
         "pair_count 65": u16(65) + b"".join(pair(b"k%02d" % i, b"") for i in range(65)),
         "value_len 4097": u16(1) + pair(b"a", b"v" * 4097),
@@ -286,6 +295,7 @@ def check_malformed(v: dict):
         "empty key_id": (b"local", b"", b"", b"w"),
         "empty wrapped_key": (b"local", b"k", b"", b""),
         "control char in key_id": (b"local", b"k\x00", b"", b"w"),
+        "bidi isolate in key_id": (b"local", "k\u2066".encode(), b"", b"w"),
     }
     parse(e["A"] + key_section(b"local", b"k", b"", b"w") + env[ks_end:])  # control
     for name, ctx in bad_contexts.items():

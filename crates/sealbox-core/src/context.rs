@@ -216,7 +216,7 @@ impl EncryptionContext {
 }
 
 fn has_control(s: &str) -> bool {
-    s.chars().any(char::is_control)
+    s.chars().any(crate::key::is_hidden_char)
 }
 
 fn validate_pair(key: &str, value: &str) -> Result<(), ContextError> {
@@ -318,6 +318,26 @@ mod tests {
             EncryptionContext::new().with("a", "\u{7}"),
             Err(ContextError::ControlCharacter { .. })
         ));
+        // Bidi overrides and zero-width characters would make two different contexts print
+        // alike (a namespace that reads as another tenant's): refused like control characters.
+        for hidden in [
+            "pay\u{202E}stnemy",
+            "pay\u{200B}ments",
+            "\u{2066}x",
+            "a\u{FEFF}",
+        ] {
+            assert!(
+                matches!(
+                    EncryptionContext::new().with("namespace", hidden),
+                    Err(ContextError::ControlCharacter { .. })
+                ),
+                "{hidden:?}"
+            );
+            assert!(
+                EncryptionContext::new().with(hidden, "v").is_err(),
+                "{hidden:?}"
+            );
+        }
         let mut ctx = EncryptionContext::new();
         for i in 0..MAX_CONTEXT_PAIRS {
             ctx.insert(format!("k{i}"), "v").expect("within limit");

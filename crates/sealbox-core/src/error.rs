@@ -101,8 +101,11 @@ pub enum ContextError {
         /// The maximum.
         max: usize,
     },
-    /// A key or value contains a control character.
-    #[error("encryption context key `{key}` or its value contains a control character")]
+    /// A key or value contains a control, bidirectional-control or zero-width character.
+    #[error(
+        "encryption context key `{key}` or its value contains a control, bidirectional-control \
+         or zero-width character"
+    )]
     ControlCharacter {
         /// The offending key (control characters escaped).
         key: String,

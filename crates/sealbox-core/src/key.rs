@@ -69,9 +69,28 @@ pub struct KekRef {
     key_version: Option<String>,
 }
 
+/// Characters refused in key IDs, key versions and context keys and values: control
+/// characters (Unicode Cc), bidirectional controls (U+061C, U+200E, U+200F, U+202A–U+202E,
+/// U+2066–U+2069) and zero-width characters (U+200B–U+200D, U+2060, U+FEFF). The last two
+/// kinds print as nothing, so two different key IDs or namespaces could look identical in a
+/// log, an audit line or `sealbox inspect` output.
+pub(crate) fn is_hidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}'
+        )
+}
+
 impl KekRef {
     /// A reference to `provider`'s KEK `key_id`. The provider ID is 1–32 characters of
-    /// `[a-z0-9-]`; the key ID 1–2048 bytes of UTF-8 without control characters.
+    /// `[a-z0-9-]`; the key ID 1–2048 bytes of UTF-8 without control, bidirectional-control or
+    /// zero-width characters.
     pub fn new(provider: impl Into<String>, key_id: impl Into<String>) -> Result<Self, Error> {
         let provider = provider.into();
         let key_id = key_id.into();
@@ -86,12 +105,11 @@ impl KekRef {
                 provider.escape_debug()
             )));
         }
-        if key_id.is_empty()
-            || key_id.len() > MAX_KEY_ID_LEN
-            || key_id.chars().any(char::is_control)
+        if key_id.is_empty() || key_id.len() > MAX_KEY_ID_LEN || key_id.chars().any(is_hidden_char)
         {
             return Err(Error::InvalidKey(format!(
-                "key ID must be 1-{MAX_KEY_ID_LEN} bytes without control characters (got {} bytes)",
+                "key ID must be 1-{MAX_KEY_ID_LEN} bytes without control, bidirectional-control or \
+                 zero-width characters (got {} bytes)",
                 key_id.len()
             )));
         }
@@ -107,10 +125,11 @@ impl KekRef {
         let version = version.into();
         if version.is_empty()
             || version.len() > MAX_KEY_VERSION_LEN
-            || version.chars().any(char::is_control)
+            || version.chars().any(is_hidden_char)
         {
             return Err(Error::InvalidKey(format!(
-                "key version must be 1-{MAX_KEY_VERSION_LEN} bytes without control characters"
+                "key version must be 1-{MAX_KEY_VERSION_LEN} bytes without control, \
+                 bidirectional-control or zero-width characters"
             )));
         }
         self.key_version = Some(version);
@@ -219,6 +238,14 @@ mod tests {
         assert!(KekRef::new("AWS", "k").is_err());
         assert!(KekRef::new("local", "").is_err());
         assert!(KekRef::new("local", "a\nb").is_err());
+        // Key IDs that would print like another one.
+        assert!(KekRef::new("local", "old\u{200B}").is_err());
+        assert!(KekRef::new("local", "\u{202E}dlo").is_err());
+        assert!(
+            KekRef::new("local", "k")
+                .and_then(|r| r.with_version("1\u{2066}"))
+                .is_err()
+        );
         let r = KekRef::new("local", "dev")
             .and_then(|r| r.with_version("v1"))
             .expect("valid");

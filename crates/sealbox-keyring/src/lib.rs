@@ -104,15 +104,21 @@ pub struct CacheLimits {
     pub unwrap_ttl: Duration,
     /// Most concurrent lease slots (distinct KEK and context pairs).
     pub lease_capacity: u64,
+    /// How long a wrapped key that the KMS refused as invalid (wrong context, corrupted,
+    /// unknown or disabled key, permission denied) is refused again without asking the KMS,
+    /// per (wrapped key, context). Transient failures (throttling, outages, timeouts) are
+    /// never cached.
+    pub negative_ttl: Duration,
 }
 
 impl Default for CacheLimits {
-    /// 10 000 unwrapped keys for 10 minutes, 10 000 lease slots.
+    /// 10 000 unwrapped keys for 10 minutes, 10 000 lease slots, failures remembered 30 s.
     fn default() -> Self {
         Self {
             unwrap_capacity: 10_000,
             unwrap_ttl: Duration::from_secs(600),
             lease_capacity: 10_000,
+            negative_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -122,8 +128,10 @@ impl CacheLimits {
         if self.unwrap_capacity == 0 || self.lease_capacity == 0 {
             return Err(Error::Config("cache capacities must be at least 1".into()));
         }
-        if self.unwrap_ttl.is_zero() {
-            return Err(Error::Config("unwrap_ttl must be positive".into()));
+        if self.unwrap_ttl.is_zero() || self.negative_ttl.is_zero() {
+            return Err(Error::Config(
+                "unwrap_ttl and negative_ttl must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -163,6 +171,8 @@ struct Inner {
     /// context alone identifies the (KEK, context) lease; a policy change builds a new key-ring.
     leases: Cache<EncryptionContext, Arc<LeaseSlot>>,
     unwrapped: Cache<UnwrapKey, Arc<DataKey>>,
+    /// Wrapped keys the KMS just refused as invalid (see [`CacheLimits::negative_ttl`]).
+    refused: Cache<UnwrapKey, ProviderError>,
     clock: Arc<dyn Clock>,
     counters: Counters,
 }
@@ -242,6 +252,10 @@ impl KeyringBuilder {
             .max_capacity(self.cache.unwrap_capacity)
             .time_to_live(self.cache.unwrap_ttl)
             .build();
+        let refused = Cache::builder()
+            .max_capacity(self.cache.unwrap_capacity)
+            .time_to_live(self.cache.negative_ttl)
+            .build();
         Ok(Keyring {
             inner: Arc::new(Inner {
                 active: self.active,
@@ -249,6 +263,7 @@ impl KeyringBuilder {
                 limits: self.limits,
                 leases,
                 unwrapped,
+                refused,
                 clock: self.clock,
                 counters: Counters::default(),
             }),
@@ -382,7 +397,10 @@ impl Keyring {
                     wrapped: p.header.wrapped_key.clone(),
                     context: (*context).clone(),
                 };
-                if !self.inner.unwrapped.contains_key(&key) && seen.insert(key.clone()) {
+                if !self.inner.unwrapped.contains_key(&key)
+                    && !self.inner.refused.contains_key(&key)
+                    && seen.insert(key.clone())
+                {
                     pending.push((*index, key));
                 }
             }
@@ -430,6 +448,7 @@ impl Keyring {
                     Err(e) => {
                         bump(&counters.failures);
                         tracing::warn!(provider = e.provider(), key_id = e.key_id(), kind = ?e.kind(), "batch unwrap item failed: {e}");
+                        self.remember_refusal(key, &e).await;
                         failed.insert((*key).clone(), e);
                     }
                 }
@@ -588,9 +607,14 @@ impl Keyring {
             wrapped: wrapped.clone(),
             context: context.clone(),
         };
-        self.inner
+        if let Some(e) = self.inner.refused.get(&key).await {
+            bump(&self.inner.counters.negative_hits);
+            return Err(Error::Provider(e));
+        }
+        let result = self
+            .inner
             .unwrapped
-            .try_get_with(key, async {
+            .try_get_with_by_ref(&key, async {
                 self.call(
                     &self.inner.counters.unwrap,
                     provider.unwrap(wrapped, context),
@@ -598,7 +622,74 @@ impl Keyring {
                 .await
                 .map(Arc::new)
             })
-            .await
-            .map_err(|e: Arc<ProviderError>| Error::Provider((*e).clone()))
+            .await;
+        match result {
+            Ok(k) => Ok(k),
+            Err(e) => {
+                self.remember_refusal(&key, &e).await;
+                Err(Error::Provider((*e).clone()))
+            }
+        }
+    }
+
+    /// Remembers a refusal that asking again would only repeat (see
+    /// [`CacheLimits::negative_ttl`]), so a caller replaying a bad wrapped key cannot make
+    /// one KMS call per request.
+    async fn remember_refusal(&self, key: &UnwrapKey, e: &ProviderError) {
+        if matches!(
+            e.kind(),
+            ProviderErrorKind::InvalidWrappedKey
+                | ProviderErrorKind::NotFound
+                | ProviderErrorKind::KeyDisabled
+                | ProviderErrorKind::PermissionDenied
+        ) {
+            self.inner.refused.insert(key.clone(), e.clone()).await;
+        }
+    }
+
+    /// How many KMS unwraps opening `items` would make now: the distinct (wrapped key,
+    /// context) pairs that parse, belong to a KEK of this key-ring, and are neither cached
+    /// nor recently refused. Envelopes that fail to parse or name an unknown KEK cost
+    /// nothing (they fail without a KMS call). Lets a server refuse or rate-limit a request
+    /// by the KMS work it would cause before any of it happens.
+    pub fn pending_unwraps(&self, items: &[(&EncryptionContext, &[u8])]) -> usize {
+        let mut seen: std::collections::HashSet<UnwrapKey> = std::collections::HashSet::new();
+        for (context, envelope) in items {
+            let Ok(p) = parse(envelope) else { continue };
+            if check_context(&p.header.context, context).is_err()
+                || self.provider_index(p.header.kek()).is_err()
+            {
+                continue;
+            }
+            let key = UnwrapKey {
+                wrapped: p.header.wrapped_key,
+                context: (*context).clone(),
+            };
+            if !self.inner.unwrapped.contains_key(&key) && !self.inner.refused.contains_key(&key) {
+                seen.insert(key);
+            }
+        }
+        seen.len()
+    }
+
+    /// Whether sealing `len` bytes under `context` now would need a KMS call (no lease yet,
+    /// or the current one is spent). A concurrent seal may change the answer; it is an
+    /// estimate for admission control, not a guarantee.
+    pub async fn seal_needs_kms(&self, context: &EncryptionContext, len: u64) -> bool {
+        let Some(slot) = self.inner.leases.get(context).await else {
+            return true;
+        };
+        let Ok(state) = slot.state.try_lock() else {
+            return false; // someone is sealing (or renewing) right now; we would share it
+        };
+        let limits = self.inner.limits;
+        match state.as_ref() {
+            Some(s) => {
+                self.inner.clock.now().saturating_sub(s.created) >= limits.max_age
+                    || s.payloads >= limits.max_payloads
+                    || s.bytes.saturating_add(len) > limits.max_bytes
+            }
+            None => true,
+        }
     }
 }

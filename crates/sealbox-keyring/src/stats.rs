@@ -15,6 +15,7 @@ pub(crate) struct Counters {
     pub(crate) leases_created: AtomicU64,
     pub(crate) batch_unwraps: AtomicU64,
     pub(crate) batch_unwrapped_keys: AtomicU64,
+    pub(crate) negative_hits: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -36,6 +37,7 @@ impl Counters {
             leases_created: get(&self.leases_created),
             batch_unwrap_calls: get(&self.batch_unwraps),
             batch_unwrapped_keys: get(&self.batch_unwrapped_keys),
+            negative_cache_hits: get(&self.negative_hits),
         }
     }
 }
@@ -67,6 +69,9 @@ pub struct KeyStats {
     pub batch_unwrap_calls: u64,
     /// Wrapped keys unwrapped through those batch calls.
     pub batch_unwrapped_keys: u64,
+    /// Opens refused from the negative cache: the same wrapped key (in the same context)
+    /// had just failed to unwrap as invalid, so the KMS was not asked again.
+    pub negative_cache_hits: u64,
 }
 
 impl KeyStats {
