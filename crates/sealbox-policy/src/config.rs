@@ -75,6 +75,7 @@ struct RawFile {
     vault: Option<Spanned<RawVault>>,
     aws: Option<Spanned<RawAws>>,
     gcp: Option<Spanned<RawGcp>>,
+    local: Option<RawLocal>,
     /// The codec server's settings: read and validated by `sealbox-server`, not here.
     #[allow(dead_code)]
     server: Option<toml::Value>,
@@ -90,6 +91,7 @@ struct RawPolicy {
     compression: Option<Spanned<RawCompression>>,
     context: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     access: Option<Spanned<RawAccess>>,
+    require_encryption: Option<bool>,
 }
 
 /// A rule: `namespace` plus the fields of [`RawPolicy`]. Spelled out because serde's
@@ -105,6 +107,7 @@ struct RawRule {
     compression: Option<Spanned<RawCompression>>,
     context: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     access: Option<Spanned<RawAccess>>,
+    require_encryption: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +137,13 @@ struct RawAccess {
     encode_roles: Vec<String>,
     #[serde(default)]
     encode_subjects: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLocal {
+    #[serde(default)]
+    development_key: bool,
 }
 
 #[derive(Deserialize)]
@@ -228,6 +238,11 @@ pub struct Policy {
     pub context: BTreeMap<String, String>,
     /// Who may decode through the codec server.
     pub access: Access,
+    /// Whether decoding refuses payloads that are not encrypted (default `true`): a
+    /// plaintext payload where a sealed one is expected may have been forged by whoever can
+    /// write to Temporal's store. Temporal's null payloads and external-storage references
+    /// are accepted either way. Turn off only while migrating a namespace to encryption.
+    pub require_encryption: bool,
 }
 
 impl Policy {
@@ -480,6 +495,7 @@ impl Validator<'_> {
                 compression: d.compression,
                 context: d.context,
                 access: d.access,
+                require_encryption: d.require_encryption,
             },
             None,
         );
@@ -543,6 +559,7 @@ impl Validator<'_> {
                     compression: r.compression,
                     context: r.context,
                     access: r.access,
+                    require_encryption: r.require_encryption,
                 },
                 default.as_ref(),
             ) else {
@@ -562,6 +579,28 @@ impl Validator<'_> {
             .chain(rules.iter().map(|r| &r.policy))
             .flat_map(|p| std::iter::once(&p.active).chain(p.decrypt_only.iter()))
             .any(|k| matches!(k, KekUri::Vault { .. }));
+        let uses_dev_key = std::iter::once(&default)
+            .chain(rules.iter().map(|r| &r.policy))
+            .flat_map(|p| std::iter::once(&p.active).chain(p.decrypt_only.iter()))
+            .any(|k| {
+                matches!(
+                    k,
+                    KekUri::Local {
+                        source: LocalSource::DevDefault,
+                        ..
+                    }
+                )
+            });
+        if uses_dev_key && !raw.local.is_some_and(|l| l.development_key) {
+            self.err(
+                0..0,
+                "local",
+                "`local:///dev` is the development key (read from $SEALBOX_LOCAL_KEK or \
+                 generated into .sealbox/dev.kek in the working directory, next to the data): \
+                 add `[local] development_key = true` to use it — never in production, where a \
+                 KMS KEK or `local:///NAME?file=…` belongs",
+            );
+        }
         if uses_vault && vault.is_none() && self.errors.is_empty() {
             self.err(
                 0..0,
@@ -662,6 +701,10 @@ impl Validator<'_> {
             }
             None => inherit.map(|p| p.access.clone()).unwrap_or_default(),
         };
+        let require_encryption = parts
+            .require_encryption
+            .or(inherit.map(|p| p.require_encryption))
+            .unwrap_or(true);
         Some(Policy {
             name: name.to_owned(),
             active: active?,
@@ -670,6 +713,7 @@ impl Validator<'_> {
             compression,
             context,
             access,
+            require_encryption,
         })
     }
 
@@ -912,6 +956,7 @@ struct PolicyParts {
     compression: Option<Spanned<RawCompression>>,
     context: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     access: Option<Spanned<RawAccess>>,
+    require_encryption: Option<bool>,
 }
 
 /// Whether every namespace matching `later` also matches `earlier` — claimed only when it is

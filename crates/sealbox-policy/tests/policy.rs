@@ -106,6 +106,8 @@ fn the_multi_tenant_example_resolves_as_documented() {
 fn first_matching_rule_wins_and_exact_names_match_exactly() {
     let c = PolicyConfig::from_toml(
         r#"
+[local]
+development_key = true
 [default]
 active = "local:///dev"
 [[rule]]
@@ -123,6 +125,60 @@ active = "local:///q?env=Q"
     assert_eq!(c.policy_for("paymentsx").name, "rule `pay*`");
     assert_eq!(c.policy_for("billing").name, "default");
     assert_eq!(c.keks().len(), 3);
+}
+
+#[test]
+fn the_development_key_needs_an_explicit_opt_in() {
+    // A production binary given a policy naming `local:///dev` must not quietly generate a
+    // key in its working directory.
+    for text in [
+        "[default]\nactive = \"local:///dev\"\n",
+        "[default]\nactive = \"local:///p?env=P\"\ndecrypt_only = [\"local:///dev\"]\n",
+        "[local]\ndevelopment_key = false\n[default]\nactive = \"local:///dev\"\n",
+    ] {
+        let errors = errors_of(text);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("local") && e.contains("development_key = true")),
+            "{text}: {errors:#?}"
+        );
+    }
+    PolicyConfig::from_toml(
+        "[local]\ndevelopment_key = true\n[default]\nactive = \"local:///dev\"\n",
+        "t",
+    )
+    .expect("opted in");
+    PolicyConfig::from_toml("[default]\nactive = \"local:///k?env=K\"\n", "t")
+        .expect("named local keys need no opt-in");
+}
+
+#[test]
+fn require_encryption_defaults_on_and_rules_inherit_or_override_it() {
+    let c = PolicyConfig::from_toml(
+        r#"
+[default]
+active = "local:///d?env=D"
+[[rule]]
+namespace = "legacy-*"
+active = "local:///l?env=L"
+require_encryption = false
+[[rule]]
+namespace = "payments"
+active = "local:///p?env=P"
+"#,
+        "t",
+    )
+    .expect("valid");
+    assert!(c.policy_for("orders").require_encryption);
+    assert!(c.policy_for("payments").require_encryption);
+    assert!(!c.policy_for("legacy-billing").require_encryption);
+    let off = PolicyConfig::from_toml(
+        "[default]\nactive = \"local:///d?env=D\"\nrequire_encryption = false\n[[rule]]\nnamespace = \"x\"\nactive = \"local:///x?env=X\"\n",
+        "t",
+    )
+    .expect("valid");
+    assert!(!off.policy_for("x").require_encryption, "inherited");
 }
 
 #[test]
@@ -217,7 +273,7 @@ fn validation_errors_name_the_line_field_and_problem() {
 fn a_later_rule_is_not_flagged_when_it_can_still_match() {
     // `?`-patterns and specific-then-general orders are fine.
     PolicyConfig::from_toml(
-        "[default]\nactive = \"local:///dev\"\n[[rule]]\nnamespace = \"a?c\"\nactive = \"local:///dev\"\n[[rule]]\nnamespace = \"a*c\"\nactive = \"local:///dev\"\n[[rule]]\nnamespace = \"x-*\"\nactive = \"local:///dev\"\n[[rule]]\nnamespace = \"*\"\nactive = \"local:///dev\"\n",
+        "[local]\ndevelopment_key = true\n[default]\nactive = \"local:///dev\"\n[[rule]]\nnamespace = \"a?c\"\nactive = \"local:///dev\"\n[[rule]]\nnamespace = \"a*c\"\nactive = \"local:///dev\"\n[[rule]]\nnamespace = \"x-*\"\nactive = \"local:///dev\"\n[[rule]]\nnamespace = \"*\"\nactive = \"local:///dev\"\n",
         "t",
     )
     .expect("no false shadowing");

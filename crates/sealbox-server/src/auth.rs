@@ -9,8 +9,11 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 use sha2::Digest;
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
-use tokio::sync::RwLock;
+
+use arc_swap::ArcSwap;
+use tokio::sync::Mutex;
 
 use crate::config::{JwtConfig, Permission, ServerConfig, TokenConfig};
 
@@ -81,16 +84,17 @@ pub enum AuthError {
     Invalid(String),
 }
 
-struct Keys {
-    by_kid: HashMap<String, (DecodingKey, Option<Algorithm>)>,
-    fetched: Option<Instant>,
-}
+type KeyMap = HashMap<String, (DecodingKey, Option<Algorithm>)>;
 
 /// Verifies JWTs against JWKS endpoints; unknown `kid`s trigger a (rate-limited) refresh.
+/// Readers never wait for the network: the key set is swapped in after a fetch, and only
+/// concurrent refreshes wait for each other.
 pub struct JwtVerifier {
     config: JwtConfig,
     http: reqwest::Client,
-    keys: RwLock<Keys>,
+    keys: ArcSwap<KeyMap>,
+    /// When the keys were last fetched; held across a fetch so refreshes are single-flight.
+    refreshed: Mutex<Option<Instant>>,
 }
 
 impl JwtVerifier {
@@ -101,19 +105,14 @@ impl JwtVerifier {
                 .timeout(Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
-            keys: RwLock::new(Keys {
-                by_kid: HashMap::new(),
-                fetched: None,
-            }),
+            keys: ArcSwap::from_pointee(HashMap::new()),
+            refreshed: Mutex::new(None),
         }
     }
 
     async fn refresh(&self) -> Result<(), String> {
-        let mut keys = self.keys.write().await;
-        if keys
-            .fetched
-            .is_some_and(|t| t.elapsed() < self.config.jwks_min_refresh)
-        {
+        let mut refreshed = self.refreshed.lock().await;
+        if refreshed.is_some_and(|t| t.elapsed() < self.config.jwks_min_refresh) {
             return Ok(()); // another request just refreshed, or we refreshed too recently
         }
         let mut by_kid = HashMap::new();
@@ -145,7 +144,7 @@ impl JwtVerifier {
                 Err(e) => errors.push(format!("{url}: {e}")),
             }
         }
-        keys.fetched = Some(Instant::now());
+        *refreshed = Some(Instant::now());
         if by_kid.is_empty() && !errors.is_empty() {
             tracing::warn!("JWKS refresh failed: {}", errors.join("; "));
             return Err(format!("cannot fetch signing keys ({})", errors.join("; ")));
@@ -153,23 +152,24 @@ impl JwtVerifier {
         for e in &errors {
             tracing::warn!("JWKS refresh: {e}");
         }
-        keys.by_kid = by_kid;
+        self.keys.store(Arc::new(by_kid));
         Ok(())
     }
 
     async fn key(&self, kid: &str) -> Option<(DecodingKey, Option<Algorithm>)> {
-        if let Some(k) = self.keys.read().await.by_kid.get(kid) {
+        if let Some(k) = self.keys.load().get(kid) {
             return Some(k.clone());
         }
         let _ = self.refresh().await;
-        self.keys.read().await.by_kid.get(kid).cloned()
+        self.keys.load().get(kid).cloned()
     }
 
-    /// Verifies `token` and returns its claims.
+    /// Verifies `token` — signature, `exp`, `nbf`, and the configured `iss` and one of
+    /// `audience` (all three claims required) — and returns its claims.
     pub async fn verify(
         &self,
         token: &str,
-        check_audience: bool,
+        audience: &[String],
     ) -> Result<serde_json::Map<String, Value>, String> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
@@ -180,50 +180,74 @@ impl JwtVerifier {
         let (key, jwk_alg) = self
             .key(&kid)
             .await
-            .ok_or_else(|| format!("unknown signing key `{kid}`"))?;
+            .ok_or_else(|| format!("unknown signing key `{}`", kid.escape_debug()))?;
         if jwk_alg.is_some_and(|a| a != header.alg) {
-            return Err(format!("key `{kid}` is not for algorithm {:?}", header.alg));
+            return Err(format!(
+                "key `{}` is not for algorithm {:?}",
+                kid.escape_debug(),
+                header.alg
+            ));
         }
         let mut v = Validation::new(header.alg);
         v.algorithms = vec![header.alg];
         v.leeway = self.config.leeway.as_secs();
         v.validate_exp = true;
         v.validate_nbf = true;
-        v.set_required_spec_claims(&["exp"]);
-        if let Some(iss) = &self.config.issuer {
-            v.set_issuer(&[iss]);
-        }
-        if check_audience && !self.config.audience.is_empty() {
-            v.set_audience(&self.config.audience);
-        } else {
-            v.validate_aud = false;
-        }
+        // jsonwebtoken checks `iss`/`aud` only when the token carries them: require them.
+        v.set_required_spec_claims(&["exp", "iss", "aud"]);
+        v.set_issuer(&[&self.config.issuer]);
+        v.set_audience(audience);
         let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key, &v)
             .map_err(|e| format!("token rejected: {e}"))?;
         Ok(data.claims)
     }
 
+    /// The caller an access token (and, with `use_id_token`, its ID token) names. Identity
+    /// and roles come from one token: the ID token when it is used (its subject must equal
+    /// the access token's), else the access token. Temporal permission claims come from the
+    /// access token, and only when `use_permissions_claim` is on.
     fn principal(
         &self,
-        claims: &serde_json::Map<String, Value>,
+        access: &serde_json::Map<String, Value>,
         id: Option<&serde_json::Map<String, Value>>,
-    ) -> Principal {
-        let from = id.unwrap_or(claims);
-        let subject = from
-            .get(&self.config.subject_claim)
-            .and_then(Value::as_str)
-            .unwrap_or("unknown")
-            .to_owned();
-        let mut roles = strings(from.get(&self.config.roles_claim));
-        if id.is_some() {
-            roles.extend(strings(claims.get(&self.config.roles_claim)));
-        }
-        let grants = temporal_permissions(claims.get(&self.config.permissions_claim));
-        Principal {
+    ) -> Result<Principal, String> {
+        let subject_of = |claims: &serde_json::Map<String, Value>| {
+            claims
+                .get(&self.config.subject_claim)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let subject = subject_of(access).ok_or_else(|| {
+            format!(
+                "the token has no `{}` claim naming the caller",
+                self.config.subject_claim
+            )
+        })?;
+        let from = match id {
+            Some(id) => {
+                if subject_of(id).as_deref() != Some(subject.as_str()) {
+                    return Err(format!(
+                        "ID token: its `{}` is not the access token's (the two tokens must \
+                         name the same user)",
+                        self.config.subject_claim
+                    ));
+                }
+                id
+            }
+            None => access,
+        };
+        let roles = strings(from.get(&self.config.roles_claim));
+        let grants = if self.config.use_permissions_claim {
+            temporal_permissions(access.get(&self.config.permissions_claim))
+        } else {
+            Vec::new()
+        };
+        Ok(Principal {
             subject,
             roles,
             grants,
-        }
+        })
     }
 }
 
@@ -344,7 +368,10 @@ impl Authenticator {
         let Some(jwt) = &self.jwt else {
             return Err(AuthError::Invalid("unknown token".into()));
         };
-        let claims = jwt.verify(token, true).await.map_err(AuthError::Invalid)?;
+        let claims = jwt
+            .verify(token, &jwt.config.audience)
+            .await
+            .map_err(AuthError::Invalid)?;
         let id_claims = if jwt.config.use_id_token {
             let extras = headers
                 .get("authorization-extras")
@@ -354,13 +381,14 @@ impl Authenticator {
                 })?;
             let id = extras.strip_prefix("Bearer ").unwrap_or(extras).trim();
             Some(
-                jwt.verify(id, false)
+                jwt.verify(id, &jwt.config.id_token_audience)
                     .await
                     .map_err(|e| AuthError::Invalid(format!("ID token: {e}")))?,
             )
         } else {
             None
         };
-        Ok(jwt.principal(&claims, id_claims.as_ref()))
+        jwt.principal(&claims, id_claims.as_ref())
+            .map_err(AuthError::Invalid)
     }
 }

@@ -29,6 +29,13 @@ struct RawServer {
     cors_origins: Vec<String>,
     audit_log: Option<String>,
     rate_limit: Option<u32>,
+    max_auth_failures: Option<u32>,
+    max_unwraps_per_request: Option<u32>,
+    kms_rate_limit: Option<u32>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+    readyz_detail: Option<bool>,
+    metrics: Option<String>,
     #[serde(default)]
     token: Vec<RawToken>,
     jwt: Option<RawJwt>,
@@ -62,6 +69,10 @@ struct RawJwt {
     permissions_claim: Option<String>,
     #[serde(default)]
     use_id_token: bool,
+    #[serde(default)]
+    id_token_audience: Vec<String>,
+    #[serde(default)]
+    use_permissions_claim: bool,
     jwks_min_refresh: Option<String>,
     leeway: Option<String>,
 }
@@ -102,7 +113,7 @@ impl Permission {
 }
 
 /// A static bearer token (for the CLI and worker-to-server calls).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TokenConfig {
     /// Its name, used as the audit subject (`token:NAME`).
     pub name: String,
@@ -114,14 +125,38 @@ pub struct TokenConfig {
     pub permissions: Vec<Permission>,
 }
 
+impl std::fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The digest is not the token, but it is enough to test guesses offline: not printed.
+        f.debug_struct("TokenConfig")
+            .field("name", &self.name)
+            .field("sha256", &"<redacted>")
+            .field("namespaces", &self.namespaces)
+            .field("permissions", &self.permissions)
+            .finish()
+    }
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsAccess {
+    /// Anyone who can reach the listener (the default: Prometheus scrapers).
+    Public,
+    /// Callers with a valid credential (any static token or JWT the server accepts).
+    Authenticated,
+    /// Not served (404).
+    Off,
+}
+
 /// JWT verification against JWKS endpoints.
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
     /// JWKS URLs (HTTPS, or HTTP on loopback for tests).
     pub jwks_urls: Vec<String>,
-    /// Required `iss`.
-    pub issuer: Option<String>,
-    /// Accepted `aud` values (one must match); empty = `aud` not checked.
+    /// Required `iss` (mandatory: a token without it, or with another, is refused).
+    pub issuer: String,
+    /// Accepted `aud` values, one of which the token must carry (mandatory: a token without
+    /// `aud` is refused).
     pub audience: Vec<String>,
     /// Accepted algorithms (asymmetric only; default RS256 and ES256).
     pub algorithms: Vec<jsonwebtoken::Algorithm>,
@@ -132,8 +167,17 @@ pub struct JwtConfig {
     /// Claim with per-namespace permissions (default `permissions`): Temporal's
     /// `["<ns>:read", "<ns>:write", …]` or Temporal Cloud's `{"<ns>": "<permission>"}`.
     pub permissions_claim: String,
-    /// Also verify the ID token in `Authorization-Extras` and take subject and roles from it.
+    /// Whether the permissions claim grants decode/encode (default `false`: only the policy's
+    /// `access` does). Off by default because many claim mappers give `<ns>:read` to every
+    /// developer so they can read histories, and reading a history must not imply reading
+    /// its payloads.
+    pub use_permissions_claim: bool,
+    /// Also verify the ID token in `Authorization-Extras` and take the roles from it.
     pub use_id_token: bool,
+    /// Accepted `aud` values of the ID token (required with `use_id_token`; usually the Web
+    /// UI's client ID). The ID token must also have the same issuer and subject as the
+    /// access token.
+    pub id_token_audience: Vec<String>,
     /// Minimum time between JWKS refreshes triggered by an unknown `kid`.
     pub jwks_min_refresh: Duration,
     /// Clock skew allowed for `exp` / `nbf`.
@@ -171,6 +215,22 @@ pub struct ServerConfig {
     pub audit_log: String,
     /// Requests per second per client (subject, else IP address); 0 = unlimited.
     pub rate_limit: u32,
+    /// Failed authentications per minute per client IP address before it gets 429 for the
+    /// rest of the minute; 0 = unlimited. Default 60.
+    pub max_auth_failures: u32,
+    /// Most distinct data keys one `/decode` may need unwrapped by the KMS (cached ones are
+    /// free); more is 429. Default 1000.
+    pub max_unwraps_per_request: u32,
+    /// KMS calls per second per client (unwraps a decode needs, a new data-key lease an
+    /// encode needs), counted before the work is done; 0 = unlimited (the default).
+    pub kms_rate_limit: u32,
+    /// Extra `Host` names accepted while anonymous access is on (besides `localhost` and
+    /// loopback addresses).
+    pub allowed_hosts: Vec<String>,
+    /// Whether `/readyz` answers with the KMS errors (default `false`: they go to the log).
+    pub readyz_detail: bool,
+    /// Who may read `/metrics`.
+    pub metrics: MetricsAccess,
     /// Static bearer tokens.
     pub tokens: Vec<TokenConfig>,
     /// JWT verification.
@@ -190,6 +250,12 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             audit_log: "stderr".into(),
             rate_limit: 0,
+            max_auth_failures: 60,
+            max_unwraps_per_request: 1000,
+            kms_rate_limit: 0,
+            allowed_hosts: Vec::new(),
+            readyz_detail: false,
+            metrics: MetricsAccess::Public,
             tokens: Vec::new(),
             jwt: None,
             tls: None,
@@ -269,6 +335,37 @@ impl ServerConfig {
             c.audit_log = a;
         }
         c.rate_limit = raw.rate_limit.unwrap_or(0);
+        if let Some(n) = raw.max_auth_failures {
+            c.max_auth_failures = n;
+        }
+        match raw.max_unwraps_per_request {
+            Some(0) => problems.push(
+                "max_unwraps_per_request: must be at least 1 (a decode of one sealed payload \
+                 needs one)"
+                    .into(),
+            ),
+            Some(n) => c.max_unwraps_per_request = n,
+            None => {}
+        }
+        c.kms_rate_limit = raw.kms_rate_limit.unwrap_or(0);
+        for h in &raw.allowed_hosts {
+            if h.is_empty() || h.contains(['/', ' ', '@']) {
+                problems.push(format!("allowed_hosts: `{h}` is not a host name"));
+            }
+        }
+        c.allowed_hosts = raw.allowed_hosts;
+        c.readyz_detail = raw.readyz_detail.unwrap_or(false);
+        c.metrics = match raw.metrics.as_deref() {
+            None | Some("public") => MetricsAccess::Public,
+            Some("authenticated") => MetricsAccess::Authenticated,
+            Some("off") => MetricsAccess::Off,
+            Some(other) => {
+                problems.push(format!(
+                    "metrics: `{other}` is not one of \"public\", \"authenticated\", \"off\""
+                ));
+                MetricsAccess::Public
+            }
+        };
         for t in raw.token {
             let secret = match (&t.token_env, &t.token_file) {
                 (Some(var), None) => std::env::var(var).map_err(|_| {
@@ -359,15 +456,40 @@ impl ServerConfig {
                     d
                 }),
             };
+            let issuer = j.issuer.filter(|i| !i.is_empty()).unwrap_or_else(|| {
+                problems.push(
+                    "jwt.issuer: required — tokens must name the identity provider that issued \
+                     them (`iss`), or any issuer sharing the JWKS could sign in"
+                        .into(),
+                );
+                String::new()
+            });
+            if j.audience.is_empty() || j.audience.iter().any(String::is_empty) {
+                problems.push(
+                    "jwt.audience: required — the `aud` values meant for this server (e.g. \
+                     [\"sealbox\"]), or any application's token from the same identity \
+                     provider would be accepted"
+                        .into(),
+                );
+            }
+            if j.use_id_token && j.id_token_audience.is_empty() {
+                problems.push(
+                    "jwt.id_token_audience: required with use_id_token — the `aud` of the ID \
+                     tokens to accept (the Web UI's client ID)"
+                        .into(),
+                );
+            }
             c.jwt = Some(JwtConfig {
                 jwks_urls: j.jwks_urls,
-                issuer: j.issuer,
+                issuer,
                 audience: j.audience,
                 algorithms,
                 subject_claim: j.subject_claim.unwrap_or_else(|| "sub".into()),
                 roles_claim: j.roles_claim.unwrap_or_else(|| "roles".into()),
                 permissions_claim: j.permissions_claim.unwrap_or_else(|| "permissions".into()),
+                use_permissions_claim: j.use_permissions_claim,
                 use_id_token: j.use_id_token,
+                id_token_audience: j.id_token_audience,
                 jwks_min_refresh: dur(
                     j.jwks_min_refresh,
                     Duration::from_secs(30),

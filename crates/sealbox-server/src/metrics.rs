@@ -12,6 +12,7 @@ pub(crate) struct Metrics {
     requests: IntCounterVec,
     failures: IntCounterVec,
     payloads: IntCounterVec,
+    plaintext: IntCounterVec,
     latency: HistogramVec,
 }
 
@@ -42,6 +43,15 @@ impl Metrics {
             &["operation"],
         )
         .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
+        let plaintext = IntCounterVec::new(
+            Opts::new(
+                "sealbox_codec_plaintext_payloads_total",
+                "Payloads that reached /decode unencrypted (not null, not an external-storage \
+                 reference): in a namespace that requires encryption, a possible downgrade.",
+            ),
+            &["operation"],
+        )
+        .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
         let latency = HistogramVec::new(
             HistogramOpts::new("sealbox_codec_request_seconds", "Codec request latency.").buckets(
                 vec![
@@ -52,7 +62,7 @@ impl Metrics {
             &["operation"],
         )
         .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
-        for m in [&requests, &failures, &payloads] {
+        for m in [&requests, &failures, &payloads, &plaintext] {
             let _ = registry.register(Box::new(m.clone()));
         }
         let _ = registry.register(Box::new(latency.clone()));
@@ -61,6 +71,7 @@ impl Metrics {
             requests,
             failures,
             payloads,
+            plaintext,
             latency,
         }
     }
@@ -71,8 +82,14 @@ impl Metrics {
         status: u16,
         reason: &str,
         payloads: usize,
+        plaintext: usize,
         took: Duration,
     ) {
+        if plaintext > 0 {
+            self.plaintext
+                .with_label_values(&[op])
+                .inc_by(plaintext as u64);
+        }
         self.requests
             .with_label_values(&[op, &status.to_string()])
             .inc();
@@ -92,8 +109,8 @@ impl Metrics {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         let mut text = String::from_utf8(out).unwrap_or_default();
-        let (mut kms, mut unwraps, mut opens, mut seals, mut failed, mut leases) =
-            (0, 0, 0, 0, 0, 0);
+        let (mut kms, mut unwraps, mut opens, mut seals, mut failed, mut leases, mut refused) =
+            (0, 0, 0, 0, 0, 0, 0);
         for k in policy.keyrings() {
             let s = k.stats();
             kms += s.kms_calls();
@@ -102,6 +119,7 @@ impl Metrics {
             seals += s.seals;
             failed += s.failed_calls;
             leases += s.leases_created;
+            refused += s.negative_cache_hits;
         }
         let hits = opens.saturating_sub(unwraps);
         for (name, help, v) in [
@@ -127,6 +145,11 @@ impl Metrics {
                 "sealbox_data_key_leases_total",
                 "Data-key leases created.",
                 leases,
+            ),
+            (
+                "sealbox_unwrap_refusals_cached_total",
+                "Opens refused from the negative cache (a wrapped key the KMS had just refused).",
+                refused,
             ),
         ] {
             text.push_str(&format!(

@@ -94,6 +94,10 @@ async fn jwks_server(set: Arc<Mutex<JwkSet>>) -> (String, tokio::task::JoinHandl
 }
 
 async fn fixture_app(extra_server: &str, use_id_token: bool) -> Fx {
+    fixture_with(extra_server, &format!("use_id_token = {use_id_token}")).await
+}
+
+async fn fixture_with(extra_server: &str, extra_jwt: &str) -> Fx {
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("kek");
     sealbox_testkit::write_secret_file(&key, &B64.encode([5u8; 32]));
@@ -138,7 +142,8 @@ jwks_urls = ["{jwks_url}"]
 issuer = "{ISSUER}"
 audience = ["sealbox"]
 jwks_min_refresh = "0s"
-use_id_token = {use_id_token}
+id_token_audience = ["web-ui"]
+{extra_jwt}
 "#,
         key = key.display(),
         audit = audit.display(),
@@ -527,6 +532,23 @@ async fn jwt_failure_modes_are_401() {
             c.as_object_mut().expect("obj").remove("exp");
             token(&k, Algorithm::RS256, "rsa1", c)
         }),
+        // Signed by the same JWKS (a shared, multi-tenant identity provider) but meant for
+        // nobody in particular: jsonwebtoken alone would accept these.
+        ("no iss", {
+            let mut c = claims("alice", json!({}));
+            c.as_object_mut().expect("obj").remove("iss");
+            token(&k, Algorithm::RS256, "rsa1", c)
+        }),
+        ("no aud", {
+            let mut c = claims("alice", json!({}));
+            c.as_object_mut().expect("obj").remove("aud");
+            token(&k, Algorithm::RS256, "rsa1", c)
+        }),
+        ("no sub", {
+            let mut c = claims("alice", json!({}));
+            c.as_object_mut().expect("obj").remove("sub");
+            token(&k, Algorithm::RS256, "rsa1", c)
+        }),
         (
             "signed by an unknown key",
             token(
@@ -611,7 +633,7 @@ async fn unknown_kid_refreshes_the_jwks() {
 
 #[tokio::test]
 async fn permissions_are_per_namespace_and_per_operation() {
-    let fx = fixture_app("", false).await;
+    let fx = fixture_with("", "use_permissions_claim = true").await;
     let body = json!({"payloads": [plain("\"x\"")]}).to_string();
     let k = rsa("rsa1.pem");
     let status = |t: String, op: &'static str, ns: &'static str| {
@@ -710,12 +732,12 @@ async fn id_token_in_authorization_extras_when_required() {
     let fx = fixture_app("", true).await;
     let body = json!({"payloads": []}).to_string();
     let k = rsa("rsa1.pem");
-    // The access token names a service; the ID token (other audience) names the user.
+    // The access token and the ID token (the UI's audience) name the same user.
     let access = bearer(&token(
         &k,
         Algorithm::RS256,
         "rsa1",
-        claims("ui-client", json!({})),
+        claims("alice", json!({})),
     ));
     let id = token(
         &k,
@@ -829,6 +851,7 @@ async fn exposure_rules_refuse_unsafe_public_listeners() {
     let err =
         cfg("[server.jwt]\njwks_urls = [\"http://idp.example/jwks\"]\nalgorithms = [\"HS256\"]")
             .expect_err("hs");
+    let jwt = "issuer = \"https://idp.example\"\naudience = [\"sealbox\"]";
     assert!(
         err.to_string().contains("HS256") && err.to_string().contains("https://"),
         "{err}"
@@ -838,7 +861,7 @@ async fn exposure_rules_refuse_unsafe_public_listeners() {
         "http://10.0.0.1/jwks",
         "ftp://127.0.0.1/jwks",
     ] {
-        let e = cfg(&format!("[server.jwt]\njwks_urls = [\"{bad}\"]")).expect_err(bad);
+        let e = cfg(&format!("[server.jwt]\njwks_urls = [\"{bad}\"]\n{jwt}")).expect_err(bad);
         assert!(e.to_string().contains("must be an https://"), "{bad}: {e}");
     }
     for good in [
@@ -847,7 +870,7 @@ async fn exposure_rules_refuse_unsafe_public_listeners() {
         "http://localhost/jwks",
         "http://[::1]:9/jwks",
     ] {
-        cfg(&format!("[server.jwt]\njwks_urls = [\"{good}\"]"))
+        cfg(&format!("[server.jwt]\njwks_urls = [\"{good}\"]\n{jwt}"))
             .unwrap_or_else(|e| panic!("{good}: {e}"));
     }
 }
@@ -896,7 +919,13 @@ async fn a_hung_kms_gives_504_not_a_hung_request() {
         "{}",
         ready.body
     );
-    assert!(ready.body.contains("no answer"), "{}", ready.body);
+    // KMS error text names hosts and keys: it goes to the log, not to whoever asks.
+    assert!(ready.body.contains("not answering"), "{}", ready.body);
+    assert!(
+        !ready.body.contains(bao.addr.trim_start_matches("http://")),
+        "{}",
+        ready.body
+    );
 }
 
 #[tokio::test]
@@ -960,5 +989,521 @@ fn kubernetes_example_policy_is_valid() {
         text.matches(';').count(),
         0,
         "only that one problem: {text}"
+    );
+}
+
+// ---- security review findings (issue #11) ----
+
+fn jwt_as(sub: &str, extra: Value) -> String {
+    token(
+        &rsa("rsa1.pem"),
+        Algorithm::RS256,
+        "rsa1",
+        claims(sub, extra),
+    )
+}
+
+async fn decode_status(app: &Router, headers: &[(&str, &str)], ns: &str) -> Resp {
+    let mut h: Vec<(&str, &str)> = headers.to_vec();
+    h.push(("x-namespace", ns));
+    call(
+        app,
+        Method::POST,
+        "/decode",
+        &h,
+        &json!({"payloads": []}).to_string(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn jwt_issuer_and_audience_are_mandatory_settings() {
+    let cfg = |jwt: &str| {
+        ServerConfig::from_toml(
+            &format!("[server.jwt]\njwks_urls = [\"https://idp.example/jwks\"]\n{jwt}"),
+            "t.toml",
+        )
+    };
+    let e = cfg("audience = [\"sealbox\"]").expect_err("no issuer");
+    assert!(e.to_string().contains("jwt.issuer: required"), "{e}");
+    let e = cfg("issuer = \"https://idp.example\"").expect_err("no audience");
+    assert!(e.to_string().contains("jwt.audience: required"), "{e}");
+    let e = cfg("issuer = \"https://idp.example\"\naudience = [\"sealbox\"]\nuse_id_token = true")
+        .expect_err("no ID token audience");
+    assert!(e.to_string().contains("id_token_audience"), "{e}");
+    cfg("issuer = \"https://idp.example\"\naudience = [\"sealbox\"]").expect("valid");
+}
+
+#[tokio::test]
+async fn the_id_token_must_belong_to_the_same_user_issuer_and_ui() {
+    let fx = fixture_app("", true).await;
+    let k = rsa("rsa1.pem");
+    // alice's access token carries a role; her ID token carries none.
+    let access = bearer(&jwt_as("alice", json!({"roles": ["support"]})));
+    let id_of = |sub: &str, extra: Value| {
+        let mut c = claims(sub, json!({"aud": "web-ui"}));
+        if let (Some(c), Value::Object(e)) = (c.as_object_mut(), extra) {
+            c.extend(e);
+        }
+        token(&k, Algorithm::RS256, "rsa1", c)
+    };
+    let with_id = |id: String| {
+        let app = fx.app.clone();
+        let access = access.clone();
+        async move {
+            decode_status(
+                &app,
+                &[
+                    ("authorization", access.as_str()),
+                    ("authorization-extras", id.as_str()),
+                ],
+                "payments",
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        with_id(id_of("alice", json!({}))).await.status,
+        StatusCode::OK
+    );
+    for (name, id) in [
+        ("another user's ID token", id_of("mallory", json!({}))),
+        (
+            "another app's ID token",
+            id_of("alice", json!({"aud": "other-app"})),
+        ),
+        (
+            "an ID token from another issuer",
+            id_of("alice", json!({"iss": "https://other-idp.test"})),
+        ),
+        (
+            "an access token replayed as ID token",
+            jwt_as("alice", json!({})),
+        ),
+    ] {
+        let r = with_id(id).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{name}: {}", r.body);
+        assert!(r.body.contains("ID token"), "{name}: {}", r.body);
+    }
+    // Roles come from one token only: the ID token. The access token's `support` role does
+    // not open the default's namespaces; the same role in the ID token does.
+    let r = decode_status(
+        &fx.app,
+        &[
+            ("authorization", access.as_str()),
+            ("authorization-extras", id_of("alice", json!({})).as_str()),
+        ],
+        "orders",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = decode_status(
+        &fx.app,
+        &[
+            ("authorization", access.as_str()),
+            (
+                "authorization-extras",
+                id_of("alice", json!({"roles": ["support"]})).as_str(),
+            ),
+        ],
+        "orders",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+#[tokio::test]
+async fn temporal_permission_claims_grant_nothing_unless_enabled() {
+    // `orders:read` lets a developer read histories in Temporal; by default it must not
+    // also decrypt their payloads.
+    let reader = bearer(&jwt_as("dev", json!({"permissions": ["orders:read"]})));
+    let h = [("authorization", reader.as_str())];
+    let off = fixture_app("", false).await;
+    assert_eq!(
+        decode_status(&off.app, &h, "orders").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let on = fixture_with("", "use_permissions_claim = true").await;
+    assert_eq!(
+        decode_status(&on.app, &h, "orders").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn repeated_failed_authentications_are_refused_for_a_while() {
+    let fx = fixture_app("max_auth_failures = 3", false).await;
+    for _ in 0..3 {
+        let r = decode_status(
+            &fx.app,
+            &[("authorization", "Bearer guess-0123456789abcdef")],
+            "team-a",
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    // Even the right token is refused now: guessing cannot continue at full speed.
+    let auth = bearer(CLI_TOKEN);
+    let r = decode_status(&fx.app, &[("authorization", auth.as_str())], "team-a").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert!(r.headers.contains_key("retry-after"));
+    assert!(r.body.contains("failed authentications"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn ops_endpoints_exposure_is_configurable() {
+    let auth = bearer(&alice());
+    let fx = fixture_app("metrics = \"authenticated\"", false).await;
+    assert_eq!(
+        call(&fx.app, Method::GET, "/metrics", &[], "").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let m = call(
+        &fx.app,
+        Method::GET,
+        "/metrics",
+        &[("authorization", auth.as_str())],
+        "",
+    )
+    .await;
+    assert_eq!(m.status, StatusCode::OK);
+    assert!(m.body.contains("sealbox_kms_calls_total"));
+    let off = fixture_app("metrics = \"off\"", false).await;
+    assert_eq!(
+        call(
+            &off.app,
+            Method::GET,
+            "/metrics",
+            &[("authorization", auth.as_str())],
+            ""
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    assert!(
+        ServerConfig::from_toml("[server]\nmetrics = \"sometimes\"", "t")
+            .expect_err("bad value")
+            .to_string()
+            .contains("metrics")
+    );
+}
+
+#[tokio::test]
+async fn the_audit_line_bounds_caller_supplied_key_ids() {
+    let fx = fixture_app("", false).await;
+    let auth = bearer(&alice());
+    let payloads: Vec<Value> = (0..40)
+        .map(|i| {
+            json!({"metadata": {
+                "encoding": B64.encode("binary/encrypted"),
+                "encryption-key-id": B64.encode(format!("{i:02}-{}", "k".repeat(1000))),
+            }, "data": B64.encode("x")})
+        })
+        .collect();
+    let r = call(
+        &fx.app,
+        Method::POST,
+        "/decode",
+        &[
+            ("authorization", auth.as_str()),
+            ("x-namespace", "payments"),
+        ],
+        &json!({ "payloads": payloads }).to_string(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let audit = std::fs::read_to_string(&fx.audit).expect("audit");
+    let line: Value = serde_json::from_str(audit.lines().last().expect("line")).expect("json");
+    let keks = line["keks"].as_array().expect("keks");
+    assert_eq!(keks.len(), 16);
+    assert!(
+        keks.iter()
+            .all(|k| k.as_str().expect("str").len() <= 256 + 3)
+    );
+    assert_eq!(line["keks_omitted"], 24);
+    assert!(
+        audit.len() < 16 * 1024,
+        "one bounded line: {} bytes",
+        audit.len()
+    );
+}
+
+#[tokio::test]
+async fn an_anonymous_server_answers_only_to_loopback_host_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("kek");
+    sealbox_testkit::write_secret_file(&key, &B64.encode([9u8; 32]));
+    let path = dir.path().join("p.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "version = 1\n[default]\nactive = \"local:///a?file={}\"\n[server]\nanonymous = [\"encode\", \"decode\"]\nallowed_hosts = [\"codec.localtest\"]\naudit_log = \"{}\"\n",
+            key.display(),
+            dir.path().join("audit").display()
+        ),
+    )
+    .expect("policy");
+    let policy = Arc::new(ReloadablePolicy::load(&path).await.expect("policy"));
+    let app =
+        app(AppState::new(policy, ServerConfig::from_file(&path).expect("cfg")).expect("state"));
+    for (host, want) in [
+        ("localhost:8089", StatusCode::OK),
+        ("127.0.0.1:8089", StatusCode::OK),
+        ("[::1]:8089", StatusCode::OK),
+        ("codec.localtest", StatusCode::OK),
+        // A page on attacker.example whose DNS name was rebound to 127.0.0.1.
+        ("attacker.example:8089", StatusCode::MISDIRECTED_REQUEST),
+        (
+            "localhost.attacker.example",
+            StatusCode::MISDIRECTED_REQUEST,
+        ),
+    ] {
+        let r = decode_status(&app, &[("host", host)], "ns").await;
+        assert_eq!(r.status, want, "{host}: {}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn sighup_reload_revokes_tokens_and_keeps_a_broken_file_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("kek");
+    sealbox_testkit::write_secret_file(&key, &B64.encode([7u8; 32]));
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::write(&a, "token-a-0123456789abcdef").expect("a");
+    std::fs::write(&b, "token-b-0123456789abcdef").expect("b");
+    let policy_text = |tokens: &[(&str, &std::path::Path)], origin: &str| {
+        let mut t = format!(
+            "version = 1\n[default]\nactive = \"local:///r?file={}\"\n[server]\ncors_origins = [\"{origin}\"]\naudit_log = \"{}\"\n",
+            key.display(),
+            dir.path().join("audit").display()
+        );
+        for (name, file) in tokens {
+            t.push_str(&format!(
+                "[[server.token]]\nname = \"{name}\"\ntoken_file = \"{}\"\nnamespaces = [\"*\"]\npermissions = [\"decode\"]\n",
+                file.display()
+            ));
+        }
+        t
+    };
+    let path = dir.path().join("p.toml");
+    std::fs::write(
+        &path,
+        policy_text(&[("a", &a), ("b", &b)], "https://one.test"),
+    )
+    .expect("w");
+    let policy = Arc::new(ReloadablePolicy::load(&path).await.expect("policy"));
+    let state = AppState::new(policy, ServerConfig::from_file(&path).expect("cfg")).expect("state");
+    let app = app(state.clone());
+    let status = |t: &'static str| {
+        let app = app.clone();
+        async move {
+            let auth = format!("Bearer {t}");
+            decode_status(&app, &[("authorization", auth.as_str())], "ns")
+                .await
+                .status
+        }
+    };
+    let preflight = |origin: &'static str| {
+        let app = app.clone();
+        async move {
+            call(
+                &app,
+                Method::OPTIONS,
+                "/decode",
+                &[
+                    ("origin", origin),
+                    ("access-control-request-method", "POST"),
+                ],
+                "",
+            )
+            .await
+            .headers
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap_or("").to_owned())
+        }
+    };
+    assert_eq!(status("token-a-0123456789abcdef").await, StatusCode::OK);
+    assert_eq!(
+        preflight("https://one.test").await.as_deref(),
+        Some("https://one.test")
+    );
+
+    // Token a is revoked and the UI moves: both take effect on reload.
+    std::fs::write(&path, policy_text(&[("b", &b)], "https://two.test")).expect("w");
+    state.reload(&path).await.expect("reload");
+    assert_eq!(
+        status("token-a-0123456789abcdef").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(status("token-b-0123456789abcdef").await, StatusCode::OK);
+    assert_eq!(preflight("https://one.test").await, None);
+    assert_eq!(
+        preflight("https://two.test").await.as_deref(),
+        Some("https://two.test")
+    );
+
+    // A broken [server] section (or a broken policy) changes nothing.
+    std::fs::write(
+        &path,
+        policy_text(&[("a", &a)], "https://three.test") + "[server.jwt]\njwks_urls = []\n",
+    )
+    .expect("w");
+    let e = state.reload(&path).await.expect_err("broken");
+    assert!(e.contains("jwks_urls"), "{e}");
+    std::fs::write(
+        &path,
+        policy_text(&[("a", &a)], "https://three.test").replace("local:///r", "nope:///r"),
+    )
+    .expect("w");
+    state.reload(&path).await.expect_err("broken policy");
+    assert_eq!(
+        status("token-a-0123456789abcdef").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(status("token-b-0123456789abcdef").await, StatusCode::OK);
+    assert_eq!(preflight("https://three.test").await, None);
+}
+
+/// A policy whose leases hold one payload each, so every sealed payload has its own data key.
+async fn one_key_per_payload_app(dir: &std::path::Path, server: &str) -> (Router, Arc<AppState>) {
+    let key = dir.join("kek");
+    if !key.exists() {
+        sealbox_testkit::write_secret_file(&key, &B64.encode([3u8; 32]));
+    }
+    let path = dir.join(format!("p{}.toml", server.len()));
+    std::fs::write(
+        &path,
+        format!(
+            "version = 1\n[default]\nactive = \"local:///q?file={}\"\n[default.lease]\nmax_payloads = 1\n[server]\nanonymous = [\"encode\", \"decode\"]\naudit_log = \"{}\"\n{server}\n",
+            key.display(),
+            dir.join("audit").display()
+        ),
+    )
+    .expect("policy");
+    let policy = Arc::new(ReloadablePolicy::load(&path).await.expect("policy"));
+    let state = AppState::new(policy, ServerConfig::from_file(&path).expect("cfg")).expect("state");
+    (app(state.clone()), state)
+}
+
+#[tokio::test]
+async fn kms_work_per_request_and_per_caller_is_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (writer, _) = one_key_per_payload_app(dir.path(), "").await;
+    let h = [("x-namespace", "ns")];
+    let sealed = call(
+        &writer,
+        Method::POST,
+        "/encode",
+        &h,
+        &json!({"payloads": [plain("1"), plain("2"), plain("3")]}).to_string(),
+    )
+    .await;
+    assert_eq!(sealed.status, StatusCode::OK);
+    // A fresh reader (cold cache) limited to 2 distinct unwraps per request.
+    let (reader, state) = one_key_per_payload_app(dir.path(), "max_unwraps_per_request = 2").await;
+    let r = call(&reader, Method::POST, "/decode", &h, &sealed.body).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert!(r.body.contains("3 distinct data keys"), "{}", r.body);
+    let metrics = call(&reader, Method::GET, "/metrics", &[], "").await.body;
+    assert!(
+        metrics.contains("sealbox_kms_calls_total 0"),
+        "refused before any KMS call:\n{metrics}"
+    );
+    // Once the keys are cached (the writer knows them), the same request costs nothing.
+    assert_eq!(
+        call(&writer, Method::POST, "/decode", &h, &sealed.body)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    drop(state);
+
+    // One KMS call per second per caller: a cold decode of 3 keys is over budget, and so is
+    // a second brand-new namespace right after a first (each costs a data-key lease).
+    let (limited, _) = one_key_per_payload_app(dir.path(), "kms_rate_limit = 1").await;
+    let r = call(&limited, Method::POST, "/decode", &h, &sealed.body).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert!(r.body.contains("KMS budget"), "{}", r.body);
+    let enc = |ns: &'static str| {
+        let app = limited.clone();
+        async move {
+            call(
+                &app,
+                Method::POST,
+                "/encode",
+                &[("x-namespace", ns)],
+                &json!({"payloads": [plain("1")]}).to_string(),
+            )
+            .await
+            .status
+        }
+    };
+    // The refused decode consumed nothing: the first new namespace fits the budget.
+    assert_eq!(enc("tenant-1").await, StatusCode::OK);
+    assert_eq!(enc("tenant-2").await, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn decode_shows_plaintext_as_is_but_counts_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, _) = one_key_per_payload_app(dir.path(), "").await;
+    // A plaintext zstd "bomb" from the caller is returned untouched, never decompressed.
+    let bomb = vec![0u8; 64];
+    let zstd_payload = json!({"metadata": {
+        "encoding": B64.encode("binary/zstd"),
+        "sealbox-format": B64.encode("sealbox-zstd/1"),
+    }, "data": B64.encode(&bomb)});
+    let null_payload = json!({"metadata": {"encoding": B64.encode("binary/null")}});
+    let body = json!({"payloads": [plain("\"forged\""), zstd_payload, null_payload]}).to_string();
+    let r = call(
+        &app,
+        Method::POST,
+        "/decode",
+        &[("x-namespace", "ns")],
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let out = r.json()["payloads"].clone();
+    assert_eq!(out[1]["data"], B64.encode(&bomb));
+    let metrics = call(&app, Method::GET, "/metrics", &[], "").await.body;
+    assert!(
+        metrics.contains(r#"sealbox_codec_plaintext_payloads_total{operation="decode"} 2"#),
+        "{metrics}"
+    );
+    let audit = std::fs::read_to_string(dir.path().join("audit")).expect("audit");
+    assert!(audit.contains("\"plaintext_payloads\":2"), "{audit}");
+}
+
+#[test]
+fn debug_output_of_the_settings_holds_no_token_material() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("t");
+    std::fs::write(&file, CLI_TOKEN).expect("token");
+    let config = ServerConfig::from_toml(
+        &format!(
+            "[server]\n[[server.token]]\nname = \"cli\"\ntoken_file = \"{}\"\nnamespaces = [\"*\"]\npermissions = [\"decode\"]\n",
+            file.display()
+        ),
+        "t",
+    )
+    .expect("valid");
+    use sha2::Digest;
+    let digest: [u8; 32] = sha2::Sha256::digest(CLI_TOKEN.as_bytes()).into();
+    let debug = format!("{config:?}");
+    assert!(
+        debug.contains("cli") && debug.contains("<redacted>"),
+        "{debug}"
+    );
+    assert!(!debug.contains(CLI_TOKEN), "{debug}");
+    assert!(!debug.contains(&hex::encode(digest)), "{debug}");
+    assert!(
+        !debug.contains(
+            &format!("{:?}", &digest[..4])
+                .trim_end_matches(']')
+                .to_owned()
+        ),
+        "{debug}"
     );
 }

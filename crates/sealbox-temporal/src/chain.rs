@@ -42,27 +42,15 @@ impl CodecChain {
         self
     }
 
-    /// The chain a key policy asks for `namespace`: zstd first if the namespace's policy sets
-    /// `compression`, then encryption under the policy's KEKs.
+    /// The chain a key policy asks for `namespace`: encryption under the policy's KEKs, with
+    /// the policy's compression (if any) applied inside the codec — before sealing, and on
+    /// decode only to what came out of an envelope — and its `require_encryption`.
     #[cfg(feature = "policy")]
     pub fn from_policy(
         policy: Arc<sealbox_policy::PolicyKeyrings>,
         namespace: &str,
     ) -> Result<Self, crate::CodecError> {
-        let compression = policy
-            .tenant(namespace)
-            .map_err(|e| crate::CodecError::Config(format!("namespace `{namespace}`: {e}")))?
-            .policy
-            .compression
-            .clone();
-        let mut chain = Self::new();
-        if let Some(c) = compression {
-            let min_size = usize::try_from(c.min_size).unwrap_or(usize::MAX);
-            chain = chain.then(crate::ZstdCodec::new(crate::ZstdOptions::new(
-                min_size, c.level,
-            ))?);
-        }
-        Ok(chain.then(crate::SealboxCodec::from_policy(policy, namespace).build()?))
+        Ok(Self::new().then(crate::SealboxCodec::from_policy(policy, namespace).build()?))
     }
 }
 

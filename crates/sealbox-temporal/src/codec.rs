@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::error::CodecError;
 use crate::legacy::LegacyFormats;
+use crate::zstd_codec::{Budget, ZstdOptions, compress_payload, decompress_payload, is_zstd};
 use crate::{
     ENCODING_ENCRYPTED, FORMAT_ENVELOPE_V1, METADATA_ENCODING, METADATA_FORMAT, METADATA_KEY_ID,
     METADATA_PROXY_DEK, Payload, TEMPORAL_PAYLOAD_LIMIT, meta,
@@ -40,25 +41,44 @@ enum KeySource {
     Reloadable(Arc<sealbox_policy::ReloadablePolicy>),
 }
 
+/// What one call works with: the namespace's key-ring, context and settings.
+struct Resolved {
+    keyring: Keyring,
+    context: EncryptionContext,
+    /// Compression from the key policy (fixed codecs: from the builder).
+    compression: Option<ZstdOptions>,
+    /// The key policy's `require_encryption` (fixed codecs: true).
+    require_encryption: bool,
+}
+
 impl KeySource {
-    fn resolve(
-        &self,
-        namespace: &str,
-    ) -> Result<(Keyring, EncryptionContext), sealbox_core::Error> {
+    fn resolve(&self, namespace: &str) -> Result<Resolved, sealbox_core::Error> {
         match self {
-            KeySource::Fixed { keyring, context } => Ok((keyring.clone(), context.clone())),
+            KeySource::Fixed { keyring, context } => Ok(Resolved {
+                keyring: keyring.clone(),
+                context: context.clone(),
+                compression: None,
+                require_encryption: true,
+            }),
             #[cfg(feature = "policy")]
-            KeySource::Policy(p) => {
-                let t = p.tenant(namespace)?;
-                Ok((t.keyring.clone(), t.context))
-            }
+            KeySource::Policy(p) => Ok(from_tenant(&p.tenant(namespace)?)),
             #[cfg(feature = "policy")]
-            KeySource::Reloadable(p) => {
-                let current = p.current();
-                let t = current.tenant(namespace)?;
-                Ok((t.keyring.clone(), t.context))
-            }
+            KeySource::Reloadable(p) => Ok(from_tenant(&p.current().tenant(namespace)?)),
         }
+    }
+}
+
+#[cfg(feature = "policy")]
+fn from_tenant(t: &sealbox_policy::Tenant<'_>) -> Resolved {
+    Resolved {
+        keyring: t.keyring.clone(),
+        context: t.context.clone(),
+        compression: t
+            .policy
+            .compression
+            .as_ref()
+            .map(|c| ZstdOptions::new(usize::try_from(c.min_size).unwrap_or(usize::MAX), c.level)),
+        require_encryption: t.policy.require_encryption,
     }
 }
 
@@ -104,6 +124,12 @@ struct Inner {
     max_payload_bytes: usize,
     legacy: LegacyFormats,
     pass_through_foreign: bool,
+    /// Overrides the policy's `require_encryption` when set.
+    require_encryption: Option<bool>,
+    /// Overrides the policy's compression when set.
+    compression: Option<Option<ZstdOptions>>,
+    /// Decompression limits (per payload, per call) for what comes out of envelopes.
+    decompression: ZstdOptions,
     counters: Counters,
 }
 
@@ -118,11 +144,20 @@ struct Inner {
 /// size limit (default 2 MiB, Temporal's) once sealed is refused with an error that says so.
 ///
 /// **Decode** opens Sealbox payloads (all of a call's distinct wrapped keys unwrapped in one
-/// batch per KEK, then cached), reads legacy formats configured with
-/// [`SealboxCodecBuilder::legacy`], and returns payloads that are not encrypted untouched.
-/// A payload sealed for another namespace fails (the context does not match). An encrypted
-/// payload in a format it cannot read is an error naming the format, unless
-/// [`SealboxCodecBuilder::pass_through_foreign`] is set (for chaining with another codec).
+/// batch per KEK, then cached), decompresses what came out of an envelope compressed (within
+/// a per-payload limit and a per-call budget, off the async runtime), and reads legacy
+/// formats configured with [`SealboxCodecBuilder::legacy`]. A payload sealed for another
+/// namespace fails (the context does not match). An encrypted payload in a format it cannot
+/// read is an error naming the format, unless [`SealboxCodecBuilder::pass_through_foreign`]
+/// is set (for chaining with another codec).
+///
+/// **Plaintext on decode.** By default (and for every namespace of a key policy, unless its
+/// rule says `require_encryption = false`) a payload that is not encrypted is refused:
+/// whoever can write to Temporal's store could otherwise replace a sealed input or result
+/// with a forged plaintext one that workers would accept as genuine. Temporal's null payload
+/// (`binary/null`) and external-storage references pass, being plaintext by design (see
+/// [`crate::plaintext_by_design`]). With `require_encryption` off, plaintext payloads are
+/// returned untouched.
 #[derive(Clone)]
 pub struct SealboxCodec {
     inner: Arc<Inner>,
@@ -146,6 +181,9 @@ pub struct SealboxCodecBuilder {
     max_payload_bytes: usize,
     legacy: LegacyFormats,
     pass_through_foreign: bool,
+    require_encryption: Option<bool>,
+    compression: Option<Option<ZstdOptions>>,
+    decompression: ZstdOptions,
 }
 
 impl SealboxCodec {
@@ -225,7 +263,38 @@ impl SealboxCodecBuilder {
             max_payload_bytes: TEMPORAL_PAYLOAD_LIMIT,
             legacy: LegacyFormats::default(),
             pass_through_foreign: false,
+            require_encryption: None,
+            compression: None,
+            decompression: ZstdOptions::default(),
         }
+    }
+
+    /// Refuse payloads that are not encrypted on decode (see the codec's documentation).
+    /// Default: the key policy's `require_encryption` (itself on by default); on for a codec
+    /// built from a key-ring.
+    pub fn require_encryption(mut self, yes: bool) -> Self {
+        self.require_encryption = Some(yes);
+        self
+    }
+
+    /// Compress payloads before sealing them (`None`: never). Default: the key policy's
+    /// `compression`; none for a codec built from a key-ring. Compressed payloads are
+    /// decompressed on decode whatever this says, but only when they come out of an
+    /// envelope. See [`crate::ZstdCodec`] for the compression side channel.
+    pub fn compression(mut self, options: Option<ZstdOptions>) -> Self {
+        self.compression = Some(options);
+        self
+    }
+
+    /// Limits on decompressing what comes out of envelopes: `max_decompressed` per payload
+    /// and `call_budget` per call (defaults 64 MiB and 128 MiB). The budget must be at least
+    /// the largest payload a namespace stores, externally included.
+    pub fn decompression_limits(mut self, max_decompressed: usize, call_budget: usize) -> Self {
+        self.decompression = self
+            .decompression
+            .max_decompressed(max_decompressed)
+            .call_budget(call_budget);
+        self
     }
 
     /// Refuse to produce payloads larger than this (protobuf-encoded). Default: 2 MiB,
@@ -259,6 +328,10 @@ impl SealboxCodecBuilder {
                 "max_payload_bytes must be greater than zero".into(),
             ));
         }
+        self.decompression.validate()?;
+        if let Some(Some(c)) = &self.compression {
+            c.validate()?;
+        }
         let source = match self.source {
             KeySource::Fixed { keyring, .. } => KeySource::Fixed {
                 keyring,
@@ -279,6 +352,9 @@ impl SealboxCodecBuilder {
                 max_payload_bytes: self.max_payload_bytes,
                 legacy: self.legacy,
                 pass_through_foreign: self.pass_through_foreign,
+                require_encryption: self.require_encryption,
+                compression: self.compression,
+                decompression: self.decompression,
                 counters: Counters::default(),
             }),
         })
@@ -312,22 +388,42 @@ fn bump(a: &AtomicU64, by: u64) {
 }
 
 impl Inner {
-    async fn encode(&self, payloads: Vec<Payload>) -> Result<Vec<Payload>, CodecError> {
-        let (keyring, context) = self
+    fn resolve(&self, index: usize) -> Result<Resolved, CodecError> {
+        let mut r = self
             .source
             .resolve(&self.namespace)
-            .map_err(|source| CodecError::Envelope { index: 0, source })?;
+            .map_err(|source| CodecError::Envelope { index, source })?;
+        if let Some(c) = self.compression {
+            r.compression = c;
+        }
+        if let Some(yes) = self.require_encryption {
+            r.require_encryption = yes;
+        }
+        Ok(r)
+    }
+
+    async fn encode(&self, payloads: Vec<Payload>) -> Result<Vec<Payload>, CodecError> {
+        let Resolved {
+            keyring,
+            context,
+            compression,
+            ..
+        } = self.resolve(0)?;
         let mut out = Vec::with_capacity(payloads.len());
         for (index, payload) in payloads.into_iter().enumerate() {
+            let input = payload.encoded_len();
+            let payload = match &compression {
+                Some(o) => compress_payload(index, payload, o)?,
+                None => payload,
+            };
             let plain = Zeroizing::new(payload.encode_to_vec());
-            let input = plain.len();
-            if input > self.max_payload_bytes {
+            if plain.len() > self.max_payload_bytes {
                 // Sealing only adds bytes: refuse before any KMS call.
                 return Err(CodecError::TooLarge {
                     index,
                     input,
-                    size: input,
-                    overhead: 0,
+                    size: plain.len(),
+                    overhead: plain.len().saturating_sub(input),
                     limit: self.max_payload_bytes,
                 });
             }
@@ -359,7 +455,7 @@ impl Inner {
                     index,
                     input,
                     size,
-                    overhead: size - input,
+                    overhead: size.saturating_sub(input),
                     limit: self.max_payload_bytes,
                 });
             }
@@ -379,11 +475,22 @@ impl Inner {
     }
 
     async fn decode(&self, payloads: Vec<Payload>) -> Result<Vec<Payload>, CodecError> {
+        let resolved = self.resolve(0)?;
         let mut out: Vec<Option<Payload>> = Vec::with_capacity(payloads.len());
         let mut ours: Vec<(usize, Payload)> = Vec::new();
         for (index, p) in payloads.into_iter().enumerate() {
             match classify(&p) {
                 Kind::Plain => {
+                    if resolved.require_encryption && !crate::plaintext_by_design(&p) {
+                        return Err(CodecError::Unencrypted {
+                            index,
+                            encoding: meta(&p, METADATA_ENCODING)
+                                .unwrap_or("<none>")
+                                .escape_debug()
+                                .to_string(),
+                            namespace: self.namespace.clone(),
+                        });
+                    }
                     bump(&self.counters.passed_through, 1);
                     out.push(Some(p));
                 }
@@ -422,13 +529,9 @@ impl Inner {
             }
         }
         if !ours.is_empty() {
-            let (keyring, context) =
-                self.source
-                    .resolve(&self.namespace)
-                    .map_err(|source| CodecError::Envelope {
-                        index: ours[0].0,
-                        source,
-                    })?;
+            let Resolved {
+                keyring, context, ..
+            } = resolved;
             let items: Vec<(&EncryptionContext, &[u8])> = ours
                 .iter()
                 .map(|(_, p)| (&context, p.data.as_slice()))
@@ -448,6 +551,32 @@ impl Inner {
                 out[*index] = Some(decoded);
             }
             bump(&self.counters.decoded, ours.len() as u64);
+            // Decompress only what came out of an envelope: a caller's own `binary/zstd`
+            // payload is plaintext and was handled above like any other.
+            let packed: Vec<(usize, Payload)> = ours
+                .iter()
+                .filter_map(|(i, _)| {
+                    let p = out[*i].as_ref()?;
+                    is_zstd(p).then(|| (*i, p.clone()))
+                })
+                .collect();
+            if !packed.is_empty() {
+                let limits = self.decompression;
+                let unpacked = crate::blocking(move || {
+                    let mut budget = Budget::new(limits.call_budget);
+                    packed
+                        .into_iter()
+                        .map(|(i, p)| {
+                            decompress_payload(i, &p, limits.max_decompressed, &mut budget)
+                                .map(|d| (i, d))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .await?;
+                for (i, p) in unpacked {
+                    out[i] = Some(p);
+                }
+            }
         }
         Ok(out.into_iter().flatten().collect())
     }

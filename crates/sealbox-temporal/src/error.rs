@@ -62,6 +62,32 @@ pub enum CodecError {
         /// What failed.
         detail: String,
     },
+    /// The payloads of one call decompress to more than the per-call budget.
+    #[error(
+        "payload {index}: the payloads of this call decompress to more than the {budget}-byte \
+         per-call budget (a decompression bomb?); nothing was returned"
+    )]
+    DecompressionBudget {
+        /// Position of the payload that crossed the budget.
+        index: usize,
+        /// The per-call budget in bytes.
+        budget: usize,
+    },
+    /// A payload that is not encrypted where the namespace requires encryption.
+    #[error(
+        "payload {index}: not encrypted (encoding `{encoding}`), but namespace `{namespace}` \
+         requires encryption; refusing it, since a plaintext payload where a sealed one is \
+         expected may have been forged by whoever can write to Temporal's store (set \
+         `require_encryption = false` in the key policy to accept plaintext during a migration)"
+    )]
+    Unencrypted {
+        /// Position of the payload in the call.
+        index: usize,
+        /// Its `encoding` metadata (or `<none>`).
+        encoding: String,
+        /// The namespace whose policy requires encryption.
+        namespace: String,
+    },
     /// The codec's configuration is invalid.
     #[error("invalid codec configuration: {0}")]
     Config(String),

@@ -79,6 +79,62 @@ pub fn data_converter(codec: impl PayloadCodec + Send + Sync + 'static) -> DataC
     )
 }
 
+/// The `encoding` of Temporal's null payload (`None`, `nil`, `undefined`).
+pub const ENCODING_NULL: &str = "binary/null";
+/// The `encoding` of a protobuf message serialized as JSON.
+pub const ENCODING_JSON_PROTOBUF: &str = "json/protobuf";
+/// The metadata key naming a protobuf payload's message type.
+pub const METADATA_MESSAGE_TYPE: &str = "messageType";
+/// The message type of Temporal's external-storage (claim check) reference.
+pub const EXTERNAL_STORAGE_REFERENCE_TYPE: &str = "temporal.api.sdk.v1.ExternalStorageReference";
+/// The metadata key with which an SDK marks a codec-encoded external-storage reference.
+pub const METADATA_EXTERNAL_STORAGE_REFERENCE: &str = "__temporal_external_storage_reference";
+
+/// Whether a payload that is not encrypted may still be accepted where a namespace requires
+/// encryption: Temporal's null payload (`binary/null`, which carries no data) and
+/// external-storage references (`json/protobuf` of
+/// `temporal.api.sdk.v1.ExternalStorageReference`, or marked with
+/// `__temporal_external_storage_reference`), which hold no payload data by design — the data
+/// they point to is stored encrypted.
+pub fn plaintext_by_design(p: &Payload) -> bool {
+    match meta(p, METADATA_ENCODING) {
+        Some(ENCODING_NULL) => p.data.is_empty(),
+        Some(ENCODING_JSON_PROTOBUF)
+            if meta(p, METADATA_MESSAGE_TYPE) == Some(EXTERNAL_STORAGE_REFERENCE_TYPE) =>
+        {
+            true
+        }
+        _ => p.metadata.contains_key(METADATA_EXTERNAL_STORAGE_REFERENCE),
+    }
+}
+
+/// Whether `p` is sealed (or claims to be: any `binary/encrypted` payload, ours or a
+/// legacy format's).
+pub fn is_encrypted(p: &Payload) -> bool {
+    meta(p, METADATA_ENCODING) == Some(ENCODING_ENCRYPTED)
+}
+
+/// The envelope inside `p` when it is a Sealbox payload (`binary/encrypted`, marked
+/// `sealbox-envelope/1`).
+pub fn sealbox_envelope(p: &Payload) -> Option<&[u8]> {
+    (is_encrypted(p) && meta(p, METADATA_FORMAT) == Some(FORMAT_ENVELOPE_V1))
+        .then_some(p.data.as_slice())
+}
+
+/// Runs CPU-heavy work (decompression) off the async runtime when there is one, so that
+/// timeouts around the call can fire; inline otherwise.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, CodecError> + Send + 'static,
+) -> Result<T, CodecError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle
+            .spawn_blocking(work)
+            .await
+            .map_err(|e| CodecError::Config(format!("the decompression task failed: {e}")))?,
+        Err(_) => work(),
+    }
+}
+
 /// The value of metadata `key` if it is valid UTF-8.
 pub(crate) fn meta<'a>(payload: &'a Payload, key: &str) -> Option<&'a str> {
     payload

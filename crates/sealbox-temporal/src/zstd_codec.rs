@@ -24,6 +24,11 @@ pub struct ZstdOptions {
     /// Decoding refuses a payload that would decompress to more than this (a decompression
     /// bomb guard). Default 64 MiB.
     pub max_decompressed: usize,
+    /// Decoding refuses a call whose payloads together would decompress to more than this,
+    /// so a request of many small bombs is refused as early as one large one. At least
+    /// `max_decompressed`, and at least the largest payload a namespace stores externally.
+    /// Default 128 MiB.
+    pub call_budget: usize,
 }
 
 impl Default for ZstdOptions {
@@ -32,6 +37,7 @@ impl Default for ZstdOptions {
             min_size: 1024,
             level: 3,
             max_decompressed: 64 * 1024 * 1024,
+            call_budget: 128 * 1024 * 1024,
         }
     }
 }
@@ -46,12 +52,143 @@ impl ZstdOptions {
         }
     }
 
-    /// Sets the decompression limit.
+    /// Sets the per-payload decompression limit.
     #[must_use]
     pub fn max_decompressed(mut self, bytes: usize) -> Self {
         self.max_decompressed = bytes;
         self
     }
+
+    /// Sets the per-call decompression budget.
+    #[must_use]
+    pub fn call_budget(mut self, bytes: usize) -> Self {
+        self.call_budget = bytes;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), CodecError> {
+        if !(1..=19).contains(&self.level) {
+            return Err(CodecError::Config(format!(
+                "zstd level {} is out of range 1-19",
+                self.level
+            )));
+        }
+        if self.max_decompressed == 0 || self.call_budget < self.max_decompressed {
+            return Err(CodecError::Config(
+                "zstd max_decompressed must be greater than zero and call_budget at least \
+                 max_decompressed"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Largest zstd window the decoder accepts (2^24 = 16 MiB): the encoder never uses more
+/// (level 19 uses 2^23), and a frame asking for more would make the decoder allocate it.
+const WINDOW_LOG_MAX: u32 = 24;
+
+/// Compresses `p` (as the whole protobuf-serialized payload) when it is at least
+/// `min_size` bytes and shrinks; otherwise returns it unchanged.
+pub(crate) fn compress_payload(
+    index: usize,
+    p: Payload,
+    o: &ZstdOptions,
+) -> Result<Payload, CodecError> {
+    let raw = zeroize::Zeroizing::new(p.encode_to_vec());
+    if raw.len() < o.min_size {
+        return Ok(p);
+    }
+    let packed = zstd::bulk::compress(&raw, o.level).map_err(|e| CodecError::Malformed {
+        index,
+        format: "zstd",
+        detail: format!("compression failed: {e}"),
+    })?;
+    if packed.len() >= raw.len() {
+        return Ok(p);
+    }
+    let mut metadata = HashMap::with_capacity(2);
+    metadata.insert(METADATA_ENCODING.into(), ENCODING_ZSTD.into());
+    metadata.insert(METADATA_FORMAT.into(), FORMAT_ZSTD_V1.into());
+    Ok(Payload {
+        metadata,
+        data: packed,
+        external_payloads: p.external_payloads,
+    })
+}
+
+/// Whether `p` is marked as compressed (by anyone: the format marker is checked when it is
+/// decompressed).
+pub(crate) fn is_zstd(p: &Payload) -> bool {
+    meta(p, METADATA_ENCODING) == Some(ENCODING_ZSTD)
+}
+
+/// What is left of one call's decompression budget.
+pub(crate) struct Budget {
+    pub(crate) remaining: usize,
+    pub(crate) total: usize,
+}
+
+impl Budget {
+    pub(crate) fn new(total: usize) -> Self {
+        Self {
+            remaining: total,
+            total,
+        }
+    }
+}
+
+/// Decompresses one Sealbox zstd payload, streaming through a bounded reader: at most
+/// `min(max_decompressed, budget left)` bytes are ever produced, whatever the frame claims.
+pub(crate) fn decompress_payload(
+    index: usize,
+    p: &Payload,
+    max_decompressed: usize,
+    budget: &mut Budget,
+) -> Result<Payload, CodecError> {
+    use std::io::Read;
+    let malformed = |detail: String| CodecError::Malformed {
+        index,
+        format: "zstd",
+        detail,
+    };
+    match meta(p, METADATA_FORMAT) {
+        Some(FORMAT_ZSTD_V1) => {}
+        other => {
+            return Err(CodecError::Unsupported {
+                index,
+                detail: format!(
+                    "a `{ENCODING_ZSTD}` payload not written by Sealbox (format marker \
+                     {other:?}, expected `{FORMAT_ZSTD_V1}`)"
+                ),
+            });
+        }
+    }
+    let limit = max_decompressed.min(budget.remaining);
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(p.data.as_slice())
+        .map_err(|e| malformed(format!("cannot start decompression: {e}")))?;
+    decoder
+        .window_log_max(WINDOW_LOG_MAX)
+        .map_err(|e| malformed(format!("cannot limit the window: {e}")))?;
+    let mut raw = zeroize::Zeroizing::new(Vec::new());
+    let read = decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| malformed(format!("cannot decompress (corrupt frame): {e}")))?;
+    if read > limit {
+        return Err(if limit < max_decompressed {
+            CodecError::DecompressionBudget {
+                index,
+                budget: budget.total,
+            }
+        } else {
+            malformed(format!(
+                "decompresses to more than the {max_decompressed}-byte limit (a decompression bomb?)"
+            ))
+        });
+    }
+    budget.remaining -= read;
+    Payload::decode(raw.as_slice()).map_err(|e| malformed(format!("not a Temporal Payload: {e}")))
 }
 
 /// A Temporal [`PayloadCodec`] that compresses the whole payload (metadata and data,
@@ -74,17 +211,7 @@ pub struct ZstdCodec {
 impl ZstdCodec {
     /// A codec with `options`; fails on an invalid level or a zero decompression limit.
     pub fn new(options: ZstdOptions) -> Result<Self, CodecError> {
-        if !(1..=19).contains(&options.level) {
-            return Err(CodecError::Config(format!(
-                "zstd level {} is out of range 1-19",
-                options.level
-            )));
-        }
-        if options.max_decompressed == 0 {
-            return Err(CodecError::Config(
-                "zstd max_decompressed must be greater than zero".into(),
-            ));
-        }
+        options.validate()?;
         Ok(Self {
             options: Arc::new(options),
         })
@@ -92,70 +219,30 @@ impl ZstdCodec {
 
     /// Compresses payloads that are large enough and shrink.
     pub fn encode_payloads(&self, payloads: Vec<Payload>) -> Result<Vec<Payload>, CodecError> {
-        let o = *self.options;
         payloads
             .into_iter()
             .enumerate()
-            .map(|(index, p)| {
-                let raw = p.encode_to_vec();
-                if raw.len() < o.min_size {
-                    return Ok(p);
-                }
-                let packed =
-                    zstd::bulk::compress(&raw, o.level).map_err(|e| CodecError::Malformed {
-                        index,
-                        format: "zstd",
-                        detail: format!("compression failed: {e}"),
-                    })?;
-                if packed.len() >= raw.len() {
-                    return Ok(p);
-                }
-                let mut metadata = HashMap::with_capacity(2);
-                metadata.insert(METADATA_ENCODING.into(), ENCODING_ZSTD.into());
-                metadata.insert(METADATA_FORMAT.into(), FORMAT_ZSTD_V1.into());
-                Ok(Payload {
-                    metadata,
-                    data: packed,
-                    external_payloads: p.external_payloads,
-                })
-            })
+            .map(|(index, p)| compress_payload(index, p, &self.options))
             .collect()
     }
 
-    /// Decompresses Sealbox zstd payloads; passes the rest through.
+    /// Decompresses Sealbox zstd payloads (each within `max_decompressed`, all of them
+    /// within `call_budget`); passes the rest through. Runs on the calling thread: the
+    /// [`PayloadCodec`] implementation moves it off the async runtime.
+    ///
+    /// Chained after decryption by hand, this decompresses *any* `binary/zstd` payload it is
+    /// given, including ones that never were encrypted; the key policy's compression setting
+    /// (built into [`crate::SealboxCodec`]) decompresses only what came out of an envelope.
     pub fn decode_payloads(&self, payloads: Vec<Payload>) -> Result<Vec<Payload>, CodecError> {
-        let limit = self.options.max_decompressed;
+        let mut budget = Budget::new(self.options.call_budget);
         payloads
             .into_iter()
             .enumerate()
             .map(|(index, p)| {
-                if meta(&p, METADATA_ENCODING) != Some(ENCODING_ZSTD) {
+                if !is_zstd(&p) {
                     return Ok(p);
                 }
-                let malformed = |detail: String| CodecError::Malformed {
-                    index,
-                    format: "zstd",
-                    detail,
-                };
-                match meta(&p, METADATA_FORMAT) {
-                    Some(FORMAT_ZSTD_V1) => {}
-                    other => {
-                        return Err(CodecError::Unsupported {
-                            index,
-                            detail: format!(
-                                "a `{ENCODING_ZSTD}` payload not written by Sealbox (format \
-                                 marker {other:?}, expected `{FORMAT_ZSTD_V1}`)"
-                            ),
-                        });
-                    }
-                }
-                let raw = zstd::bulk::decompress(&p.data, limit).map_err(|e| {
-                    malformed(format!(
-                        "cannot decompress (corrupt, or larger than the {limit}-byte limit): {e}"
-                    ))
-                })?;
-                Payload::decode(raw.as_slice())
-                    .map_err(|e| malformed(format!("not a Temporal Payload: {e}")))
+                decompress_payload(index, &p, self.options.max_decompressed, &mut budget)
             })
             .collect()
     }
@@ -176,7 +263,12 @@ impl PayloadCodec for ZstdCodec {
         _context: &SerializationContextData,
         payloads: Vec<Payload>,
     ) -> BoxFuture<'static, Result<Vec<Payload>, PayloadConversionError>> {
-        let result = self.decode_payloads(payloads).map_err(Into::into);
-        async move { result }.boxed()
+        let this = self.clone();
+        async move {
+            crate::blocking(move || this.decode_payloads(payloads))
+                .await
+                .map_err(Into::into)
+        }
+        .boxed()
     }
 }

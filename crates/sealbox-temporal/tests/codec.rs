@@ -81,8 +81,9 @@ async fn seals_whole_payload_marks_it_and_restores_it_exactly() {
 }
 
 #[tokio::test]
-async fn decode_passes_unencrypted_payloads_through_in_order() {
+async fn decode_passes_unencrypted_payloads_through_in_order_when_allowed() {
     let codec = SealboxCodec::builder(keyring(), "ns")
+        .require_encryption(false)
         .build()
         .expect("codec");
     let sealed = codec
@@ -383,7 +384,19 @@ async fn compression_chain_compresses_large_payloads_before_sealing() {
         "compressed before sealing"
     );
     // What is inside each envelope: the big one compressed (self-describing), the others not.
-    let inner = sealbox.decode_payloads(sealed.clone()).await.expect("open");
+    let ns = sealbox_core::EncryptionContext::new()
+        .with("namespace", "ns")
+        .expect("ctx");
+    let mut inner = Vec::new();
+    for p in &sealed {
+        let opened = keyring().open(&ns, &p.data).await.expect("open");
+        inner.push(Payload::decode(opened.as_slice()).expect("payload"));
+    }
+    // The encryption codec alone decompresses what came out of its envelopes.
+    assert_eq!(
+        sealbox.decode_payloads(sealed.clone()).await.expect("open"),
+        inputs
+    );
     assert_eq!(meta(&inner[0], "encoding"), Some("binary/zstd"));
     assert_eq!(meta(&inner[0], "sealbox-format"), Some("sealbox-zstd/1"));
     assert_eq!(inner[1], small, "under the threshold: not compressed");
@@ -415,6 +428,205 @@ async fn zstd_decoder_refuses_bombs_and_foreign_zstd() {
         p
     };
     assert!(zstd.decode_payloads(vec![garbage]).is_err());
+
+    // Many payloads under the per-payload limit, together over the per-call budget.
+    let small = ZstdCodec::new(
+        ZstdOptions::new(0, 3)
+            .max_decompressed(600_000)
+            .call_budget(2_000_000),
+    )
+    .expect("zstd");
+    let mut p = payload("binary/zstd", &bomb);
+    p.metadata
+        .insert("sealbox-format".into(), b"sealbox-zstd/1".to_vec());
+    let err = small
+        .decode_payloads(vec![p; 5])
+        .expect_err("over the budget");
+    assert!(
+        matches!(err, CodecError::Malformed { .. }),
+        "1 MB each is over 600 kB: {err}"
+    );
+    let medium = payload("x", &vec![7u8; 500_000]);
+    let mut m = payload(
+        "binary/zstd",
+        &zstd::bulk::compress(&medium.encode_to_vec(), 3).expect("c"),
+    );
+    m.metadata
+        .insert("sealbox-format".into(), b"sealbox-zstd/1".to_vec());
+    assert_eq!(
+        small
+            .decode_payloads(vec![m.clone(); 3])
+            .expect("1.5 MB in all"),
+        vec![medium; 3]
+    );
+    let err = small
+        .decode_payloads(vec![m; 5])
+        .expect_err("2.5 MB in all");
+    assert!(
+        matches!(
+            err,
+            CodecError::DecompressionBudget {
+                index: 3,
+                budget: 2_000_000
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn plaintext_is_refused_where_encryption_is_required() {
+    let codec = SealboxCodec::builder(keyring(), "payments")
+        .build()
+        .expect("codec");
+    let sealed = codec
+        .encode_payloads(vec![payload("json/plain", b"\"amount: 10\"")])
+        .await
+        .expect("encode");
+    // Someone with write access to Temporal's store replaces the sealed input.
+    let forged = payload("json/plain", b"\"amount: 1000000\"");
+    let err = codec
+        .decode_payloads(vec![sealed[0].clone(), forged.clone()])
+        .await
+        .expect_err("downgrade");
+    assert!(
+        matches!(&err, CodecError::Unencrypted { index: 1, encoding, namespace }
+            if encoding == "json/plain" && namespace == "payments"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("1000000"), "{err}");
+    for bare in [Payload::default(), payload("binary/zstd", b"x")] {
+        assert!(codec.decode_payloads(vec![bare]).await.is_err());
+    }
+    // Plaintext by design passes: Temporal's null payload and external-storage references
+    // (plain, and codec-encoded ones marked by the SDK).
+    let null = payload("binary/null", b"");
+    let mut reference = payload(
+        "json/protobuf",
+        br#"{"driverName":"aws.s3driver","claimData":{"bucket":"b","key":"k"}}"#,
+    );
+    reference.metadata.insert(
+        "messageType".into(),
+        b"temporal.api.sdk.v1.ExternalStorageReference".to_vec(),
+    );
+    let mut marked = payload("binary/plain", b"opaque");
+    marked.metadata.insert(
+        "__temporal_external_storage_reference".into(),
+        b"true".to_vec(),
+    );
+    let passed = vec![null.clone(), reference.clone(), marked.clone()];
+    assert_eq!(
+        codec
+            .decode_payloads(passed.clone())
+            .await
+            .expect("by design"),
+        passed
+    );
+    // A null payload with data is not Temporal's null payload.
+    assert!(
+        codec
+            .decode_payloads(vec![payload("binary/null", b"hidden")])
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn the_key_policy_decides_require_encryption_per_namespace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("kek");
+    sealbox_testkit::write_secret_file(&key, &base64_key(4));
+    let text = format!(
+        "version = 1\n[default]\nactive = \"local:///d?file={k}\"\n[[rule]]\nnamespace = \"migrating\"\nactive = \"local:///d?file={k}\"\nrequire_encryption = false\n",
+        k = key.display()
+    );
+    let policy = Arc::new(
+        PolicyKeyrings::build(PolicyConfig::from_toml(&text, "p").expect("valid"))
+            .await
+            .expect("build"),
+    );
+    let ctx = SerializationContextData::None;
+    let plain = vec![payload("json/plain", b"\"old\"")];
+    let strict = CodecChain::from_policy(Arc::clone(&policy), "payments").expect("chain");
+    assert!(strict.decode(&ctx, plain.clone()).await.is_err());
+    let lenient = CodecChain::from_policy(policy, "migrating").expect("chain");
+    assert_eq!(
+        lenient
+            .decode(&ctx, plain.clone())
+            .await
+            .expect("migrating"),
+        plain
+    );
+}
+
+/// Peak resident memory of this process (nextest runs each test in a process of its own).
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM")
+        * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_zstd_bombs_are_refused_within_the_call_budget() {
+    // 24 authentic envelopes, each holding a 2 KB zstd frame of 60 MiB of zeros: 1.4 GiB if
+    // decompressed, under the 64 MiB per-payload limit each. Whoever can write to the
+    // store, or a tenant's own worker, could produce them.
+    let bomb_inner = {
+        let huge = payload("json/plain", &vec![0u8; 60 << 20]).encode_to_vec();
+        let mut p = payload(
+            "binary/zstd",
+            &zstd::bulk::compress(&huge, 3).expect("compress"),
+        );
+        p.metadata
+            .insert("sealbox-format".into(), b"sealbox-zstd/1".to_vec());
+        p
+    };
+    assert!(bomb_inner.data.len() < 64 << 10);
+    let codec = SealboxCodec::builder(keyring(), "ns")
+        .build()
+        .expect("codec");
+    let one = codec
+        .encode_payloads(vec![bomb_inner])
+        .await
+        .expect("encode");
+    let before = peak_rss_bytes();
+    let err = codec
+        .decode_payloads(vec![one[0].clone(); 24])
+        .await
+        .expect_err("over the per-call budget");
+    assert!(
+        matches!(err, CodecError::DecompressionBudget { budget, .. } if budget == 128 << 20),
+        "{err}"
+    );
+    let peak = peak_rss_bytes();
+    assert!(
+        peak < before + (600 << 20),
+        "decompression stayed within the budget: peak {} MiB, {} MiB before",
+        peak >> 20,
+        before >> 20
+    );
+    // A payload that claims a window over 16 MiB is refused before anything is allocated.
+    let wide = {
+        let mut enc = zstd::stream::Encoder::new(Vec::new(), 3).expect("encoder");
+        enc.window_log(27).expect("wlog");
+        enc.long_distance_matching(true).expect("ldm");
+        std::io::Write::write_all(&mut enc, &payload("x", &[1u8; 1000]).encode_to_vec())
+            .expect("write");
+        let mut p = payload("binary/zstd", &enc.finish().expect("finish"));
+        p.metadata
+            .insert("sealbox-format".into(), b"sealbox-zstd/1".to_vec());
+        p
+    };
+    let sealed = codec.encode_payloads(vec![wide]).await.expect("encode");
+    let err = codec
+        .decode_payloads(sealed)
+        .await
+        .expect_err("window over 2^24");
+    assert!(err.to_string().contains("malformed zstd"), "{err}");
 }
 
 #[tokio::test]
