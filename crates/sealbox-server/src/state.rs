@@ -1,0 +1,152 @@
+//! The server's shared state: the key policy, the `[server]` settings in force (swapped as
+//! one on reload), metrics and the audit log.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use sealbox_policy::ReloadablePolicy;
+
+use crate::auth::Authenticator;
+use crate::config::ServerConfig;
+use crate::{limits, metrics};
+
+type Limiter = governor::DefaultKeyedRateLimiter<String>;
+
+/// Where audit lines go.
+enum AuditSink {
+    Stderr,
+    Stdout,
+    File(Mutex<std::fs::File>),
+}
+
+/// The `[server]` settings in force and what is built from them; SIGHUP swaps them as one.
+pub(crate) struct Runtime {
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) auth: Authenticator,
+    pub(crate) limiter: Option<Limiter>,
+    pub(crate) kms_limiter: Option<Limiter>,
+    pub(crate) auth_failures: limits::AuthFailures,
+}
+
+impl Runtime {
+    fn new(config: ServerConfig) -> Self {
+        let keyed = |n: u32| {
+            std::num::NonZeroU32::new(n)
+                .map(|n| governor::RateLimiter::keyed(governor::Quota::per_second(n)))
+        };
+        Self {
+            auth: Authenticator::new(&config),
+            limiter: keyed(config.rate_limit),
+            kms_limiter: keyed(config.kms_rate_limit),
+            auth_failures: limits::AuthFailures::new(config.max_auth_failures),
+            config: Arc::new(config),
+        }
+    }
+}
+
+/// Shared state of the server.
+pub struct AppState {
+    pub(crate) policy: Arc<ReloadablePolicy>,
+    pub(crate) runtime: ArcSwap<Runtime>,
+    pub(crate) metrics: metrics::Metrics,
+    audit: AuditSink,
+    pub(crate) ready_cache: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+impl AppState {
+    /// State for `policy` and `config`; opens the audit log.
+    pub fn new(policy: Arc<ReloadablePolicy>, config: ServerConfig) -> std::io::Result<Arc<Self>> {
+        let audit = match config.audit_log.as_str() {
+            "stderr" => AuditSink::Stderr,
+            "stdout" => AuditSink::Stdout,
+            path => AuditSink::File(Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            )),
+        };
+        Ok(Arc::new(Self {
+            policy,
+            runtime: ArcSwap::from_pointee(Runtime::new(config)),
+            metrics: metrics::Metrics::new(),
+            audit,
+            ready_cache: tokio::sync::Mutex::new(None),
+        }))
+    }
+
+    /// Fetches JWKS keys ahead of the first request.
+    pub async fn warm_up(&self) {
+        self.runtime.load().auth.warm_up().await;
+    }
+
+    /// The `[server]` settings in force.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.runtime.load().config)
+    }
+
+    /// Re-reads the whole policy file at `path` — key policy and `[server]` (tokens, JWT,
+    /// CORS, limits, metrics and readiness exposure) — and puts both in force together, or
+    /// neither: a file that does not validate, or whose KEKs cannot be connected, leaves
+    /// everything as it was and is returned as an error. The listen address, TLS and the
+    /// audit log are fixed at start; a change to them is logged as needing a restart.
+    pub async fn reload(&self, path: &Path) -> Result<(), String> {
+        let result = self.reload_inner(path).await;
+        match &result {
+            Ok(()) => tracing::info!(path = %path.display(), "configuration reloaded"),
+            Err(e) => tracing::error!(
+                path = %path.display(),
+                "configuration reload rejected, the previous configuration stays in force: {e}"
+            ),
+        }
+        result
+    }
+
+    async fn reload_inner(&self, path: &Path) -> Result<(), String> {
+        let mut new = ServerConfig::from_file(path).map_err(|e| e.to_string())?;
+        let old = self.config();
+        if new.listen != old.listen {
+            tracing::warn!(
+                "[server].listen changed to {}; still listening on {} until restarted",
+                new.listen,
+                old.listen
+            );
+            new.listen = old.listen;
+        }
+        if format!("{:?}", new.tls) != format!("{:?}", old.tls) {
+            tracing::warn!(
+                "[server.tls] changed; the TLS listener keeps its settings until restarted"
+            );
+        }
+        new.tls.clone_from(&old.tls);
+        if new.audit_log != old.audit_log {
+            tracing::warn!(
+                "[server].audit_log changed; the audit log stays where it is until restarted"
+            );
+        }
+        new.check_exposure()?;
+        // Connect the new policy's KEKs before anything is swapped: a failure keeps both.
+        self.policy.reload().await.map_err(|e| e.to_string())?;
+        let runtime = Runtime::new(new);
+        runtime.auth.warm_up().await;
+        self.runtime.store(Arc::new(runtime));
+        *self.ready_cache.lock().await = None;
+        Ok(())
+    }
+
+    pub(crate) fn write_audit(&self, line: serde_json::Value) {
+        let mut text = line.to_string();
+        text.push('\n');
+        let _ = match &self.audit {
+            AuditSink::Stderr => std::io::stderr().lock().write_all(text.as_bytes()),
+            AuditSink::Stdout => std::io::stdout().lock().write_all(text.as_bytes()),
+            AuditSink::File(f) => match f.lock() {
+                Ok(mut f) => f.write_all(text.as_bytes()),
+                Err(_) => Ok(()),
+            },
+        };
+    }
+}
