@@ -5,11 +5,12 @@
 
 use std::sync::Arc;
 
-use sealbox::core::crypto::{derive_for_vectors, open_envelope, seal_with_fixed_randomness};
-use sealbox::{
-    DataKey, EncryptionContext, Error, KekRef, KeyProvider, Keyring, LocalKek, Suite, WrappedKey,
-    inspect,
+use sealbox_core::crypto::{derive_for_vectors, open_envelope, seal_with_fixed_randomness};
+use sealbox_core::{
+    DataKey, EncryptionContext, Error, KekRef, KeyProvider, Suite, WrappedKey, inspect,
 };
+use sealbox_keyring::Keyring;
+use sealbox_local::LocalKek;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -59,7 +60,7 @@ struct Invalid {
 }
 
 fn load() -> File {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/v1.json");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/vectors/v1.json");
     let text = std::fs::read_to_string(path).expect("tests/vectors/v1.json");
     serde_json::from_str(&text).expect("vector file parses")
 }

@@ -1,15 +1,16 @@
-//! Shared helpers for the integration tests.
-#![allow(dead_code, unreachable_pub)]
+//! Fixtures shared by the workspace's tests: the usual context, deterministic test bytes,
+//! and a provider wrapper that counts calls and injects outages.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use sealbox::core::{GeneratedKey, KeyDescription};
-use sealbox::{
-    DataKey, EncryptionContext, KeyProvider, LocalKek, ProviderError, ProviderErrorKind, WrappedKey,
+use sealbox_core::{
+    DataKey, EncryptionContext, GeneratedKey, KeyDescription, KeyProvider, ProviderError,
+    ProviderErrorKind, WrappedKey,
 };
 
+/// `{namespace: <namespace>}`, the context the Temporal codec and the key policy use.
 pub fn ctx(namespace: &str) -> EncryptionContext {
     EncryptionContext::new()
         .with("namespace", namespace)
@@ -29,21 +30,26 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// A provider in front of a [`LocalKek`] that counts calls and can fail a number of calls
+/// A provider in front of another that counts calls and can fail a number of calls
 /// with a transient error.
 #[derive(Debug)]
-pub struct Instrumented {
-    pub inner: Arc<LocalKek>,
+pub struct Instrumented<P> {
+    /// The provider that does the work.
+    pub inner: Arc<P>,
+    /// `generate_data_key` calls so far.
     pub generate_calls: AtomicUsize,
+    /// `unwrap` calls so far (a batch counts each item).
     pub unwrap_calls: AtomicUsize,
+    /// How many of the next calls fail with an `Unavailable` error.
     pub fail_next: AtomicUsize,
     /// When set, every `unwrap_many` waits at this barrier first (to prove that batches for
     /// different KEKs run concurrently: sequential batches would never meet).
     pub batch_gate: Option<Arc<tokio::sync::Barrier>>,
 }
 
-impl Instrumented {
-    pub fn new(inner: Arc<LocalKek>) -> Self {
+impl<P: KeyProvider> Instrumented<P> {
+    /// Counts and forwards every call to `inner`.
+    pub fn new(inner: Arc<P>) -> Self {
         Self {
             inner,
             generate_calls: AtomicUsize::new(0),
@@ -71,7 +77,7 @@ impl Instrumented {
 }
 
 #[async_trait]
-impl KeyProvider for Instrumented {
+impl<P: KeyProvider> KeyProvider for Instrumented<P> {
     fn provider_id(&self) -> &str {
         self.inner.provider_id()
     }

@@ -1,20 +1,17 @@
 //! Key-ring behaviour: round trips, leases, single flight, context binding, commitment,
 //! rewrap, configuration and failure handling.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{Instrumented, ctx, pattern};
-use sealbox::core::format::{parse, replace_wrapped_key};
-use sealbox::core::{open_with_data_key, seal_with_data_key};
-use sealbox::{
-    EncryptionContext, Error, KeyProvider, Keyring, LeaseLimits, LocalKek, ManualClock,
-    ProviderErrorKind, inspect,
-};
+use sealbox_core::format::{parse, replace_wrapped_key};
+use sealbox_core::{EncryptionContext, Error, KeyProvider, ProviderErrorKind, inspect};
+use sealbox_core::{open_with_data_key, seal_with_data_key};
+use sealbox_keyring::{CacheLimits, Keyring, LeaseLimits, ManualClock};
+use sealbox_local::LocalKek;
+use sealbox_testkit::fixtures::{Instrumented, ctx, pattern};
 
 fn kek(id: &str) -> Arc<LocalKek> {
     Arc::new(LocalKek::generate(id).expect("local kek"))
@@ -596,7 +593,7 @@ async fn refusals_expire_and_transient_failures_are_never_remembered() {
     let envelope = writer.seal(&c, b"payload").await.expect("seal");
     let kms = Arc::new(Instrumented::new(kek("w2")));
     let reader = Keyring::builder(kms.clone())
-        .cache_limits(sealbox::CacheLimits {
+        .cache_limits(CacheLimits {
             negative_ttl: Duration::from_millis(200),
             ..Default::default()
         })

@@ -1,13 +1,13 @@
 //! Tamper resistance: every single-bit flip, every truncation and any trailing byte of a
 //! sample envelope is rejected, each with the error its region calls for.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{ctx, pattern};
-use sealbox::core::format::{COMMITMENT_LEN, NONCE_LEN, PREFIX_LEN, SALT_LEN, TAG_LEN, parse};
-use sealbox::{Error, FormatError, Keyring, LocalKek};
+use sealbox_core::format::{COMMITMENT_LEN, NONCE_LEN, PREFIX_LEN, SALT_LEN, TAG_LEN, parse};
+use sealbox_core::{Error, FormatError};
+use sealbox_keyring::Keyring;
+use sealbox_local::LocalKek;
+use sealbox_testkit::fixtures::{ctx, pattern};
 
 struct Sample {
     keyring: Keyring,

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use sealbox::{EncryptionContext, Keyring, LocalKek, inspect};
+use sealbox_core::{EncryptionContext, inspect};
+use sealbox_keyring::Keyring;
+use sealbox_local::LocalKek;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
