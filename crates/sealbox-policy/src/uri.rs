@@ -168,6 +168,10 @@ impl KekUri {
                 {
                     return Err(format!("`{uri}`: `{host}` is not a host[:port]"));
                 }
+                let tls = if scheme == "vault" { "https" } else { "http" };
+                check_vault_host(host).map_err(|why| {
+                    format!("`{uri}`: the Vault address `{tls}://{host}` is invalid: {why}")
+                })?;
                 if let Some(ns) = get("namespace")
                     && !ns
                         .bytes()
@@ -177,7 +181,6 @@ impl KekUri {
                         "`{uri}`: the namespace may only hold ASCII letters, digits and - _ . /"
                     ));
                 }
-                let tls = if scheme == "vault" { "https" } else { "http" };
                 Ok(KekUri::Vault {
                     address: format!("{tls}://{host}"),
                     mount: mount.to_owned(),
@@ -253,6 +256,63 @@ impl fmt::Display for KekUri {
     }
 }
 
+/// Checks a Vault `host[:port]` as strictly as a URL parser would (what the HTTP layer does
+/// later, where a bad address used to panic): a DNS name (dot-separated labels of letters,
+/// digits and `-`), a dotted-quad IPv4 address, or a bracketed IPv6 address; an optional
+/// port 1–65535.
+fn check_vault_host(host_port: &str) -> Result<(), String> {
+    let (host, port) = if let Some(rest) = host_port.strip_prefix('[') {
+        let (v6, after) = rest
+            .split_once(']')
+            .ok_or_else(|| "an IPv6 address needs a closing `]`".to_owned())?;
+        v6.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("`[{v6}]` is not an IPv6 address"))?;
+        let port = match after {
+            "" => None,
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| format!("unexpected `{p}` after the IPv6 address"))?,
+            ),
+        };
+        (None, port)
+    } else {
+        match host_port.split_once(':') {
+            Some((h, p)) => (Some(h), Some(p)),
+            None => (Some(host_port), None),
+        }
+    };
+    if let Some(host) = host {
+        if host.is_empty() {
+            return Err("the host is missing".into());
+        }
+        if host.contains(['[', ']']) {
+            return Err(format!("`{host}` is not a host name"));
+        }
+        let labels: Vec<&str> = host.split('.').collect();
+        if labels.iter().any(|l| l.is_empty()) {
+            return Err(format!("`{host}` has an empty label"));
+        }
+        // As in URL parsing, a host whose last label is numeric is an IPv4 address.
+        let last = labels.last().copied().unwrap_or_default();
+        let numeric = last.bytes().all(|b| b.is_ascii_digit())
+            || (last.len() > 1
+                && (last.starts_with("0x") || last.starts_with("0X"))
+                && last[2..].bytes().all(|b| b.is_ascii_hexdigit()));
+        if numeric && host.parse::<std::net::Ipv4Addr>().is_err() {
+            return Err(format!("`{host}` is not an IPv4 address"));
+        }
+    }
+    if let Some(port) = port {
+        let valid = !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && matches!(port.parse::<u32>(), Ok(1..=65535));
+        if !valid {
+            return Err(format!("`{port}` is not a port (1-65535)"));
+        }
+    }
+    Ok(())
+}
+
 fn parse_query(query: Option<&str>) -> Result<Vec<(String, String)>, String> {
     let mut out: Vec<(String, String)> = Vec::new();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
@@ -285,6 +345,9 @@ mod tests {
             "gcpkms://projects/p/locations/global/keyRings/r/cryptoKeys/k",
             "vault://vault.example:8200/transit/keys/payments?namespace=team-a",
             "vault+http://127.0.0.1:8200/kms/keys/dev",
+            "vault://[::1]:8200/transit/keys/k",
+            "vault://vault-1.example:65535/transit/keys/k",
+            "vault://10.0.0.1/transit/keys/k",
         ] {
             let parsed = KekUri::parse(uri).unwrap_or_else(|e| panic!("{uri}: {e}"));
             assert_eq!(parsed.to_string(), uri);
@@ -318,6 +381,28 @@ mod tests {
                 "namespace may only hold",
             ),
             ("vault:///transit/keys/k", "host is missing"),
+            (
+                "vault://h:99999/transit/keys/k",
+                "the Vault address `https://h:99999` is invalid: `99999` is not a port (1-65535)",
+            ),
+            (
+                "vault+http://h:0/transit/keys/k",
+                "`http://h:0` is invalid: `0` is not a port",
+            ),
+            ("vault://h:/transit/keys/k", "`` is not a port"),
+            ("vault://h:80:81/transit/keys/k", "`80:81` is not a port"),
+            ("vault://h:8x/transit/keys/k", "`8x` is not a port"),
+            ("vault://:8200/transit/keys/k", "the host is missing"),
+            ("vault://a..b/transit/keys/k", "has an empty label"),
+            ("vault://1.2.3.999/transit/keys/k", "is not an IPv4 address"),
+            ("vault://vault.0x1/transit/keys/k", "is not an IPv4 address"),
+            (
+                "vault://[zz]:8200/transit/keys/k",
+                "`[zz]` is not an IPv6 address",
+            ),
+            ("vault://[::1/transit/keys/k", "closing `]`"),
+            ("vault://[::1]8200/transit/keys/k", "unexpected `8200`"),
+            ("vault://h]:1/transit/keys/k", "is not a host name"),
             ("no-scheme", "is not a KEK URI"),
             ("awskms:///k?region=a&region=b", "given twice"),
         ];

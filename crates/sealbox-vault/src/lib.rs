@@ -17,15 +17,62 @@
 //! version `N` is recorded in the envelope header so rotation tooling can find old versions,
 //! and is cross-checked against the ciphertext on unwrap.
 //!
-//! Secret handling: tokens and AppRole secret IDs are `SecretString`s in the configuration;
-//! `vaultrs` keeps the session token in its own (non-zeroizing) memory, and the HTTP layer's
-//! buffers briefly hold base64 data keys — both are outside this crate's control.
+//! ## Associated-data self-test
+//!
+//! For a non-derived key the context's only protection is Transit's enforcement of
+//! `associated_data`, so [`VaultTransit::connect`] checks it: it encrypts a random probe with
+//! associated data A and decrypts it with B (which must fail) and with A (which must return the
+//! probe). A server that decrypts under B ignores associated data, and connecting is refused
+//! (`Misconfigured`). A token that may not encrypt or decrypt with the key cannot run the check;
+//! it is skipped with a warning, so writer-only and reader-only tokens keep working.
+//!
+//! ## Tokens: renewal and re-login
+//!
+//! A background task (on the Tokio runtime that ran `connect`) keeps the token alive:
+//!
+//! - a **renewable token** (the configured one — its TTL is read with `lookup-self` — or one
+//!   from a login) is renewed with `renew-self` at about **two thirds of its TTL**;
+//! - when renewal cannot help (the token is not renewable, or a renewal came back shorter than
+//!   the token's TTL because it reached its maximum TTL), **AppRole and Kubernetes** sessions
+//!   log in again at two thirds of the remaining TTL; a static token is left to expire (logged);
+//! - a call answered **403** makes the provider check its token (`lookup-self`): if the token
+//!   is no longer valid (expired, revoked) and the session can log in, it logs in again —
+//!   concurrent calls share one login — and **retries the call once**; a token that is valid
+//!   but lacks the capability gives `PermissionDenied` without a login.
+//!
+//! Kubernetes logins read the service-account JWT file afresh every time (the kubelet rotates
+//! projected tokens). Failures are logged (`tracing::warn!`, never with the token) and retried
+//! with an exponential backoff (1 s … 30 s); [`VaultTransit::session_stats`] counts logins,
+//! renewals and failures. The token is swapped atomically (the calls' client lives behind an
+//! `ArcSwap`), and the task holds only a weak reference to the session and is aborted when the
+//! provider is dropped.
+//!
+//! ## TLS
+//!
+//! Certificates are always verified (`VAULT_SKIP_VERIFY` is ignored). With `ca_cert` (or, when
+//! it is not set, `VAULT_CACERT` / `BAO_CACERT`) **only that CA is trusted**: the system roots
+//! are not consulted, so a certificate from any public CA is refused. Without it the system
+//! roots are used. `VAULT_CLIENT_CERT` + `VAULT_CLIENT_KEY` give a TLS client certificate.
+//! Addresses are parsed as URLs and must be `http(s)://host[:port]` with a port 1–65535;
+//! anything else is a `Misconfigured` error naming the address, never a panic.
+//!
+//! ## Secret handling
+//!
+//! Tokens and AppRole secret IDs are `SecretString`s in the configuration. `vaultrs` needs the
+//! session token as a plain `String` in its request middleware; this crate keeps exactly one
+//! such copy per token and zeroizes it when the token is replaced or the provider dropped.
+//! Login and renewal responses are zeroized after use; the HTTP layer's buffers (tokens in
+//! headers, base64 data keys in bodies) are outside this crate's control.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod session;
+
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -40,9 +87,11 @@ use vaultrs::api::transit::requests::{
     DataKeyType, DecryptDataRequestBuilder, EncryptDataRequestBuilder,
     GenerateDataKeyRequestBuilder, RewrapDataRequestBuilder,
 };
-use vaultrs::client::{Client, VaultClient, VaultClientSettingsBuilder};
+use vaultrs::api::transit::responses::DecryptDataResponse;
 use vaultrs::error::ClientError;
 use zeroize::Zeroizing;
+
+use crate::session::{Login, Session};
 
 /// The provider ID written into envelopes.
 pub const PROVIDER_ID: &str = "vault-transit";
@@ -103,7 +152,7 @@ impl fmt::Debug for VaultAuth {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct VaultTransitConfig {
-    /// Vault address, e.g. `https://vault.example.com:8200`.
+    /// Vault address, `http(s)://host[:port]`, e.g. `https://vault.example.com:8200`.
     pub address: String,
     /// Transit mount path (default `transit`).
     pub mount: String,
@@ -113,8 +162,9 @@ pub struct VaultTransitConfig {
     pub namespace: Option<String>,
     /// Authentication.
     pub auth: VaultAuth,
-    /// PEM file of the CA that signed Vault's TLS certificate (default: system roots, or
-    /// `VAULT_CACERT`).
+    /// PEM file of the CA (or CAs) that signed Vault's TLS certificate. When set — or, if not,
+    /// when `VAULT_CACERT` / `BAO_CACERT` names one — **only** these CAs are trusted (the system
+    /// roots are not). Default: the system roots.
     pub ca_cert: Option<PathBuf>,
     /// Timeout of each HTTP request (default 10 s).
     pub timeout: Duration,
@@ -146,7 +196,7 @@ impl VaultTransitConfig {
         self
     }
 
-    /// Sets the CA certificate file.
+    /// Sets the CA certificate file, which is then the only trusted CA.
     pub fn ca_cert(mut self, path: impl Into<PathBuf>) -> Self {
         self.ca_cert = Some(path.into());
         self
@@ -168,19 +218,42 @@ pub enum ContextBinding {
     AssociatedData,
 }
 
+/// Counters of a provider's token maintenance (see the crate documentation), for monitoring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionStats {
+    /// Successful logins (AppRole / Kubernetes), the one at connect included.
+    pub logins: u64,
+    /// Successful token renewals (`renew-self`).
+    pub renewals: u64,
+    /// Failed background renewals or logins (each also logged as a warning).
+    pub maintenance_failures: u64,
+}
+
 /// A Transit key used as a Sealbox KEK.
+///
+/// Dropping it stops its token-maintenance task.
 pub struct VaultTransit {
-    client: VaultClient,
+    session: Arc<Session>,
+    maintenance: Option<tokio::task::AbortHandle>,
     mount: String,
     key: String,
     key_id: String,
     binding: ContextBinding,
 }
 
+impl Drop for VaultTransit {
+    fn drop(&mut self) {
+        if let Some(task) = &self.maintenance {
+            task.abort();
+        }
+    }
+}
+
 impl fmt::Debug for VaultTransit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VaultTransit")
-            .field("address", &self.client.settings.address.as_str())
+            .field("address", &self.session.transport.address.as_str())
             .field("key_id", &self.key_id)
             .field("binding", &self.binding)
             .finish_non_exhaustive()
@@ -188,8 +261,12 @@ impl fmt::Debug for VaultTransit {
 }
 
 impl VaultTransit {
-    /// Connects, authenticates, and reads the key to learn how the context is bound.
-    /// Fails with `NotFound` if the key does not exist, `Misconfigured` if it cannot encrypt.
+    /// Connects, authenticates, and reads the key to learn how the context is bound; for a
+    /// non-derived key, checks that the server enforces `associated_data` (see the crate
+    /// documentation). Starts the token-maintenance task on the current Tokio runtime.
+    ///
+    /// Fails with `NotFound` if the key does not exist, `Misconfigured` if the settings are
+    /// invalid, the key cannot encrypt, or the server ignores associated data.
     pub async fn connect(config: VaultTransitConfig) -> Result<Self, ProviderError> {
         let key_id = match &config.namespace {
             Some(ns) => format!(
@@ -204,34 +281,10 @@ impl VaultTransit {
         KekRef::new(PROVIDER_ID, &key_id)
             .map_err(|e| err(ProviderErrorKind::Misconfigured, e.to_string()))?;
 
-        let token: SecretString = match &config.auth {
-            VaultAuth::Token(t) => t.clone(),
-            VaultAuth::TokenFromEnv => std::env::var("VAULT_TOKEN")
-                .or_else(|_| std::env::var("BAO_TOKEN"))
-                .map(SecretString::from)
-                .map_err(|_| {
-                    err(
-                        ProviderErrorKind::Misconfigured,
-                        "VAULT_TOKEN is not set".into(),
-                    )
-                })?,
-            _ => SecretString::from(String::new()),
-        };
-        // Refuse what would make the HTTP layer panic, and never let VAULT_SKIP_VERIFY switch
-        // certificate checks off behind the operator's back.
-        let address_ok = (config.address.starts_with("https://")
-            || config.address.starts_with("http://"))
-            && config.address.len() > "https://".len()
-            && config.address.bytes().all(|b| b.is_ascii_graphic());
-        if !address_ok {
-            return Err(err(
-                ProviderErrorKind::Misconfigured,
-                format!(
-                    "Vault address `{}` must be an http(s):// URL",
-                    config.address.escape_debug()
-                ),
-            ));
-        }
+        // Refuse what would make the HTTP layer panic (vaultrs unwraps URL parsing), and never
+        // let VAULT_SKIP_VERIFY switch certificate checks off behind the operator's back.
+        let address = session::parse_address(&config.address)
+            .map_err(|e| err(ProviderErrorKind::Misconfigured, e))?;
         if let Some(ns) = &config.namespace
             && (ns.is_empty()
                 || !ns
@@ -243,84 +296,88 @@ impl VaultTransit {
                 "a Vault namespace may only hold ASCII letters, digits and - _ . /".into(),
             ));
         }
-        if !token.expose_secret().bytes().all(|b| b.is_ascii_graphic()) {
+        let token: Option<SecretString> = match &config.auth {
+            VaultAuth::Token(t) => Some(t.clone()),
+            VaultAuth::TokenFromEnv => Some(
+                std::env::var("VAULT_TOKEN")
+                    .or_else(|_| std::env::var("BAO_TOKEN"))
+                    .map(SecretString::from)
+                    .map_err(|_| {
+                        err(
+                            ProviderErrorKind::Misconfigured,
+                            "VAULT_TOKEN is not set".into(),
+                        )
+                    })?,
+            ),
+            _ => None,
+        };
+        if let Some(t) = &token
+            && !session::token_is_sendable(t.expose_secret())
+        {
             return Err(err(
                 ProviderErrorKind::Misconfigured,
                 "the Vault token contains whitespace or non-ASCII characters".into(),
             ));
         }
-        if config.address.starts_with("http://") {
+        if address.scheme() == "http" {
             tracing::warn!(
                 key_id = %key_id,
                 "Vault is reached over plain HTTP: tokens and data keys cross the network unencrypted (development only)"
             );
         }
-        let mut settings = VaultClientSettingsBuilder::default();
-        settings
-            .address(&config.address)
-            .token(token.expose_secret())
-            .timeout(Some(config.timeout))
-            .verify(true);
-        if let Some(ns) = &config.namespace {
-            settings.set_namespace(ns.clone());
-        }
-        if let Some(ca) = &config.ca_cert {
-            settings.ca_certs(vec![ca.to_string_lossy().into_owned()]);
-        }
-        let settings = settings.build().map_err(|e| {
-            err(
-                ProviderErrorKind::Misconfigured,
-                format!("invalid Vault settings: {e}"),
-            )
-        })?;
-        let mut client = VaultClient::new(settings).map_err(|e| {
-            err(
-                ProviderErrorKind::Misconfigured,
-                format!("cannot build the Vault client: {e}"),
-            )
-        })?;
+        let http = session::build_http(&address, config.ca_cert.as_deref(), config.timeout)
+            .map_err(|e| err(ProviderErrorKind::Misconfigured, e))?;
+        let transport =
+            session::Transport::new(http, address, config.timeout, config.namespace.clone());
 
-        match &config.auth {
-            VaultAuth::AppRole {
-                mount,
-                role_id,
-                secret_id,
-            } => {
-                let auth = vaultrs::auth::approle::login(
-                    &client,
+        let session = match (config.auth, token) {
+            (_, Some(token)) => Session::with_token(&key_id, transport, &token),
+            (
+                VaultAuth::AppRole {
                     mount,
                     role_id,
-                    secret_id.expose_secret(),
-                )
-                .await
-                .map_err(|e| map_error(&key_id, "AppRole login", e))?;
-                client.set_token(&auth.client_token);
+                    secret_id,
+                },
+                None,
+            ) => {
+                let login = Login::AppRole {
+                    mount,
+                    role_id,
+                    secret_id,
+                };
+                Session::with_login(&key_id, transport, login).await?
             }
-            VaultAuth::Kubernetes {
-                mount,
-                role,
-                jwt_path,
-            } => {
-                let jwt = Zeroizing::new(std::fs::read_to_string(jwt_path).map_err(|e| {
-                    err(
-                        ProviderErrorKind::Misconfigured,
-                        format!(
-                            "cannot read the service-account token {}: {e}",
-                            jwt_path.display()
-                        ),
-                    )
-                })?);
-                let auth = vaultrs::auth::kubernetes::login(&client, mount, role, jwt.trim())
-                    .await
-                    .map_err(|e| map_error(&key_id, "Kubernetes login", e))?;
-                client.set_token(&auth.client_token);
+            (
+                VaultAuth::Kubernetes {
+                    mount,
+                    role,
+                    jwt_path,
+                },
+                None,
+            ) => {
+                let login = Login::Kubernetes {
+                    mount,
+                    role,
+                    jwt_path,
+                };
+                Session::with_login(&key_id, transport, login).await?
             }
-            _ => {}
-        }
+            (VaultAuth::Token(_) | VaultAuth::TokenFromEnv, None) => {
+                return Err(err(
+                    ProviderErrorKind::Misconfigured,
+                    "no Vault token".into(),
+                ));
+            }
+        };
+        let session = Arc::new(session);
 
-        let info = vaultrs::transit::key::read(&client, &config.mount, &config.key)
-            .await
-            .map_err(|e| map_error(&key_id, "reading the key", e))?;
+        let (mount, key) = (config.mount, config.key);
+        let info = session
+            .call("reading the key", |lease| {
+                let (mount, key) = (&mount, &key);
+                async move { vaultrs::transit::key::read(&lease.client.0, mount, key).await }
+            })
+            .await?;
         // Only AEAD keys bind associated data or a derivation context; RSA and other types would
         // wrap keys without binding the encryption context.
         let aead = matches!(
@@ -333,8 +390,8 @@ impl VaultTransit {
             return Err(err(
                 ProviderErrorKind::Misconfigured,
                 format!(
-                    "Transit key `{}` is of type {:?}; Sealbox needs an AEAD key (aes256-gcm96, aes128-gcm96 or chacha20-poly1305)",
-                    config.key, info.key_type
+                    "Transit key `{key}` is of type {:?}; Sealbox needs an AEAD key (aes256-gcm96, aes128-gcm96 or chacha20-poly1305)",
+                    info.key_type
                 ),
             ));
         }
@@ -343,20 +400,142 @@ impl VaultTransit {
         } else {
             ContextBinding::AssociatedData
         };
+        // A static token: learn its TTL so it can be renewed (after the key read, whose error
+        // is the clearer one when the server is unreachable or the token invalid).
+        if !session.can_login() {
+            session.lookup_token().await?;
+        }
+        let provider = Self {
+            maintenance: session::spawn_maintenance(&session),
+            session,
+            mount,
+            key,
+            key_id,
+            binding,
+        };
         if binding == ContextBinding::AssociatedData {
             tracing::info!(
-                key_id = %key_id,
+                key_id = %provider.key_id,
                 "Transit key is not derived: the context is bound as associated data and rewrap \
                  runs as decrypt + encrypt in this process; create keys with derived=true for native rewrap"
             );
+            provider.associated_data_self_test().await?;
         }
-        Ok(Self {
-            client,
-            mount: config.mount,
-            key: config.key,
-            key_id,
-            binding,
-        })
+        Ok(provider)
+    }
+
+    /// Counters of this provider's token maintenance: logins, renewals, failures.
+    pub fn session_stats(&self) -> SessionStats {
+        let c = &self.session.counters;
+        SessionStats {
+            logins: c.logins.load(Ordering::Relaxed),
+            renewals: c.renewals.load(Ordering::Relaxed),
+            maintenance_failures: c.failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// For a non-derived key: encrypts a random probe with associated data A, then checks
+    /// that decrypting it with associated data B fails and with A returns the probe. A server
+    /// that decrypts under B ignores `associated_data`, so wrapped keys would not be bound to
+    /// their context: connecting is refused. A token without `encrypt` or `decrypt` cannot run
+    /// the check; it is skipped with a warning (so writer-only and reader-only tokens work).
+    async fn associated_data_self_test(&self) -> Result<(), ProviderError> {
+        let probe = DataKey::generate()
+            .map_err(|e| self.err(ProviderErrorKind::Protocol, e.to_string()))?;
+        let plaintext = Zeroizing::new(B64.encode(probe.expose_secret()));
+        let ad_a = B64.encode(b"sealbox associated-data self-test: A");
+        let ad_b = B64.encode(b"sealbox associated-data self-test: B");
+        let encrypted = self
+            .session
+            .call("self-test encrypt", |lease| {
+                let (plaintext, ad_a) = (&*plaintext, &ad_a);
+                async move {
+                    let mut opts = EncryptDataRequestBuilder::default();
+                    opts.associated_data(ad_a.clone());
+                    vaultrs::transit::data::encrypt(
+                        &lease.client.0,
+                        &self.mount,
+                        &self.key,
+                        plaintext,
+                        Some(&mut opts),
+                    )
+                    .await
+                }
+            })
+            .await;
+        let ciphertext = match encrypted {
+            Ok(resp) => resp.ciphertext,
+            Err(e) if e.kind() == ProviderErrorKind::PermissionDenied => {
+                tracing::warn!(
+                    key_id = %self.key_id,
+                    error = %e,
+                    "cannot check that Transit enforces associated_data: the token may not encrypt with this key; skipping the self-test"
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let decrypt_with = |ad: String| {
+            let ciphertext = &ciphertext;
+            async move {
+                self.session
+                    .call("self-test decrypt", |lease| {
+                        let ad = &ad;
+                        async move {
+                            let mut opts = DecryptDataRequestBuilder::default();
+                            opts.associated_data(ad.clone());
+                            vaultrs::transit::data::decrypt(
+                                &lease.client.0,
+                                &self.mount,
+                                &self.key,
+                                ciphertext,
+                                Some(&mut opts),
+                            )
+                            .await
+                        }
+                    })
+                    .await
+            }
+        };
+        let classify = |result: Result<DecryptDataResponse, ProviderError>| match result {
+            Ok(resp) => {
+                let opened = Zeroizing::new(resp.plaintext);
+                Ok(if *opened == *plaintext {
+                    Probe::Opened
+                } else {
+                    Probe::OpenedOther
+                })
+            }
+            Err(e) => match e.kind() {
+                ProviderErrorKind::InvalidWrappedKey => Ok(Probe::Rejected),
+                ProviderErrorKind::PermissionDenied => Ok(Probe::Denied),
+                _ => Err(e),
+            },
+        };
+        let wrong = classify(decrypt_with(ad_b).await)?;
+        let right = classify(decrypt_with(ad_a).await)?;
+        match judge_associated_data(wrong, right) {
+            AdVerdict::Enforced => Ok(()),
+            AdVerdict::Ignored => Err(self.err(
+                ProviderErrorKind::Misconfigured,
+                "the server ignores associated_data: Transit decrypted a self-test probe under \
+                 other associated data than it was encrypted with, so wrapped keys would not be \
+                 bound to their encryption context; refusing this non-derived key (use a \
+                 derived key, derived=true, or fix the server)",
+            )),
+            AdVerdict::Inconclusive => {
+                tracing::warn!(
+                    key_id = %self.key_id,
+                    "cannot check that Transit enforces associated_data: the token may not decrypt with this key; skipping the self-test"
+                );
+                Ok(())
+            }
+            AdVerdict::Broken => Err(self.err(
+                ProviderErrorKind::Protocol,
+                "associated-data self-test: Transit did not return the probe when decrypting \
+                 it with the associated data it was encrypted with",
+            )),
+        }
     }
 
     /// How this key binds the encryption context.
@@ -366,10 +545,6 @@ impl VaultTransit {
 
     fn err(&self, kind: ProviderErrorKind, message: impl Into<String>) -> ProviderError {
         ProviderError::new(PROVIDER_ID, &self.key_id, kind, message)
-    }
-
-    fn map(&self, op: &str, e: ClientError) -> ProviderError {
-        map_error(&self.key_id, op, e)
     }
 
     fn wrapped_from(&self, ciphertext: String) -> Result<WrappedKey, ProviderError> {
@@ -466,6 +641,42 @@ impl rustify::Endpoint for BatchDecrypt {
 
     fn body(&self) -> Result<Option<Vec<u8>>, rustify::errors::ClientError> {
         Ok(Some(self.body.clone()))
+    }
+}
+
+/// What decrypting the associated-data self-test probe gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// The probe came back.
+    Opened,
+    /// Something else came back.
+    OpenedOther,
+    /// Transit refused it (authentication failed).
+    Rejected,
+    /// The token may not decrypt.
+    Denied,
+}
+
+/// The associated-data self-test's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AdVerdict {
+    /// Wrong associated data is refused, the right one opens the probe.
+    Enforced,
+    /// Wrong associated data opens the ciphertext: the server does not bind it.
+    Ignored,
+    /// The token may not decrypt: the check cannot run.
+    Inconclusive,
+    /// The right associated data does not give the probe back.
+    Broken,
+}
+
+/// Judges the self-test from decrypting the probe with the wrong and the right associated data.
+fn judge_associated_data(wrong: Probe, right: Probe) -> AdVerdict {
+    match (wrong, right) {
+        (Probe::Opened | Probe::OpenedOther, _) => AdVerdict::Ignored,
+        (Probe::Denied, _) | (_, Probe::Denied) => AdVerdict::Inconclusive,
+        (Probe::Rejected, Probe::Opened) => AdVerdict::Enforced,
+        (Probe::Rejected, Probe::OpenedOther | Probe::Rejected) => AdVerdict::Broken,
     }
 }
 
@@ -566,17 +777,25 @@ impl KeyProvider for VaultTransit {
             let wrapped = self.wrap(&data_key, context).await?;
             return Ok(sealbox_core::GeneratedKey { data_key, wrapped });
         }
-        let mut opts = GenerateDataKeyRequestBuilder::default();
-        opts.context(context_b64(context)).bits(256u16);
-        let resp = vaultrs::transit::generate::data_key(
-            &self.client,
-            &self.mount,
-            &self.key,
-            DataKeyType::Plaintext,
-            Some(&mut opts),
-        )
-        .await
-        .map_err(|e| self.map("datakey", e))?;
+        let context = context_b64(context);
+        let resp = self
+            .session
+            .call("datakey", |lease| {
+                let context = &context;
+                async move {
+                    let mut opts = GenerateDataKeyRequestBuilder::default();
+                    opts.context(context.clone()).bits(256u16);
+                    vaultrs::transit::generate::data_key(
+                        &lease.client.0,
+                        &self.mount,
+                        &self.key,
+                        DataKeyType::Plaintext,
+                        Some(&mut opts),
+                    )
+                    .await
+                }
+            })
+            .await?;
         let plaintext = Zeroizing::new(resp.plaintext.ok_or_else(|| {
             self.err(
                 ProviderErrorKind::Protocol,
@@ -594,20 +813,28 @@ impl KeyProvider for VaultTransit {
         context: &EncryptionContext,
     ) -> Result<WrappedKey, ProviderError> {
         let plaintext = Zeroizing::new(B64.encode(data_key.expose_secret()));
-        let mut opts = EncryptDataRequestBuilder::default();
-        match self.binding {
-            ContextBinding::Derived => opts.context(context_b64(context)),
-            ContextBinding::AssociatedData => opts.associated_data(context_b64(context)),
-        };
-        let resp = vaultrs::transit::data::encrypt(
-            &self.client,
-            &self.mount,
-            &self.key,
-            &plaintext,
-            Some(&mut opts),
-        )
-        .await
-        .map_err(|e| self.map("encrypt", e))?;
+        let context = context_b64(context);
+        let resp = self
+            .session
+            .call("encrypt", |lease| {
+                let (plaintext, context) = (&*plaintext, &context);
+                async move {
+                    let mut opts = EncryptDataRequestBuilder::default();
+                    match self.binding {
+                        ContextBinding::Derived => opts.context(context.clone()),
+                        ContextBinding::AssociatedData => opts.associated_data(context.clone()),
+                    };
+                    vaultrs::transit::data::encrypt(
+                        &lease.client.0,
+                        &self.mount,
+                        &self.key,
+                        plaintext,
+                        Some(&mut opts),
+                    )
+                    .await
+                }
+            })
+            .await?;
         self.wrapped_from(resp.ciphertext)
     }
 
@@ -617,20 +844,28 @@ impl KeyProvider for VaultTransit {
         context: &EncryptionContext,
     ) -> Result<DataKey, ProviderError> {
         let ct = self.ciphertext_of(wrapped)?;
-        let mut opts = DecryptDataRequestBuilder::default();
-        match self.binding {
-            ContextBinding::Derived => opts.context(context_b64(context)),
-            ContextBinding::AssociatedData => opts.associated_data(context_b64(context)),
-        };
-        let resp = vaultrs::transit::data::decrypt(
-            &self.client,
-            &self.mount,
-            &self.key,
-            ct,
-            Some(&mut opts),
-        )
-        .await
-        .map_err(|e| self.map("decrypt", e))?;
+        let context = context_b64(context);
+        let resp = self
+            .session
+            .call("decrypt", |lease| {
+                let context = &context;
+                async move {
+                    let mut opts = DecryptDataRequestBuilder::default();
+                    match self.binding {
+                        ContextBinding::Derived => opts.context(context.clone()),
+                        ContextBinding::AssociatedData => opts.associated_data(context.clone()),
+                    };
+                    vaultrs::transit::data::decrypt(
+                        &lease.client.0,
+                        &self.mount,
+                        &self.key,
+                        ct,
+                        Some(&mut opts),
+                    )
+                    .await
+                }
+            })
+            .await?;
         let plaintext = Zeroizing::new(resp.plaintext);
         self.decode_key(&plaintext)
     }
@@ -662,50 +897,54 @@ impl KeyProvider for VaultTransit {
         if !batch.is_empty() {
             let body =
                 serde_json::json!({ "batch_input": batch, "partial_failure_response_code": 207 });
-            let endpoint = BatchDecrypt {
-                path: format!("{}/decrypt/{}", self.mount, self.key),
-                body: body.to_string().into_bytes(),
+            let path = format!("{}/decrypt/{}", self.mount, self.key);
+            let body = body.to_string().into_bytes();
+            let response = self
+                .session
+                .call("batch decrypt", |lease| {
+                    let endpoint = BatchDecrypt {
+                        path: path.clone(),
+                        body: body.clone(),
+                    };
+                    async move { vaultrs::api::exec_with_result(&lease.client.0, endpoint).await }
+                })
+                .await;
+            let results: Vec<Result<DataKey, ProviderError>> = match response {
+                Ok(resp) if resp.batch_results.len() == slots.len() => resp
+                    .batch_results
+                    .into_iter()
+                    .map(|item| {
+                        let plaintext = item.plaintext.map(Zeroizing::new);
+                        match (plaintext, item.error) {
+                            (_, Some(e)) if !e.is_empty() => Err(map_error(
+                                &self.key_id,
+                                "batch decrypt",
+                                ClientError::APIError {
+                                    code: 400,
+                                    errors: vec![e],
+                                },
+                            )),
+                            (Some(p), _) => self.decode_key(&p),
+                            (None, _) => Err(self.err(
+                                ProviderErrorKind::Protocol,
+                                "batch decrypt item has no plaintext",
+                            )),
+                        }
+                    })
+                    .collect(),
+                Ok(resp) => {
+                    let e = self.err(
+                        ProviderErrorKind::Protocol,
+                        format!(
+                            "batch decrypt returned {} results for {} items",
+                            resp.batch_results.len(),
+                            slots.len()
+                        ),
+                    );
+                    slots.iter().map(|_| Err(e.clone())).collect()
+                }
+                Err(e) => slots.iter().map(|_| Err(e.clone())).collect(),
             };
-            let results: Vec<Result<DataKey, ProviderError>> =
-                match vaultrs::api::exec_with_result(&self.client, endpoint).await {
-                    Ok(resp) if resp.batch_results.len() == slots.len() => resp
-                        .batch_results
-                        .into_iter()
-                        .map(|item| {
-                            let plaintext = item.plaintext.map(Zeroizing::new);
-                            match (plaintext, item.error) {
-                                (_, Some(e)) if !e.is_empty() => Err(map_error(
-                                    &self.key_id,
-                                    "batch decrypt",
-                                    ClientError::APIError {
-                                        code: 400,
-                                        errors: vec![e],
-                                    },
-                                )),
-                                (Some(p), _) => self.decode_key(&p),
-                                (None, _) => Err(self.err(
-                                    ProviderErrorKind::Protocol,
-                                    "batch decrypt item has no plaintext",
-                                )),
-                            }
-                        })
-                        .collect(),
-                    Ok(resp) => {
-                        let e = self.err(
-                            ProviderErrorKind::Protocol,
-                            format!(
-                                "batch decrypt returned {} results for {} items",
-                                resp.batch_results.len(),
-                                slots.len()
-                            ),
-                        );
-                        slots.iter().map(|_| Err(e.clone())).collect()
-                    }
-                    Err(e) => {
-                        let e = self.map("batch decrypt", e);
-                        slots.iter().map(|_| Err(e.clone())).collect()
-                    }
-                };
             for (slot, result) in slots.into_iter().zip(results) {
                 out[slot] = Some(result);
             }
@@ -727,17 +966,25 @@ impl KeyProvider for VaultTransit {
         match self.binding {
             ContextBinding::Derived => {
                 let ct = self.ciphertext_of(wrapped)?;
-                let mut opts = RewrapDataRequestBuilder::default();
-                opts.context(context_b64(context));
-                let resp = vaultrs::transit::data::rewrap(
-                    &self.client,
-                    &self.mount,
-                    &self.key,
-                    ct,
-                    Some(&mut opts),
-                )
-                .await
-                .map_err(|e| self.map("rewrap", e))?;
+                let context = context_b64(context);
+                let resp = self
+                    .session
+                    .call("rewrap", |lease| {
+                        let context = &context;
+                        async move {
+                            let mut opts = RewrapDataRequestBuilder::default();
+                            opts.context(context.clone());
+                            vaultrs::transit::data::rewrap(
+                                &lease.client.0,
+                                &self.mount,
+                                &self.key,
+                                ct,
+                                Some(&mut opts),
+                            )
+                            .await
+                        }
+                    })
+                    .await?;
                 self.wrapped_from(resp.ciphertext)
             }
             ContextBinding::AssociatedData => {
@@ -748,9 +995,12 @@ impl KeyProvider for VaultTransit {
     }
 
     async fn describe(&self) -> Result<KeyDescription, ProviderError> {
-        let info = vaultrs::transit::key::read(&self.client, &self.mount, &self.key)
-            .await
-            .map_err(|e| self.map("reading the key", e))?;
+        let info = self
+            .session
+            .call("reading the key", |lease| async move {
+                vaultrs::transit::key::read(&lease.client.0, &self.mount, &self.key).await
+            })
+            .await?;
         let mut versions: Vec<u64> = match &info.keys {
             vaultrs::api::transit::responses::ReadKeyData::Symmetric(m) => {
                 m.keys().filter_map(|k| k.parse().ok()).collect()
@@ -776,7 +1026,40 @@ impl KeyProvider for VaultTransit {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_version;
+    use super::{AdVerdict, Probe, judge_associated_data, parse_version};
+
+    #[test]
+    fn the_associated_data_self_test_refuses_a_server_that_ignores_it() {
+        use Probe::*;
+        // Decrypting under the wrong associated data must fail, whatever else happens.
+        for right in [Opened, OpenedOther, Rejected, Denied] {
+            assert_eq!(judge_associated_data(Opened, right), AdVerdict::Ignored);
+            assert_eq!(
+                judge_associated_data(OpenedOther, right),
+                AdVerdict::Ignored
+            );
+        }
+        assert_eq!(judge_associated_data(Rejected, Opened), AdVerdict::Enforced);
+        // The right associated data must give the probe back.
+        assert_eq!(judge_associated_data(Rejected, Rejected), AdVerdict::Broken);
+        assert_eq!(
+            judge_associated_data(Rejected, OpenedOther),
+            AdVerdict::Broken
+        );
+        // Without decrypt permission the test cannot run.
+        assert_eq!(
+            judge_associated_data(Denied, Denied),
+            AdVerdict::Inconclusive
+        );
+        assert_eq!(
+            judge_associated_data(Denied, Opened),
+            AdVerdict::Inconclusive
+        );
+        assert_eq!(
+            judge_associated_data(Rejected, Denied),
+            AdVerdict::Inconclusive
+        );
+    }
 
     #[test]
     fn transit_versions_are_parsed_strictly() {

@@ -207,43 +207,19 @@ async fn an_unreachable_server_fails_fast_with_a_clear_error() {
 #[tokio::test]
 async fn approle_login_works_and_a_bad_secret_id_is_permission_denied() {
     let h = derived_harness().await;
-    h.bao.cli(&["auth", "enable", "approle"]);
-    h.bao.token_with_policy(
-        "sealbox",
-        r#"path "transit/keys/kek-a" { capabilities = ["read"] }
-           path "transit/datakey/plaintext/kek-a" { capabilities = ["update"] }
-           path "transit/decrypt/kek-a" { capabilities = ["update"] }"#,
-    );
-    h.bao.cli(&[
-        "write",
-        "auth/approle/role/sealbox",
-        "token_policies=sealbox",
-    ]);
-    let role_id = h
-        .bao
-        .cli_json(&["read", "auth/approle/role/sealbox/role-id"])["data"]["role_id"]
-        .as_str()
-        .expect("role_id")
-        .to_owned();
-    let secret_id = h
-        .bao
-        .cli_json(&["write", "-f", "auth/approle/role/sealbox/secret-id"])["data"]["secret_id"]
-        .as_str()
-        .expect("secret_id")
-        .to_owned();
-    let approle = |secret: String| VaultAuth::AppRole {
+    let auth = approle(&h.bao, &[]);
+    let VaultAuth::AppRole { role_id, .. } = &auth else {
+        panic!("an AppRole login")
+    };
+    let wrong_secret = VaultAuth::AppRole {
         mount: "approle".into(),
         role_id: role_id.clone(),
-        secret_id: SecretString::from(secret),
+        secret_id: SecretString::from("wrong".to_owned()),
     };
     let p = Arc::new(
-        VaultTransit::connect(VaultTransitConfig::new(
-            &h.bao.addr,
-            "kek-a",
-            approle(secret_id),
-        ))
-        .await
-        .expect("AppRole login"),
+        VaultTransit::connect(VaultTransitConfig::new(&h.bao.addr, "kek-a", auth))
+            .await
+            .expect("AppRole login"),
     );
     let keyring = Keyring::builder(p).build().expect("keyring");
     let env = keyring.seal(&ctx("a"), b"approle").await.expect("seal");
@@ -253,13 +229,9 @@ async fn approle_login_works_and_a_bad_secret_id_is_permission_denied() {
         b"approle"
     );
 
-    let err = VaultTransit::connect(VaultTransitConfig::new(
-        &h.bao.addr,
-        "kek-a",
-        approle("wrong".into()),
-    ))
-    .await
-    .expect_err("bad secret id");
+    let err = VaultTransit::connect(VaultTransitConfig::new(&h.bao.addr, "kek-a", wrong_secret))
+        .await
+        .expect_err("bad secret id");
     assert!(
         matches!(
             err.kind(),
@@ -429,5 +401,360 @@ async fn keys_that_cannot_bind_the_context_and_malformed_settings_are_refused() 
         let err = VaultTransit::connect(config).await.expect_err(want);
         assert_eq!(err.kind(), ProviderErrorKind::Misconfigured, "{err}");
         assert!(err.to_string().contains(want), "{err}");
+    }
+}
+
+// ---- Token renewal and re-login ----------------------------------------------------------
+
+const SEALBOX_POLICY: &str = r#"path "transit/keys/kek-a" { capabilities = ["read"] }
+   path "transit/datakey/plaintext/kek-a" { capabilities = ["update"] }
+   path "transit/decrypt/kek-a" { capabilities = ["update"] }"#;
+
+/// An AppRole `sealbox` with `role_options` (e.g. `token_ttl=3s`), whose tokens carry the
+/// `sealbox` policy; returns its credentials.
+fn approle(bao: &OpenBao, role_options: &[&str]) -> VaultAuth {
+    bao.cli(&["auth", "enable", "approle"]);
+    bao.token_with_policy("sealbox", SEALBOX_POLICY);
+    let mut args = vec![
+        "write",
+        "auth/approle/role/sealbox",
+        "token_policies=sealbox",
+    ];
+    args.extend_from_slice(role_options);
+    bao.cli(&args);
+    let role_id = bao.cli_json(&["read", "auth/approle/role/sealbox/role-id"])["data"]["role_id"]
+        .as_str()
+        .expect("role_id")
+        .to_owned();
+    let secret_id =
+        bao.cli_json(&["write", "-f", "auth/approle/role/sealbox/secret-id"])["data"]["secret_id"]
+            .as_str()
+            .expect("secret_id")
+            .to_owned();
+    VaultAuth::AppRole {
+        mount: "approle".into(),
+        role_id,
+        secret_id: SecretString::from(secret_id),
+    }
+}
+
+/// One Vault round trip each: a data key from `datakey`, and its unwrap with `decrypt`.
+async fn round_trip(p: &VaultTransit, what: &str) {
+    let g = p
+        .generate_data_key(&ctx("a"))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: generate: {e}"));
+    let k = p
+        .unwrap(&g.wrapped, &ctx("a"))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: unwrap: {e}"));
+    assert_eq!(k.expose_secret(), g.data_key.expose_secret());
+}
+
+/// Calls Vault every half second until `total` has passed since `start`.
+async fn keep_calling(p: &VaultTransit, total: Duration) {
+    let start = std::time::Instant::now();
+    let mut n = 0;
+    while start.elapsed() < total {
+        round_trip(p, &format!("call {n}, {:?} after connect", start.elapsed())).await;
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A renewable token with a 4 s TTL (max TTL 120 s) keeps working for more than three times its
+/// TTL: the provider renews it in the background (without renewal, calls fail with 403 after
+/// 4 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewable_token_is_renewed_before_it_expires() {
+    let h = derived_harness().await;
+    h.bao.token_with_policy("sealbox", SEALBOX_POLICY);
+    let created = h.bao.cli_json(&[
+        "token",
+        "create",
+        "-policy=sealbox",
+        "-ttl=4s",
+        "-explicit-max-ttl=120s",
+    ]);
+    assert_eq!(created["auth"]["renewable"], true, "{created}");
+    let token = created["auth"]["client_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let p = VaultTransit::connect(VaultTransitConfig::new(
+        &h.bao.addr,
+        "kek-a",
+        VaultAuth::Token(SecretString::from(token.clone())),
+    ))
+    .await
+    .expect("connect");
+
+    keep_calling(&p, Duration::from_secs(13)).await;
+
+    let stats = p.session_stats();
+    assert!(stats.renewals >= 2, "{stats:?}");
+    assert_eq!(stats.logins, 0, "a static token cannot log in: {stats:?}");
+    assert!(h.bao.audited_requests("auth/token/renew-self") >= 2);
+    // The server agrees the original token is still alive, past three times its TTL.
+    let lookup = h.bao.cli_json(&["token", "lookup", &token]);
+    assert!(lookup["data"]["ttl"].as_u64().expect("ttl") > 0, "{lookup}");
+}
+
+/// AppRole tokens whose max TTL (3 s) stops renewal: the provider logs in again, so calls keep
+/// working for more than three times the max TTL (without re-login they fail after 3 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approle_tokens_past_their_max_ttl_are_replaced_by_logging_in_again() {
+    let h = derived_harness().await;
+    let auth = approle(&h.bao, &["token_ttl=3s", "token_max_ttl=3s"]);
+    let p = VaultTransit::connect(VaultTransitConfig::new(&h.bao.addr, "kek-a", auth))
+        .await
+        .expect("AppRole login");
+    assert_eq!(p.session_stats().logins, 1);
+
+    keep_calling(&p, Duration::from_secs(10)).await;
+
+    // A call more than 3 s after connect and another more than 3 s later both succeeded, so
+    // at least two tokens besides the first were issued.
+    let stats = p.session_stats();
+    assert!(stats.logins >= 3, "{stats:?}");
+    assert!(h.bao.audited_requests("auth/approle/login") >= 3);
+}
+
+/// A token revoked behind the provider's back: the next calls get 403, the provider finds the
+/// token invalid, logs in again once (concurrent calls share that login), and retries. A call
+/// the policy denies is not "fixed" by logging in again: it stays `PermissionDenied`, with no
+/// extra login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_approle_token_is_replaced_on_permission_denied() {
+    let h = derived_harness().await;
+    let auth = approle(&h.bao, &["token_ttl=1h"]);
+    let p = Arc::new(
+        VaultTransit::connect(VaultTransitConfig::new(&h.bao.addr, "kek-a", auth))
+            .await
+            .expect("AppRole login"),
+    );
+    let g = p.generate_data_key(&ctx("a")).await.expect("generate");
+
+    h.bao
+        .cli(&["token", "revoke", "-mode=path", "auth/approle"]);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (p, w) = (p.clone(), g.wrapped.clone());
+        tasks.push(tokio::spawn(async move { p.unwrap(&w, &ctx("a")).await }));
+    }
+    for t in tasks {
+        let k = t.await.expect("task").expect("unwrap after re-login");
+        assert_eq!(k.expose_secret(), g.data_key.expose_secret());
+    }
+    assert_eq!(p.session_stats().logins, 2, "{:?}", p.session_stats());
+    assert_eq!(h.bao.audited_requests("auth/approle/login"), 2);
+
+    // The policy has no rewrap: a genuine denial, reported as such, without a login.
+    let err = p.rewrap(&g.wrapped, &ctx("a")).await.expect_err("denied");
+    assert_eq!(err.kind(), ProviderErrorKind::PermissionDenied, "{err}");
+    assert_eq!(p.session_stats().logins, 2);
+}
+
+/// Dropping the provider stops its maintenance task: no renewals or logins afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_provider_stops_token_maintenance() {
+    let h = derived_harness().await;
+    let auth = approle(&h.bao, &["token_ttl=2s", "token_max_ttl=2s"]);
+    let p = VaultTransit::connect(VaultTransitConfig::new(&h.bao.addr, "kek-a", auth))
+        .await
+        .expect("AppRole login");
+    round_trip(&p, "before drop").await;
+    drop(p);
+    let count = || {
+        h.bao.audited_requests("auth/approle/login")
+            + h.bao.audited_requests("auth/token/renew-self")
+    };
+    // Requests already on the wire when the provider was dropped may still land.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after_drop = count();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        count(),
+        after_drop,
+        "token maintenance continued after drop"
+    );
+}
+
+// ---- The associated-data self-test ------------------------------------------------------
+
+/// Connecting to a non-derived key runs the self-test (one `encrypt`, two `decrypt`s, seen in
+/// the server's audit log), which OpenBao passes; a derived key needs none. A token that may
+/// encrypt but not decrypt cannot run it and still connects.
+#[tokio::test]
+async fn non_derived_keys_pass_the_associated_data_self_test() {
+    let bao = OpenBao::start();
+    bao.enable_transit("transit");
+    bao.create_key("transit", "plain", false);
+    bao.create_key("transit", "derived", true);
+    let p = connect(&bao, "plain").await.expect("self-test passes");
+    assert_eq!(p.binding(), ContextBinding::AssociatedData);
+    assert_eq!(bao.audited_requests("transit/encrypt/plain"), 1);
+    assert_eq!(bao.audited_requests("transit/decrypt/plain"), 2);
+    connect(&bao, "derived").await.expect("derived");
+    assert_eq!(bao.audited_requests("transit/encrypt/derived"), 0);
+    assert_eq!(bao.audited_requests("transit/decrypt/derived"), 0);
+
+    let writer = bao.token_with_policy(
+        "writer",
+        r#"path "transit/keys/plain" { capabilities = ["read"] }
+           path "transit/encrypt/plain" { capabilities = ["update"] }"#,
+    );
+    let w = VaultTransit::connect(VaultTransitConfig::new(
+        &bao.addr,
+        "plain",
+        VaultAuth::Token(writer.into()),
+    ))
+    .await
+    .expect("a writer-only token connects (self-test skipped)");
+    w.generate_data_key(&ctx("a")).await.expect("may seal");
+}
+
+// ---- TLS: the configured CA is pinned ---------------------------------------------------
+
+/// A self-signed CA that signed nothing the server uses.
+fn other_ca(dir: &std::path::Path) -> std::path::PathBuf {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).expect("CA");
+    let path = dir.join("other-ca.pem");
+    std::fs::write(&path, cert.pem()).expect("write CA");
+    path
+}
+
+const PIN_CHILD: &str = "SEALBOX_TEST_PIN_CHILD";
+
+/// With `ca_cert` set, only that CA is trusted. The server's CA is made a *system* root for a
+/// child process (`SSL_CERT_FILE`, read by the platform verifier): there the server is
+/// reachable without `ca_cert`, but with `ca_cert` naming another CA the connection is refused
+/// — it would succeed if the configured CA were merely added to the system roots.
+#[tokio::test]
+async fn a_configured_ca_is_pinned_and_system_roots_are_not_used() {
+    if let Ok(spec) = std::env::var(PIN_CHILD) {
+        return pinning_child(&spec).await;
+    }
+    let bao = OpenBao::start_tls();
+    bao.enable_transit("transit");
+    bao.create_key("transit", "kek", true);
+    let server_ca = bao.ca_cert.clone().expect("TLS server has a CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let other = other_ca(dir.path());
+
+    // In this process: the right CA connects, another CA is refused, a file without a
+    // certificate is a configuration error.
+    connect_with_ca(&bao.addr, &bao.root_token, Some(&server_ca))
+        .await
+        .expect("the server's CA");
+    let err = connect_with_ca(&bao.addr, &bao.root_token, Some(&other))
+        .await
+        .expect_err("another CA");
+    assert_eq!(err.kind(), ProviderErrorKind::Unavailable, "{err}");
+    assert!(err.to_string().contains("cannot reach Vault"), "{err}");
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").expect("write");
+    let err = connect_with_ca(&bao.addr, &bao.root_token, Some(&junk))
+        .await
+        .expect_err("no certificate");
+    assert_eq!(err.kind(), ProviderErrorKind::Misconfigured, "{err}");
+    assert!(err.to_string().contains("junk.pem"), "{err}");
+
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "a_configured_ca_is_pinned_and_system_roots_are_not_used",
+            "--nocapture",
+        ])
+        .env(
+            PIN_CHILD,
+            format!("{}|{}|{}", bao.addr, bao.root_token, other.display()),
+        )
+        .env("SSL_CERT_FILE", &server_ca)
+        .env_remove("SSL_CERT_DIR")
+        .env_remove("VAULT_CACERT")
+        .env_remove("BAO_CACERT")
+        .output()
+        .expect("run the child test");
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child failed:\n{log}");
+    assert!(
+        log.contains("pinning child: ok"),
+        "the child did not run:\n{log}"
+    );
+}
+
+async fn connect_with_ca(
+    addr: &str,
+    token: &str,
+    ca: Option<&std::path::Path>,
+) -> Result<VaultTransit, ProviderError> {
+    let mut config = VaultTransitConfig::new(
+        addr,
+        "kek",
+        VaultAuth::Token(SecretString::from(token.to_owned())),
+    )
+    .timeout(Duration::from_secs(5));
+    if let Some(ca) = ca {
+        config = config.ca_cert(ca);
+    }
+    VaultTransit::connect(config).await
+}
+
+async fn pinning_child(spec: &str) {
+    let mut parts = spec.splitn(3, '|');
+    let (addr, token, other) = (
+        parts.next().expect("addr"),
+        parts.next().expect("token"),
+        std::path::PathBuf::from(parts.next().expect("CA")),
+    );
+    connect_with_ca(addr, token, None)
+        .await
+        .expect("SSL_CERT_FILE makes the server's CA a system root");
+    match connect_with_ca(addr, token, Some(&other)).await {
+        Ok(_) => panic!("the system roots were trusted although another CA was configured"),
+        Err(err) => {
+            assert_eq!(err.kind(), ProviderErrorKind::Unavailable, "{err}");
+            assert!(err.to_string().contains("cannot reach Vault"), "{err}");
+        }
+    }
+    eprintln!("pinning child: ok");
+}
+
+// ---- Addresses -------------------------------------------------------------------------
+
+/// Out-of-range ports and malformed addresses are `Misconfigured` errors naming the address
+/// (vaultrs would panic on them).
+#[tokio::test]
+async fn out_of_range_ports_and_malformed_addresses_are_refused_without_panicking() {
+    for (address, want) in [
+        ("http://127.0.0.1:99999", "a port is 1-65535"),
+        ("http://127.0.0.1:0", "port 0"),
+        ("https://1.2.3.999:8200", "does not parse"),
+        ("https://[zz]:8200", "does not parse"),
+        ("https://vault.example:8200/v1", "without a path"),
+        ("vault.example:8200", "must be an http(s):// URL"),
+    ] {
+        let err = VaultTransit::connect(VaultTransitConfig::new(
+            address,
+            "k",
+            VaultAuth::Token(SecretString::from("t".to_owned())),
+        ))
+        .await
+        .expect_err(address);
+        assert_eq!(err.kind(), ProviderErrorKind::Misconfigured, "{err}");
+        assert!(err.to_string().contains(want), "{address}: {err}");
+        assert!(
+            err.to_string().contains(&format!("`{address}`")),
+            "names the address: {err}"
+        );
     }
 }
