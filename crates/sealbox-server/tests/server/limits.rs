@@ -1,0 +1,96 @@
+//! Limits per caller: request rate, KMS work per request and per second.
+
+use super::*;
+
+#[tokio::test]
+async fn per_client_rate_limit_answers_429() {
+    let fx = fixture_app("rate_limit = 1", false).await;
+    let body = json!({"payloads": []}).to_string();
+    let a = bearer(&alice());
+    let h = [("authorization", a.as_str()), ("x-namespace", "payments")];
+    assert_eq!(
+        call(&fx.app, Method::POST, "/decode", &h, &body)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let second = call(&fx.app, Method::POST, "/decode", &h, &body).await;
+    assert_eq!(
+        second.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        second.body
+    );
+    // Another client has its own budget.
+    let sam = bearer(&token(
+        &rsa("rsa1.pem"),
+        Algorithm::RS256,
+        "rsa1",
+        claims("sam", json!({"roles": ["support"]})),
+    ));
+    let other = [("authorization", sam.as_str()), ("x-namespace", "orders")];
+    assert_eq!(
+        call(&fx.app, Method::POST, "/decode", &other, &body)
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn kms_work_per_request_and_per_caller_is_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (writer, _) = one_key_per_payload_app(dir.path(), "").await;
+    let h = [("x-namespace", "ns")];
+    let sealed = call(
+        &writer,
+        Method::POST,
+        "/encode",
+        &h,
+        &json!({"payloads": [plain("1"), plain("2"), plain("3")]}).to_string(),
+    )
+    .await;
+    assert_eq!(sealed.status, StatusCode::OK);
+    // A fresh reader (cold cache) limited to 2 distinct unwraps per request.
+    let (reader, state) = one_key_per_payload_app(dir.path(), "max_unwraps_per_request = 2").await;
+    let r = call(&reader, Method::POST, "/decode", &h, &sealed.body).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert!(r.body.contains("3 distinct data keys"), "{}", r.body);
+    let metrics = call(&reader, Method::GET, "/metrics", &[], "").await.body;
+    assert!(
+        metrics.contains("sealbox_kms_calls_total 0"),
+        "refused before any KMS call:\n{metrics}"
+    );
+    // Once the keys are cached (the writer knows them), the same request costs nothing.
+    assert_eq!(
+        call(&writer, Method::POST, "/decode", &h, &sealed.body)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    drop(state);
+
+    // One KMS call per second per caller: a cold decode of 3 keys is over budget, and so is
+    // a second brand-new namespace right after a first (each costs a data-key lease).
+    let (limited, _) = one_key_per_payload_app(dir.path(), "kms_rate_limit = 1").await;
+    let r = call(&limited, Method::POST, "/decode", &h, &sealed.body).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert!(r.body.contains("KMS budget"), "{}", r.body);
+    let enc = |ns: &'static str| {
+        let app = limited.clone();
+        async move {
+            call(
+                &app,
+                Method::POST,
+                "/encode",
+                &[("x-namespace", ns)],
+                &json!({"payloads": [plain("1")]}).to_string(),
+            )
+            .await
+            .status
+        }
+    };
+    // The refused decode consumed nothing: the first new namespace fits the budget.
+    assert_eq!(enc("tenant-1").await, StatusCode::OK);
+    assert_eq!(enc("tenant-2").await, StatusCode::TOO_MANY_REQUESTS);
+}
