@@ -8,7 +8,8 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_kms::config::Credentials;
 use sealbox_aws::{AwsKms, AwsKmsConfig};
 use sealbox_core::{
-    EncryptionContext, Error, KeyProvider, ProviderError, ProviderErrorKind, inspect,
+    EncryptionContext, Error, KekRef, KeyProvider, ProviderError, ProviderErrorKind, WrappedKey,
+    inspect, replace_wrapped_key,
 };
 use sealbox_keyring::Keyring;
 use sealbox_testkit::conformance::Harness;
@@ -236,4 +237,399 @@ async fn throttling_is_retried_a_bounded_number_of_times() {
         "{err}"
     );
     assert_eq!(throttling.requests(), 3, "one request per attempt, no more");
+}
+
+/// Captures what `tracing` logs on this thread (the tests run on a current-thread runtime).
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn start() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        (logs, guard)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("logs")).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("logs").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
+/// Finding 1: a plain-HTTP endpoint is refused unless its host is loopback or the operator
+/// opts in. `0.0.0.0` is not loopback by the rule (127.0.0.0/8, ::1, localhost), yet Linux
+/// delivers connections to it to the local host, so moto is reachable through it: the refusal
+/// is the check, not a network failure, and the opt-in really connects.
+#[tokio::test]
+async fn a_plain_http_endpoint_off_loopback_is_refused_unless_opted_in() {
+    let h = harness().await;
+    let remote = h.moto.endpoint.replace("127.0.0.1", "0.0.0.0");
+    let refused = |e: ProviderError| {
+        assert_eq!(e.kind(), ProviderErrorKind::Misconfigured, "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("refusing plain-HTTP KMS endpoint")
+                && text.contains(remote.as_str())
+                && text.contains("allow_http(true)")
+                && text.contains("[aws] allow_http = true"),
+            "{text}"
+        );
+    };
+    // The endpoint override of the configuration (what a KEK URI's `endpoint=` sets)…
+    refused(
+        AwsKms::connect_with(&h.sdk, AwsKmsConfig::new(&h.a_arn).endpoint_url(&remote))
+            .await
+            .expect_err("non-loopback http"),
+    );
+    // …through `connect` (refused before the credential chain runs)…
+    refused(
+        AwsKms::connect(AwsKmsConfig::new(&h.a_arn).endpoint_url(&remote))
+            .await
+            .expect_err("non-loopback http"),
+    );
+    // …and an endpoint that comes from the SdkConfig.
+    refused(
+        AwsKms::connect_with(&sdk(&remote).await, AwsKmsConfig::new(&h.a_arn))
+            .await
+            .expect_err("non-loopback http from the SdkConfig"),
+    );
+
+    let (logs, _guard) = Logs::start();
+    // Loopback http needs no opt-in and logs nothing.
+    AwsKms::connect_with(
+        &h.sdk,
+        AwsKmsConfig::new(&h.a_arn).endpoint_url(&h.moto.endpoint),
+    )
+    .await
+    .expect("loopback http is accepted");
+    assert!(!logs.text().contains("INSECURE"), "{}", logs.text());
+    // The opt-in is accepted, works, and warns loudly.
+    let opted_in = AwsKms::connect_with(
+        &h.sdk,
+        AwsKmsConfig::new(&h.a_arn)
+            .endpoint_url(&remote)
+            .allow_http(true),
+    )
+    .await
+    .expect("http with allow_http");
+    let keyring = Keyring::builder(Arc::new(opted_in))
+        .build()
+        .expect("keyring");
+    let env = keyring.seal(&ctx("a"), b"over http").await.expect("seal");
+    let reader = Keyring::builder(h.a.clone()).build().expect("keyring");
+    assert_eq!(
+        reader.open(&ctx("a"), &env).await.expect("open"),
+        b"over http"
+    );
+    let text = logs.text();
+    assert!(
+        text.contains("WARN") && text.contains("INSECURE") && text.contains(remote.as_str()),
+        "{text}"
+    );
+}
+
+/// Replaces the KEK reference in `env`'s header, keeping its wrapped key and everything else.
+fn relabel(env: &[u8], kek: KekRef) -> Vec<u8> {
+    let parsed = sealbox_core::parse(env).expect("parse");
+    let wrapped =
+        WrappedKey::new(kek, parsed.header.wrapped_key.ciphertext().to_vec()).expect("wrapped");
+    replace_wrapped_key(env, &wrapped).expect("replace")
+}
+
+fn assert_invalid_wrapped_key<T: std::fmt::Debug>(result: Result<T, Error>) {
+    match result {
+        Err(Error::Provider(p)) => {
+            assert_eq!(p.kind(), ProviderErrorKind::InvalidWrappedKey, "{p}");
+            assert!(!p.is_retryable(), "{p}");
+        }
+        other => panic!("expected InvalidWrappedKey, got {other:?}"),
+    }
+}
+
+/// Finding 3: AWS envelopes record no key version, so a header that gained one was edited and
+/// must not open — by `open` or by `rewrap`, and not through the provider directly either.
+/// (Before the fix the version was ignored and the envelope opened.)
+#[tokio::test]
+async fn a_key_version_added_to_the_header_does_not_open() {
+    let h = harness().await;
+    let keyring = Keyring::builder(h.a.clone()).build().expect("keyring");
+    let env = keyring.seal(&ctx("a"), b"secret").await.expect("seal");
+    let kek = inspect(&env).expect("header").kek().clone();
+    assert_eq!(kek.key_version(), None);
+    let edited = relabel(&env, kek.clone().with_version("1").expect("version"));
+
+    let reader = Keyring::builder(h.a.clone()).build().expect("keyring");
+    assert_invalid_wrapped_key(reader.open(&ctx("a"), &edited).await);
+    assert_invalid_wrapped_key(reader.rewrap(&ctx("a"), &edited).await);
+    let wrapped = sealbox_core::parse(&edited)
+        .expect("parse")
+        .header
+        .wrapped_key;
+    let err = h.a.unwrap(&wrapped, &ctx("a")).await.expect_err("unwrap");
+    assert_eq!(err.kind(), ProviderErrorKind::InvalidWrappedKey, "{err}");
+    assert!(err.to_string().contains("key version `1`"), "{err}");
+    // The unedited envelope still opens.
+    assert_eq!(reader.open(&ctx("a"), &env).await.expect("open"), b"secret");
+}
+
+/// Any other form of the key in the header — another region, the bare key ID, an alias —
+/// is not what this provider writes: the key-ring does not route it to the provider at all.
+#[tokio::test]
+async fn another_form_of_the_key_id_in_the_header_does_not_open() {
+    let h = harness().await;
+    let keyring = Keyring::builder(h.a.clone()).build().expect("keyring");
+    let env = keyring.seal(&ctx("a"), b"secret").await.expect("seal");
+    let key_id = h.a_arn.rsplit('/').next().expect("key id").to_owned();
+    for edited_id in [
+        h.a_arn.replace("us-east-1", "us-west-2"),
+        key_id,
+        "alias/sealbox-test".to_owned(),
+    ] {
+        let edited = relabel(&env, KekRef::new("aws-kms", &edited_id).expect("kek"));
+        match keyring.open(&ctx("a"), &edited).await {
+            Err(Error::UnknownKek { key_id, .. }) => assert_eq!(key_id, edited_id),
+            other => panic!("{edited_id}: {other:?}"),
+        }
+        let wrapped = sealbox_core::parse(&edited)
+            .expect("parse")
+            .header
+            .wrapped_key;
+        let err = h.a.unwrap(&wrapped, &ctx("a")).await.expect_err("unwrap");
+        assert_eq!(err.kind(), ProviderErrorKind::InvalidWrappedKey, "{err}");
+    }
+}
+
+/// Finding 3, Multi-Region keys: by default an envelope sealed under the `us-east-1` primary
+/// whose header is edited to name the `us-west-2` replica is refused by Sealbox itself, with
+/// no KMS call (before the fix every provider accepted its whole MRK family and sent the
+/// ciphertext to KMS), and a replica does not read its primary's envelopes. A version added
+/// under the opt-in is still refused. (What the opt-in accepts is shown against a canned KMS
+/// below: moto truncates Multi-Region key IDs in its ciphertexts and cannot decrypt them.)
+#[tokio::test]
+async fn a_multi_region_key_region_swap_does_not_open() {
+    let h = harness().await;
+    let east_arn = h
+        .admin
+        .create_key()
+        .multi_region(true)
+        .description("sealbox MRK")
+        .send()
+        .await
+        .expect("CreateKey")
+        .key_metadata()
+        .and_then(|m| m.arn())
+        .expect("arn")
+        .to_owned();
+    assert!(east_arn.contains(":us-east-1:") && east_arn.contains(":key/mrk-"));
+    // moto answers ReplicateKey with a key ARN by a 500, as it does DisableKey; use the ID.
+    let mrk_id = east_arn.rsplit('/').next().expect("key id");
+    let west_arn = h
+        .admin
+        .replicate_key()
+        .key_id(mrk_id)
+        .replica_region("us-west-2")
+        .send()
+        .await
+        .expect("ReplicateKey")
+        .replica_key_metadata()
+        .and_then(|m| m.arn())
+        .expect("replica arn")
+        .to_owned();
+    assert_eq!(west_arn, east_arn.replace(":us-east-1:", ":us-west-2:"));
+
+    let connect = |arn: &str, region: &str, replicas: bool| {
+        let config = AwsKmsConfig::new(arn)
+            .region(region)
+            .multi_region_replicas(replicas);
+        let sdk = h.sdk.clone();
+        async move {
+            Arc::new(
+                AwsKms::connect_with(&sdk, config)
+                    .await
+                    .expect("connect MRK"),
+            )
+        }
+    };
+    let east = connect(&east_arn, "us-east-1", false).await;
+    let env = Keyring::builder(east.clone())
+        .build()
+        .expect("keyring")
+        .seal(&ctx("a"), b"replicated")
+        .await
+        .expect("seal");
+    let swapped = relabel(&env, KekRef::new("aws-kms", &west_arn).expect("kek"));
+
+    let east_reader = Keyring::builder(east.clone()).build().expect("keyring");
+    match east_reader.open(&ctx("a"), &swapped).await {
+        Err(Error::UnknownKek { key_id, .. }) => assert_eq!(key_id, west_arn),
+        other => panic!("the region swap must be refused by Sealbox: {other:?}"),
+    }
+    assert_eq!(
+        east_reader.stats().unwrap_calls,
+        0,
+        "not sent to the provider"
+    );
+    let wrapped = sealbox_core::parse(&swapped)
+        .expect("parse")
+        .header
+        .wrapped_key;
+    let err = east.unwrap(&wrapped, &ctx("a")).await.expect_err("swapped");
+    assert_eq!(err.kind(), ProviderErrorKind::InvalidWrappedKey, "{err}");
+
+    let west = connect(&west_arn, "us-west-2", false).await;
+    let west_reader = Keyring::builder(west).build().expect("keyring");
+    assert!(matches!(
+        west_reader.open(&ctx("a"), &env).await,
+        Err(Error::UnknownKek { .. })
+    ));
+
+    let west_mrk = connect(&west_arn, "us-west-2", true).await;
+    let versioned = relabel(
+        &env,
+        KekRef::new("aws-kms", &east_arn)
+            .and_then(|k| k.with_version("1"))
+            .expect("kek"),
+    );
+    let reader = Keyring::builder(west_mrk).build().expect("keyring");
+    assert_invalid_wrapped_key(reader.open(&ctx("a"), &versioned).await);
+}
+
+/// A canned KMS answer serving `DescribeKey` (key `arn`) and `Decrypt` (a 32-byte zero key,
+/// reported as decrypted by `decrypted_by`) alike. The SDK ignores the fields it does not
+/// expect in each answer.
+fn canned_answer(arn: &str, decrypted_by: &str) -> &'static str {
+    let key_id = arn.rsplit('/').next().expect("key id");
+    Box::leak(
+        format!(
+            r#"{{"KeyMetadata":{{"KeyId":"{key_id}","Arn":"{arn}","KeyUsage":"ENCRYPT_DECRYPT","KeyState":"Enabled"}},"Plaintext":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","KeyId":"{decrypted_by}"}}"#
+        )
+        .into_boxed_str(),
+    )
+}
+
+/// What `multi_region_replicas(true)` accepts, as `docs/threat-model.md` documents: a replica
+/// opens what its primary sealed, decrypting with its **own** regional ARN (KMS must report
+/// that ARN); and the header's region is then only a claim — an envelope whose region was
+/// swapped opens too, to the same plaintext. Without the opt-in neither opens.
+#[tokio::test]
+async fn with_the_replica_opt_in_the_header_region_of_a_multi_region_key_is_a_claim() {
+    const EAST: &str =
+        "arn:aws:kms:us-east-1:123456789012:key/mrk-0123456789abcdef0123456789abcdef";
+    const WEST: &str =
+        "arn:aws:kms:us-west-2:123456789012:key/mrk-0123456789abcdef0123456789abcdef";
+    let zero = sealbox_core::DataKey::try_from_slice(&[0; 32]).expect("key");
+    let seal = |arn: &str| {
+        let wrapped = WrappedKey::new(KekRef::new("aws-kms", arn).expect("kek"), vec![7; 64])
+            .expect("wrapped");
+        sealbox_core::seal_with_data_key(&zero, &wrapped, &ctx("a"), b"replicated").expect("seal")
+    };
+    let sealed_in_east = seal(EAST);
+    let swapped_to_east = relabel(&seal(WEST), KekRef::new("aws-kms", EAST).expect("kek"));
+
+    let kms = sealbox_testkit::faults::FaultyHttp::always(
+        200,
+        "application/x-amz-json-1.1",
+        canned_answer(WEST, WEST),
+    )
+    .await;
+    let sdk = sdk(&kms.endpoint).await;
+    let west = |replicas: bool| {
+        AwsKms::connect_with(
+            &sdk,
+            AwsKmsConfig::new(WEST)
+                .region("us-west-2")
+                .multi_region_replicas(replicas),
+        )
+    };
+    let strict = Keyring::builder(Arc::new(west(false).await.expect("connect")))
+        .build()
+        .expect("keyring");
+    for env in [&sealed_in_east, &swapped_to_east] {
+        assert!(matches!(
+            strict.open(&ctx("a"), env).await,
+            Err(Error::UnknownKek { .. })
+        ));
+    }
+    let replica = Keyring::builder(Arc::new(west(true).await.expect("connect")))
+        .build()
+        .expect("keyring");
+    for env in [&sealed_in_east, &swapped_to_east] {
+        assert_eq!(
+            replica.open(&ctx("a"), env).await.expect("opens"),
+            b"replicated"
+        );
+    }
+
+    // KMS reporting the primary instead of the replica that was asked is refused.
+    let wrong = sealbox_testkit::faults::FaultyHttp::always(
+        200,
+        "application/x-amz-json-1.1",
+        canned_answer(WEST, EAST),
+    )
+    .await;
+    let kms = AwsKms::connect_with(
+        &self::sdk(&wrong.endpoint).await,
+        AwsKmsConfig::new(WEST)
+            .region("us-west-2")
+            .multi_region_replicas(true),
+    )
+    .await
+    .expect("connect");
+    let reader = Keyring::builder(Arc::new(kms)).build().expect("keyring");
+    assert_invalid_wrapped_key(reader.open(&ctx("a"), &sealed_in_east).await);
+}
+
+/// Finding 3: the key KMS reports in a `Decrypt` answer must be this key. A server that
+/// decrypts but names another key is refused; the same answer naming this key is accepted.
+#[tokio::test]
+async fn kms_must_report_this_key_as_the_one_that_decrypted() {
+    const ARN: &str = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-00000000000a";
+    const OTHER: &str =
+        "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-00000000000b";
+    for (decrypted_by, accepted) in [(OTHER, false), (ARN, true)] {
+        let canned = sealbox_testkit::faults::FaultyHttp::always(
+            200,
+            "application/x-amz-json-1.1",
+            canned_answer(ARN, decrypted_by),
+        )
+        .await;
+        let kms = AwsKms::connect_with(&sdk(&canned.endpoint).await, AwsKmsConfig::new(ARN))
+            .await
+            .expect("connect");
+        let wrapped = WrappedKey::new(KekRef::new("aws-kms", ARN).expect("kek"), vec![1; 64])
+            .expect("wrapped");
+        let result = kms.unwrap(&wrapped, &ctx("a")).await;
+        if accepted {
+            result.expect("KMS names this key");
+        } else {
+            let err = result.expect_err("KMS names another key");
+            assert_eq!(err.kind(), ProviderErrorKind::InvalidWrappedKey, "{err}");
+            assert!(
+                err.to_string().contains("Decrypt reports key")
+                    && err.to_string().contains("00000000000b"),
+                "{err}"
+            );
+        }
+    }
 }

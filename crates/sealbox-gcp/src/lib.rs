@@ -18,6 +18,13 @@
 //!   the plaintext key is zeroized.
 //! - Retries on 429 and 5xx with bounded exponential backoff; typed errors for permission
 //!   denied, disabled or destroyed versions, unknown keys and locations.
+//! - **Endpoints must be `https://`**: a plain `http://` endpoint is refused at connect
+//!   unless its host is loopback (`127.0.0.0/8`, `::1`, `localhost`) or
+//!   [`GcpKmsConfig::allow_http`] is set (development only; logged as a warning at every
+//!   connect). Redirects are never followed.
+//! - **Zeroization**: request bodies holding a data key, response bodies, and the base64 and
+//!   decoded plaintexts are held in zeroizing memory (buffers inside `hyper`/`rustls` are
+//!   out of reach).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -44,6 +51,8 @@ pub const SCOPE: &str = "https://www.googleapis.com/auth/cloudkms";
 /// The AAD label.
 pub const AAD_LABEL: &[u8] = b"sealbox-gcp/v1";
 const PRIMARY_TTL: Duration = Duration::from_secs(30);
+/// The largest response body read from Cloud KMS (its answers are well under 64 KiB).
+const MAX_RESPONSE: usize = 1 << 20;
 
 /// Where credentials come from. `Debug` never prints key material.
 #[derive(Clone)]
@@ -76,7 +85,8 @@ pub struct GcpKmsConfig {
     /// `projects/P/locations/L/keyRings/R/cryptoKeys/K`.
     pub key_name: String,
     /// API endpoint (default `https://cloudkms.googleapis.com`; regional, Private Service
-    /// Connect or emulator endpoints work too).
+    /// Connect or emulator endpoints work too). Must be `https://` unless its host is
+    /// loopback or [`GcpKmsConfig::allow_http`] is set.
     pub endpoint: String,
     /// Credentials.
     pub credentials: GcpCredentials,
@@ -87,6 +97,9 @@ pub struct GcpKmsConfig {
     /// How long the primary version is cached before it is read again (default 30 s). After
     /// a rotation, new data keys move to the new primary within this time.
     pub primary_ttl: Duration,
+    /// Accept a plain `http://` endpoint on a non-loopback host (default `false`).
+    /// Development only: access tokens and data keys would cross the network unencrypted.
+    pub allow_http: bool,
 }
 
 impl GcpKmsConfig {
@@ -99,7 +112,18 @@ impl GcpKmsConfig {
             max_attempts: 5,
             timeout: Duration::from_secs(10),
             primary_ttl: PRIMARY_TTL,
+            allow_http: false,
         }
+    }
+
+    /// Accepts (`true`) a plain `http://` endpoint whose host is not loopback. **Development
+    /// only**: the OAuth access token, and the data keys in every `:encrypt` request and
+    /// `:decrypt` answer, would cross the network unencrypted. Every connect with such an
+    /// endpoint logs a warning. Loopback `http://` endpoints (`127.0.0.0/8`, `::1`,
+    /// `localhost`) need no opt-in.
+    pub fn allow_http(mut self, allow: bool) -> Self {
+        self.allow_http = allow;
+        self
     }
 
     /// Sets how long the primary version is cached.
@@ -158,8 +182,127 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// How an endpoint will be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    /// `https://`.
+    Tls,
+    /// `http://` to a loopback host (tests, local emulators).
+    LoopbackHttp,
+    /// `http://` to another host, accepted only because `allow_http` is set.
+    OptedInHttp,
+}
+
+/// `endpoint` without user name and password, for messages and logs.
+fn redacted(endpoint: &str) -> String {
+    match url::Url::parse(endpoint) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        Err(_) => endpoint.escape_debug().to_string(),
+    }
+}
+
+/// Whether `host` is loopback: `127.0.0.0/8`, `::1` (also as `::ffff:127.x.y.z`) or
+/// `localhost`.
+fn is_loopback(host: Option<url::Host<&str>>) -> bool {
+    match host {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => {
+            a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        None => false,
+    }
+}
+
+/// Accepts `https://` endpoints, `http://` ones on loopback hosts, and other `http://` ones
+/// only with `allow_http`; refuses everything else (other schemes, credentials in the URL,
+/// unparsable URLs) with a message naming the endpoint and the opt-in.
+fn check_endpoint(endpoint: &str, allow_http: bool) -> Result<Transport, String> {
+    let url = url::Url::parse(endpoint).map_err(|e| {
+        format!(
+            "Cloud KMS endpoint `{}` is not a valid URL: {e}",
+            endpoint.escape_debug()
+        )
+    })?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "Cloud KMS endpoint `{}` must not contain a user name or password",
+            redacted(endpoint)
+        ));
+    }
+    match url.scheme() {
+        "https" => Ok(Transport::Tls),
+        "http" if is_loopback(url.host()) => Ok(Transport::LoopbackHttp),
+        "http" if allow_http => Ok(Transport::OptedInHttp),
+        "http" => Err(format!(
+            "refusing plain-HTTP Cloud KMS endpoint `{}`: http:// is accepted only for loopback \
+             hosts (127.0.0.0/8, ::1, localhost), because access tokens and data keys would \
+             cross the network unencrypted; use https://, or opt in for development with \
+             `GcpKmsConfig::allow_http(true)` (policy file: `[gcp] allow_http = true`)",
+            redacted(endpoint)
+        )),
+        other => Err(format!(
+            "Cloud KMS endpoint `{}` must be an https:// URL, not `{other}:`",
+            redacted(endpoint)
+        )),
+    }
+}
+
+/// Appends `data` to `buf` without letting `Vec` reallocate behind our back: when `buf` is
+/// full, its contents move to a larger zeroizing buffer and the old one is wiped on drop.
+fn push_zeroizing(buf: &mut Zeroizing<Vec<u8>>, data: &[u8]) {
+    if buf.capacity() - buf.len() < data.len() {
+        let wanted = (buf.len() + data.len()).max(buf.capacity() * 2);
+        let mut bigger = Zeroizing::new(Vec::with_capacity(wanted));
+        bigger.extend_from_slice(buf);
+        std::mem::swap(buf, &mut bigger);
+    }
+    buf.extend_from_slice(data);
+}
+
+/// A base64 string from a JSON answer that holds key material: zeroized on drop, even when
+/// deserializing the rest of the answer fails.
+struct SecretBase64(Zeroizing<String>);
+
+impl<'de> serde::Deserialize<'de> for SecretBase64 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| SecretBase64(Zeroizing::new(s)))
+    }
+}
+
 fn crc(data: &[u8]) -> u64 {
     u64::from(crc32c::crc32c(data))
+}
+
+/// The kind and message of a Cloud KMS error answer.
+fn classify(status: reqwest::StatusCode, text: &str) -> (ProviderErrorKind, String) {
+    let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    let google = v["error"]["status"].as_str().unwrap_or("");
+    let mut msg = v["error"]["message"].as_str().unwrap_or(text).to_owned();
+    if msg.len() > 512 {
+        let mut end = 512;
+        while !msg.is_char_boundary(end) {
+            end -= 1;
+        }
+        msg.truncate(end);
+        msg.push('…');
+    }
+    let kind = match (status.as_u16(), google) {
+        (401 | 403, _) => ProviderErrorKind::PermissionDenied,
+        (404, _) => ProviderErrorKind::NotFound,
+        (429, _) => ProviderErrorKind::Throttled,
+        (_, "FAILED_PRECONDITION") => ProviderErrorKind::KeyDisabled,
+        (400, "INVALID_ARGUMENT") if msg.contains("Decryption failed") => {
+            ProviderErrorKind::InvalidWrappedKey
+        }
+        (500..=599, _) => ProviderErrorKind::Unavailable,
+        _ => ProviderErrorKind::Protocol,
+    };
+    (kind, format!("HTTP {} {google}: {msg}", status.as_u16()))
 }
 
 /// An int64 JSON field (a string per proto3 JSON, or a number).
@@ -187,6 +330,20 @@ impl GcpKms {
                 ProviderErrorKind::Misconfigured,
                 "key name must be projects/P/locations/L/keyRings/R/cryptoKeys/K".into(),
             ));
+        }
+        // Before credentials are looked for: the access token goes to this endpoint.
+        match check_endpoint(&config.endpoint, config.allow_http)
+            .map_err(|m| err(ProviderErrorKind::Misconfigured, m))?
+        {
+            Transport::OptedInHttp => tracing::warn!(
+                provider = PROVIDER_ID,
+                key = %key,
+                endpoint = %redacted(&config.endpoint),
+                "INSECURE: plain-HTTP Cloud KMS endpoint on a non-loopback host accepted because \
+                 allow_http is set; access tokens and data keys cross the network UNENCRYPTED \
+                 (development only)"
+            ),
+            Transport::Tls | Transport::LoopbackHttp => {}
         }
         let auth: Arc<dyn gcp_auth::TokenProvider> = match &config.credentials {
             GcpCredentials::Default => gcp_auth::provider().await.map_err(|e| {
@@ -217,6 +374,9 @@ impl GcpKms {
         };
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
+            // Cloud KMS never redirects; following one could carry a data key to another
+            // URL (a 307/308 keeps the body), even from https:// to http://.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| {
                 err(
@@ -325,6 +485,11 @@ impl GcpKms {
         body: Option<&[u8]>,
     ) -> Result<Zeroizing<String>, ProviderError> {
         let url = format!("{}/v1/{path}", self.endpoint);
+        // Zeroize: the body may hold a data key (`:encrypt`). Copy it once into memory that
+        // is wiped when reqwest drops its last reference (a `Bytes` whose owner is
+        // `Zeroizing`); each attempt shares it instead of copying it again.
+        let body =
+            body.map(|b| bytes::Bytes::from_owner(Zeroizing::new(b.to_vec())) as bytes::Bytes);
         let mut delay = Duration::from_millis(100);
         let mut attempt = 0;
         loop {
@@ -339,36 +504,19 @@ impl GcpKms {
                 .http
                 .request(method.clone(), &url)
                 .bearer_auth(token.as_str());
-            if let Some(b) = body {
+            if let Some(b) = &body {
                 req = req
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(b.to_vec());
+                    .body(b.clone());
             }
             let (kind, message) = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status();
-                    let text = Zeroizing::new(resp.text().await.unwrap_or_default());
-                    if status.is_success() {
-                        return Ok(text);
+                    match self.read_body(resp).await {
+                        Ok(text) if status.is_success() => return Ok(text),
+                        Ok(text) => classify(status, &text),
+                        Err(failure) => failure,
                     }
-                    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    let google = v["error"]["status"].as_str().unwrap_or("");
-                    let msg = v["error"]["message"]
-                        .as_str()
-                        .unwrap_or(text.as_str())
-                        .to_owned();
-                    let kind = match (status.as_u16(), google) {
-                        (401 | 403, _) => ProviderErrorKind::PermissionDenied,
-                        (404, _) => ProviderErrorKind::NotFound,
-                        (429, _) => ProviderErrorKind::Throttled,
-                        (_, "FAILED_PRECONDITION") => ProviderErrorKind::KeyDisabled,
-                        (400, "INVALID_ARGUMENT") if msg.contains("Decryption failed") => {
-                            ProviderErrorKind::InvalidWrappedKey
-                        }
-                        (500..=599, _) => ProviderErrorKind::Unavailable,
-                        _ => ProviderErrorKind::Protocol,
-                    };
-                    (kind, format!("HTTP {} {google}: {msg}", status.as_u16()))
                 }
                 Err(e) if e.is_timeout() => (
                     ProviderErrorKind::Timeout,
@@ -393,6 +541,61 @@ impl GcpKms {
         }
     }
 
+    /// Reads a response body (at most [`MAX_RESPONSE`] bytes) into zeroizing memory.
+    ///
+    /// Zeroize: a `:decrypt` answer holds the data key (base64). `Response::text` would leave
+    /// an unwiped `Bytes` copy and a second `String` copy; here every chunk goes straight into
+    /// one zeroizing buffer that becomes the returned string without another copy. (The
+    /// chunks themselves are `hyper`'s buffers, which cannot be wiped from here.)
+    async fn read_body(
+        &self,
+        mut resp: reqwest::Response,
+    ) -> Result<Zeroizing<String>, (ProviderErrorKind, String)> {
+        let expected = resp
+            .content_length()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(4096)
+            .min(MAX_RESPONSE);
+        let mut buf = Zeroizing::new(Vec::with_capacity(expected));
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if buf.len() + chunk.len() > MAX_RESPONSE {
+                        return Err((
+                            ProviderErrorKind::Protocol,
+                            format!("Cloud KMS answered with more than {MAX_RESPONSE} bytes"),
+                        ));
+                    }
+                    push_zeroizing(&mut buf, &chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let kind = if e.is_timeout() {
+                        ProviderErrorKind::Timeout
+                    } else {
+                        ProviderErrorKind::Unavailable
+                    };
+                    return Err((
+                        kind,
+                        format!("reading the Cloud KMS answer failed: {}", error_chain(&e)),
+                    ));
+                }
+            }
+        }
+        // `String::from_utf8` takes the Vec without copying; on failure, take it back so it
+        // is wiped too.
+        match String::from_utf8(std::mem::take(&mut *buf)) {
+            Ok(text) => Ok(Zeroizing::new(text)),
+            Err(e) => {
+                drop(Zeroizing::new(e.into_bytes()));
+                Err((
+                    ProviderErrorKind::Protocol,
+                    "Cloud KMS answered with a body that is not UTF-8".to_owned(),
+                ))
+            }
+        }
+    }
+
     async fn encrypt_with(
         &self,
         version: &str,
@@ -400,16 +603,29 @@ impl GcpKms {
         context: &EncryptionContext,
     ) -> Result<WrappedKey, ProviderError> {
         let aad = Self::aad(version, context);
-        // The body holds the data key (base64): build it in zeroizing memory, never in a
-        // serde_json::Value whose strings would be freed without being wiped.
+        // Zeroize: the body holds the data key (base64). Build it in zeroizing memory, never
+        // in a serde_json::Value whose strings would be freed without being wiped, and with
+        // its exact capacity reserved up front (`format!` grows its buffer and frees the
+        // smaller ones unwiped).
         let plaintext = Zeroizing::new(B64.encode(data_key.expose_secret()));
-        let body = Zeroizing::new(format!(
-            r#"{{"plaintext":"{}","additionalAuthenticatedData":"{}","plaintextCrc32c":"{}","additionalAuthenticatedDataCrc32c":"{}"}}"#,
+        let aad_b64 = B64.encode(&aad);
+        let plaintext_crc = crc(data_key.expose_secret()).to_string();
+        let aad_crc = crc(&aad).to_string();
+        let pieces: [&str; 9] = [
+            r#"{"plaintext":""#,
             plaintext.as_str(),
-            B64.encode(&aad),
-            crc(data_key.expose_secret()),
-            crc(&aad)
-        ));
+            r#"","additionalAuthenticatedData":""#,
+            &aad_b64,
+            r#"","plaintextCrc32c":""#,
+            &plaintext_crc,
+            r#"","additionalAuthenticatedDataCrc32c":""#,
+            &aad_crc,
+            r#""}"#,
+        ];
+        let mut body = Zeroizing::new(String::with_capacity(pieces.iter().map(|p| p.len()).sum()));
+        for piece in pieces {
+            body.push_str(piece);
+        }
         let path = format!("{}/cryptoKeyVersions/{version}:encrypt", self.key_name);
         let resp: Value = self
             .call_parsed(reqwest::Method::POST, &path, Some(body.as_bytes()))
@@ -506,7 +722,8 @@ impl KeyProvider for GcpKms {
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct DecryptResponse {
-            plaintext: Option<String>,
+            // Zeroize: the base64 data key, wiped on drop (also if parsing fails half-way).
+            plaintext: Option<SecretBase64>,
             #[serde(default)]
             plaintext_crc32c: Value,
         }
@@ -517,15 +734,22 @@ impl KeyProvider for GcpKms {
                 Some(body.as_bytes()),
             )
             .await?;
-        let encoded = Zeroizing::new(resp.plaintext.ok_or_else(|| {
-            self.err(ProviderErrorKind::Protocol, "decrypt returned no plaintext")
-        })?);
-        let plaintext = Zeroizing::new(B64.decode(encoded.as_bytes()).map_err(|_| {
-            self.err(
-                ProviderErrorKind::Protocol,
-                "decrypt returned a plaintext that is not base64",
-            )
-        })?);
+        let encoded = resp
+            .plaintext
+            .ok_or_else(|| self.err(ProviderErrorKind::Protocol, "decrypt returned no plaintext"))?
+            .0;
+        // Zeroize: decode into a zeroizing buffer of the right size. (`Engine::decode` would
+        // drop its partly decoded Vec unwiped when the input turns out to be invalid.)
+        let mut plaintext = Zeroizing::new(vec![0u8; base64::decoded_len_estimate(encoded.len())]);
+        let len = B64
+            .decode_slice(encoded.as_bytes(), &mut plaintext[..])
+            .map_err(|_| {
+                self.err(
+                    ProviderErrorKind::Protocol,
+                    "decrypt returned a plaintext that is not base64",
+                )
+            })?;
+        plaintext.truncate(len);
         if int64(&resp.plaintext_crc32c) != Some(crc(&plaintext)) {
             return Err(self.err(
                 ProviderErrorKind::Protocol,
@@ -542,5 +766,68 @@ impl KeyProvider for GcpKms {
             .and_then(|k| k.with_version(&version))
             .map_err(|e| self.err(ProviderErrorKind::Protocol, e.to_string()))?;
         Ok(KeyDescription::new(kek, vec![version], false, true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_accepted_only_for_loopback_hosts_or_with_the_opt_in() {
+        for ok in [
+            "https://cloudkms.googleapis.com",
+            "https://cloudkms.europe-west1.rep.googleapis.com/",
+        ] {
+            assert_eq!(check_endpoint(ok, false), Ok(Transport::Tls), "{ok}");
+        }
+        for loopback in [
+            "http://127.0.0.1:8080",
+            "http://127.255.0.1",
+            "http://localhost:9000/",
+            "http://[::1]:8080",
+            "http://[::ffff:127.0.0.1]",
+        ] {
+            assert_eq!(
+                check_endpoint(loopback, false),
+                Ok(Transport::LoopbackHttp),
+                "{loopback}"
+            );
+        }
+        for remote in [
+            "http://cloudkms.googleapis.com",
+            "http://192.168.1.10:8080",
+            "http://0.0.0.0:8080",
+            "http://localhost.evil.example",
+        ] {
+            let e = check_endpoint(remote, false).expect_err(remote);
+            assert!(
+                e.contains("refusing plain-HTTP Cloud KMS endpoint")
+                    && e.contains(remote.trim_start_matches("http://"))
+                    && e.contains("GcpKmsConfig::allow_http(true)")
+                    && e.contains("[gcp] allow_http = true"),
+                "{e}"
+            );
+            assert_eq!(
+                check_endpoint(remote, true),
+                Ok(Transport::OptedInHttp),
+                "{remote}"
+            );
+        }
+        for bad in ["cloudkms.googleapis.com", "ftp://example.com", ""] {
+            assert!(check_endpoint(bad, true).is_err(), "{bad}");
+        }
+        let e = check_endpoint("https://u:hunter2@cloudkms.googleapis.com", false)
+            .expect_err("credentials in the URL");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn zeroizing_appends_keep_every_byte() {
+        let mut buf = Zeroizing::new(Vec::with_capacity(2));
+        for chunk in [&b"ab"[..], b"cde", b"", b"fghijklmnop"] {
+            push_zeroizing(&mut buf, chunk);
+        }
+        assert_eq!(buf.as_slice(), b"abcdefghijklmnop");
     }
 }

@@ -230,3 +230,120 @@ async fn a_malformed_key_name_is_refused_before_any_call() {
     assert_eq!(err.kind(), ProviderErrorKind::Misconfigured, "{err}");
     assert!(emu.requests().is_empty());
 }
+
+/// Captures what `tracing` logs on this thread (the tests run on a current-thread runtime).
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn start() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        (logs, guard)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("logs")).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("logs").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
+/// Finding 1: a plain-HTTP endpoint is refused unless its host is loopback or the operator
+/// opts in — before credentials are even looked for, since the access token would go there.
+/// `0.0.0.0` is not loopback by the rule (127.0.0.0/8, ::1, localhost), yet Linux delivers
+/// connections to it to the local host, so the emulator is reachable through it: the refusal
+/// is the check, not a network failure, and the opt-in really works.
+#[tokio::test]
+async fn a_plain_http_endpoint_off_loopback_is_refused_unless_opted_in() {
+    let h = harness().await;
+    let remote = h.emu.endpoint.replace("127.0.0.1", "0.0.0.0");
+    let before = h.emu.requests().len();
+    for credentials in [
+        GcpCredentials::Default,
+        GcpCredentials::ServiceAccountJson(h.sa.json.clone().into()),
+    ] {
+        let err = GcpKms::connect(
+            GcpKmsConfig::new(&h.a_name)
+                .endpoint(&remote)
+                .credentials(credentials),
+        )
+        .await
+        .expect_err("non-loopback http");
+        assert_eq!(err.kind(), ProviderErrorKind::Misconfigured, "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("refusing plain-HTTP Cloud KMS endpoint")
+                && text.contains(remote.as_str())
+                && text.contains("allow_http(true)")
+                && text.contains("[gcp] allow_http = true"),
+            "{text}"
+        );
+    }
+    assert_eq!(h.emu.requests().len(), before, "nothing was sent");
+
+    let (logs, _guard) = Logs::start();
+    // Loopback http (the harness's endpoint) needs no opt-in and logs nothing.
+    GcpKms::connect(config(&h.emu, &h.sa, &h.a_name))
+        .await
+        .expect("loopback http is accepted");
+    assert!(!logs.text().contains("INSECURE"), "{}", logs.text());
+    // The opt-in is accepted, works, and warns loudly.
+    let opted_in = GcpKms::connect(
+        config(&h.emu, &h.sa, &h.a_name)
+            .endpoint(&remote)
+            .allow_http(true),
+    )
+    .await
+    .expect("http with allow_http");
+    let keyring = Keyring::builder(Arc::new(opted_in))
+        .build()
+        .expect("keyring");
+    let env = keyring.seal(&ctx("a"), b"over http").await.expect("seal");
+    let reader = Keyring::builder(h.a.clone()).build().expect("keyring");
+    assert_eq!(
+        reader.open(&ctx("a"), &env).await.expect("open"),
+        b"over http"
+    );
+    let text = logs.text();
+    assert!(
+        text.contains("WARN") && text.contains("INSECURE") && text.contains(remote.as_str()),
+        "{text}"
+    );
+}
+
+/// Answers are read into bounded zeroizing memory: a body over 1 MiB is a `Protocol` error,
+/// not an allocation without limit.
+#[tokio::test]
+async fn an_oversized_answer_is_refused() {
+    let emu = GcpKmsEmulator::start().await;
+    let sa = ServiceAccount::generate(&emu.token_uri());
+    emu.trust(&sa);
+    let huge: &'static str = Box::leak(format!("{{\"x\":\"{}\"}}", "a".repeat(2 << 20)).into());
+    let canned = FaultyHttp::always(200, "application/json", huge).await;
+    let err = GcpKms::connect(config(&emu, &sa, KEY).endpoint(&canned.endpoint))
+        .await
+        .expect_err("oversized");
+    assert_eq!(err.kind(), ProviderErrorKind::Protocol, "{err}");
+    assert!(err.to_string().contains("more than 1048576 bytes"), "{err}");
+}

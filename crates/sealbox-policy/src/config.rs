@@ -171,6 +171,7 @@ struct RawGcp {
     credentials_file: Option<String>,
     endpoint: Option<String>,
     max_attempts: Option<Spanned<i64>>,
+    allow_http: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -178,6 +179,8 @@ struct RawGcp {
 struct RawAws {
     max_attempts: Option<Spanned<i64>>,
     attempt_timeout: Option<Spanned<String>>,
+    allow_http: Option<bool>,
+    multi_region_replicas: Option<bool>,
 }
 
 // ---------------------------------------------------------------- validated ----
@@ -338,6 +341,12 @@ pub struct AwsSettings {
     pub max_attempts: u32,
     /// Timeout per attempt.
     pub attempt_timeout: Duration,
+    /// Accept a plain `http://` KEK URI `endpoint` on a non-loopback host (default `false`;
+    /// development only). Loopback `http://` endpoints need no opt-in.
+    pub allow_http: bool,
+    /// Let a Multi-Region key's provider own envelopes sealed by its related replicas
+    /// (default `false`; the header's region is then not authenticated).
+    pub multi_region_replicas: bool,
 }
 
 /// Cloud KMS settings.
@@ -351,6 +360,9 @@ pub struct GcpSettings {
     pub endpoint: Option<String>,
     /// Attempts per call (default 5).
     pub max_attempts: Option<u32>,
+    /// Accept a plain `http://` `endpoint` on a non-loopback host (default `false`;
+    /// development only). Loopback `http://` endpoints need no opt-in.
+    pub allow_http: bool,
 }
 
 impl Default for AwsSettings {
@@ -358,6 +370,8 @@ impl Default for AwsSettings {
         Self {
             max_attempts: 5,
             attempt_timeout: Duration::from_secs(10),
+            allow_http: false,
+            multi_region_replicas: false,
         }
     }
 }
@@ -919,6 +933,7 @@ impl Validator<'_> {
             credentials_file: g.credentials_file,
             endpoint: g.endpoint,
             max_attempts: None,
+            allow_http: g.allow_http.unwrap_or(false),
         };
         if let Some(m) = &g.max_attempts {
             if !(1..=20).contains(m.get_ref()) {
@@ -932,7 +947,11 @@ impl Validator<'_> {
 
     fn aws(&mut self, raw: Spanned<RawAws>) -> AwsSettings {
         let a = raw.into_inner();
-        let mut out = AwsSettings::default();
+        let mut out = AwsSettings {
+            allow_http: a.allow_http.unwrap_or(false),
+            multi_region_replicas: a.multi_region_replicas.unwrap_or(false),
+            ..AwsSettings::default()
+        };
         if let Some(m) = &a.max_attempts {
             if !(1..=20).contains(m.get_ref()) {
                 self.err(m.span(), "aws.max_attempts", "must be 1-20");

@@ -201,7 +201,10 @@ pub async fn connect(
             region,
             endpoint,
         } => {
-            let mut config = sealbox_aws::AwsKmsConfig::new(key).max_attempts(aws.max_attempts);
+            let mut config = sealbox_aws::AwsKmsConfig::new(key)
+                .max_attempts(aws.max_attempts)
+                .allow_http(aws.allow_http)
+                .multi_region_replicas(aws.multi_region_replicas);
             config.attempt_timeout = aws.attempt_timeout;
             if let Some(r) = region {
                 config = config.region(r);
@@ -261,7 +264,7 @@ pub async fn connect(
         }
         #[cfg(feature = "gcp")]
         KekUri::GcpKms { name } => {
-            let mut c = sealbox_gcp::GcpKmsConfig::new(name);
+            let mut c = sealbox_gcp::GcpKmsConfig::new(name).allow_http(gcp.allow_http);
             if let Some(e) = &gcp.endpoint {
                 c = c.endpoint(e);
             }

@@ -502,3 +502,131 @@ async fn a_gcp_policy_works_end_to_end_against_the_cloud_kms_emulator() {
     );
     assert!(policy.open("billing-us", &env).await.is_err());
 }
+
+// ------------------------------------------------ AWS / Cloud KMS transport settings ----
+
+/// `[aws]` and `[gcp]` take `allow_http` (and `[aws]` `multi_region_replicas`); both are off
+/// unless the file says `true`, and anything but a boolean is an error naming the field.
+#[test]
+fn aws_and_gcp_plain_http_and_replica_opt_ins_are_explicit_booleans() {
+    const ACTIVE: &str =
+        "[default]\nactive = \"awskms:///arn:aws:kms:us-east-1:111122223333:key/k\"\n";
+    let off = PolicyConfig::from_toml(ACTIVE, "t").expect("valid");
+    assert!(!off.aws.allow_http && !off.aws.multi_region_replicas && !off.gcp.allow_http);
+    let off = PolicyConfig::from_toml(&format!("[aws]\n[gcp]\n{ACTIVE}"), "t").expect("valid");
+    assert!(!off.aws.allow_http && !off.aws.multi_region_replicas && !off.gcp.allow_http);
+    let on = PolicyConfig::from_toml(
+        &format!(
+            "[aws]\nallow_http = true\nmulti_region_replicas = true\n[gcp]\nallow_http = true\n{ACTIVE}"
+        ),
+        "t",
+    )
+    .expect("valid");
+    assert!(on.aws.allow_http && on.aws.multi_region_replicas && on.gcp.allow_http);
+    for (section, field) in [
+        ("aws", "allow_http"),
+        ("aws", "multi_region_replicas"),
+        ("gcp", "allow_http"),
+    ] {
+        let errors = errors_of(&format!("[{section}]\n{field} = \"yes\"\n{ACTIVE}"));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("policy.toml:2:") && e.contains("expected a boolean")),
+            "{section}.{field}: {errors:#?}"
+        );
+    }
+}
+
+fn kek_error(result: Result<PolicyKeyrings, sealbox_policy::PolicyError>) -> String {
+    match result {
+        Err(e @ sealbox_policy::PolicyError::Kek { .. }) => e.to_string(),
+        Err(other) => panic!("expected a KEK error, got {other}"),
+        Ok(_) => panic!("expected a KEK error, got a policy"),
+    }
+}
+
+/// Finding 1 through the policy file: a plain-HTTP AWS KMS endpoint (KEK URI `endpoint=`) or
+/// Cloud KMS endpoint (`[gcp] endpoint`) on a non-loopback host is refused when the policy is
+/// put in force, naming the endpoint and the opt-in, before any credential lookup or request;
+/// with `allow_http = true` it is accepted. `0.0.0.0` is not loopback by the rule, yet Linux
+/// delivers connections to it to the local host, so the opted-in policy really reaches the
+/// Cloud KMS emulator.
+#[tokio::test]
+async fn plain_http_kms_endpoints_off_loopback_need_the_policy_opt_in() {
+    use sealbox_testkit::gcpkms::{GcpKmsEmulator, ServiceAccount};
+    let arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let aws = |allow: &str, endpoint: &str| {
+        format!(
+            "[aws]\nmax_attempts = 1\n{allow}\n[default]\nactive = \"awskms:///{arn}?region=us-east-1&endpoint={endpoint}\"\n"
+        )
+    };
+    let refused = kek_error(
+        PolicyKeyrings::build(
+            PolicyConfig::from_toml(&aws("", "http://kms.example.com"), "aws").expect("valid"),
+        )
+        .await,
+    );
+    assert!(
+        refused.contains("refusing plain-HTTP KMS endpoint `http://kms.example.com/`")
+            && refused.contains("[aws] allow_http = true"),
+        "{refused}"
+    );
+    // Opted in, the endpoint check passes and the provider goes on to `DescribeKey` (which
+    // fails here: nothing listens there, and this machine may have no AWS credentials).
+    let unreachable = format!("http://0.0.0.0:{}", sealbox_testkit::servers::free_port());
+    let failed = kek_error(
+        PolicyKeyrings::build(
+            PolicyConfig::from_toml(&aws("allow_http = true", &unreachable), "aws").expect("valid"),
+        )
+        .await,
+    );
+    assert!(
+        failed.contains("DescribeKey") && !failed.contains("refusing plain-HTTP"),
+        "{failed}"
+    );
+
+    let emu = GcpKmsEmulator::start().await;
+    let sa = ServiceAccount::generate(&emu.token_uri());
+    emu.trust(&sa);
+    let key = emu.create_key("acme", "europe-west1", "sealbox", "default");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sa_file = dir.path().join("sa.json");
+    std::fs::write(&sa_file, &sa.json).expect("sa file");
+    let remote = emu.endpoint.replace("127.0.0.1", "0.0.0.0");
+    let gcp = |allow: &str, credentials: bool| {
+        let credentials = if credentials {
+            format!("credentials_file = \"{}\"\n", sa_file.display())
+        } else {
+            String::new()
+        };
+        format!(
+            "[gcp]\n{credentials}endpoint = \"{remote}\"\n{allow}\n[default]\nactive = \"gcpkms://{key}\"\n"
+        )
+    };
+    for credentials in [false, true] {
+        let refused = kek_error(
+            PolicyKeyrings::build(
+                PolicyConfig::from_toml(&gcp("", credentials), "gcp").expect("valid"),
+            )
+            .await,
+        );
+        assert!(
+            refused.contains("refusing plain-HTTP Cloud KMS endpoint")
+                && refused.contains(remote.as_str())
+                && refused.contains("[gcp] allow_http = true"),
+            "{refused}"
+        );
+    }
+    assert!(emu.requests().is_empty(), "{:?}", emu.requests());
+    let policy = PolicyKeyrings::build(
+        PolicyConfig::from_toml(&gcp("allow_http = true", true), "gcp").expect("valid"),
+    )
+    .await
+    .expect("opted in");
+    let env = policy.seal("billing-eu", b"invoice").await.expect("seal");
+    assert_eq!(
+        policy.open("billing-eu", &env).await.expect("open"),
+        b"invoice"
+    );
+}
