@@ -1,0 +1,364 @@
+//! The key-policy file (TOML): parsing and validation with precise errors.
+//!
+//! Every error names the file, the line and column, the field, and what is wrong. All errors
+//! of a file are reported at once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use globset::{Glob, GlobMatcher};
+use sealbox_core::EncryptionContext;
+use sealbox_keyring::LeaseLimits;
+
+use crate::uri::{KekUri, LocalSource};
+
+/// The context key Sealbox sets to the namespace; policies cannot override it.
+pub const NAMESPACE_KEY: &str = "namespace";
+
+/// One problem in a policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (or the name given to in-memory text).
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// The field, as a dotted path (`rule[2].lease.max_age`).
+    pub field: String,
+    /// What is wrong and, where possible, what to do.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file, self.line, self.column, self.field, self.message
+        )
+    }
+}
+
+/// All problems found in a policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+mod raw;
+mod validate;
+
+use raw::RawFile;
+use validate::Validator;
+
+/// A validated policy file.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PolicyConfig {
+    /// Where it was read from.
+    pub source: String,
+    /// The policy of every namespace no rule matches.
+    pub default: Policy,
+    /// Rules in file order; the first match wins.
+    pub rules: Vec<Rule>,
+    /// Vault connection settings (required when a `vault://` KEK is used).
+    pub vault: Option<VaultSettings>,
+    /// AWS settings.
+    pub aws: AwsSettings,
+    /// Cloud KMS settings.
+    pub gcp: GcpSettings,
+}
+
+/// A per-namespace rule.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Rule {
+    /// The namespace name or glob (`payments-*`).
+    pub pattern: String,
+    /// The line it starts on.
+    pub line: usize,
+    matcher: GlobMatcher,
+    /// The policy (unset fields inherited from the default).
+    pub policy: Policy,
+}
+
+impl Rule {
+    /// Whether the rule matches `namespace`.
+    pub fn matches(&self, namespace: &str) -> bool {
+        self.matcher.is_match(namespace)
+    }
+}
+
+/// The effective key policy of a namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Policy {
+    /// `default` or `rule `PATTERN``.
+    pub name: String,
+    /// The KEK that wraps new data keys.
+    pub active: KekUri,
+    /// KEKs that may still unwrap old data.
+    pub decrypt_only: Vec<KekUri>,
+    /// Data-key lease limits.
+    pub lease: LeaseLimits,
+    /// Optional compression before encryption (applied by the Temporal codec).
+    pub compression: Option<Compression>,
+    /// Extra context fields bound to every envelope (besides `namespace`).
+    pub context: BTreeMap<String, String>,
+    /// Who may decode through the codec server.
+    pub access: Access,
+    /// Whether decoding refuses payloads that are not encrypted (default `true`): a
+    /// plaintext payload where a sealed one is expected may have been forged by whoever can
+    /// write to Temporal's store. Temporal's null payloads and external-storage references
+    /// are accepted either way. Turn off only while migrating a namespace to encryption.
+    pub require_encryption: bool,
+}
+
+impl Policy {
+    /// The encryption context for `namespace` under this policy.
+    pub fn context_for(
+        &self,
+        namespace: &str,
+    ) -> Result<EncryptionContext, sealbox_core::ContextError> {
+        let mut ctx = EncryptionContext::new().with(NAMESPACE_KEY, namespace)?;
+        for (k, v) in &self.context {
+            ctx.insert(k.clone(), v.clone())?;
+        }
+        Ok(ctx)
+    }
+}
+
+/// Compression settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Compression {
+    /// Only `zstd` today.
+    pub algorithm: String,
+    /// Payloads smaller than this are not compressed.
+    pub min_size: u64,
+    /// zstd level (1–19).
+    pub level: i32,
+}
+
+/// Who may decode (and encode) a namespace's payloads through the codec server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Access {
+    /// Roles (JWT claims) allowed to decode.
+    pub roles: Vec<String>,
+    /// Subjects (users) allowed to decode.
+    pub subjects: Vec<String>,
+    /// Roles allowed to encode.
+    pub encode_roles: Vec<String>,
+    /// Subjects allowed to encode.
+    pub encode_subjects: Vec<String>,
+}
+
+/// How to authenticate to Vault; secrets are referenced, never inline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VaultAuthSetting {
+    /// A token read from an env var or a file.
+    Token {
+        /// Env var holding the token.
+        env: Option<String>,
+        /// File holding the token.
+        file: Option<String>,
+    },
+    /// AppRole.
+    AppRole {
+        /// Auth mount.
+        mount: String,
+        /// Role ID (not secret).
+        role_id: String,
+        /// Env var holding the secret ID.
+        secret_id_env: Option<String>,
+        /// File holding the secret ID.
+        secret_id_file: Option<String>,
+    },
+    /// Kubernetes.
+    Kubernetes {
+        /// Auth mount.
+        mount: String,
+        /// Vault role.
+        role: String,
+        /// Service-account JWT file.
+        jwt_path: String,
+    },
+}
+
+/// Vault connection settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VaultSettings {
+    /// Authentication.
+    pub auth: VaultAuthSetting,
+    /// CA certificate file.
+    pub ca_cert: Option<String>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+/// AWS settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AwsSettings {
+    /// Attempts per call.
+    pub max_attempts: u32,
+    /// Timeout per attempt.
+    pub attempt_timeout: Duration,
+    /// Accept a plain `http://` KEK URI `endpoint` on a non-loopback host (default `false`;
+    /// development only). Loopback `http://` endpoints need no opt-in.
+    pub allow_http: bool,
+    /// Let a Multi-Region key's provider own envelopes sealed by its related replicas
+    /// (default `false`; the header's region is then not authenticated).
+    pub multi_region_replicas: bool,
+}
+
+/// Cloud KMS settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GcpSettings {
+    /// Service-account key file; default: the standard chain (`GOOGLE_APPLICATION_CREDENTIALS`,
+    /// gcloud, metadata server).
+    pub credentials_file: Option<String>,
+    /// API endpoint override (regional, Private Service Connect).
+    pub endpoint: Option<String>,
+    /// Attempts per call (default 5).
+    pub max_attempts: Option<u32>,
+    /// Accept a plain `http://` `endpoint` on a non-loopback host (default `false`;
+    /// development only). Loopback `http://` endpoints need no opt-in.
+    pub allow_http: bool,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            attempt_timeout: Duration::from_secs(10),
+            allow_http: false,
+            multi_region_replicas: false,
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// Reads and validates a policy file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigErrors> {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: name.clone(),
+                line: 0,
+                column: 0,
+                field: "file".into(),
+                message: format!("cannot read the policy file: {e}"),
+            }])
+        })?;
+        Self::from_toml(&text, &name)
+    }
+
+    /// Validates policy text; `name` labels errors.
+    pub fn from_toml(text: &str, name: &str) -> Result<Self, ConfigErrors> {
+        let mut v = Validator {
+            text,
+            file: name,
+            errors: Vec::new(),
+        };
+        let raw: RawFile = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                let message = e.message().to_owned();
+                v.err(span, "file", message.replace('\n', " "));
+                return Err(ConfigErrors(v.errors));
+            }
+        };
+        let config = v.file(raw);
+        match config {
+            Some(c) if v.errors.is_empty() => Ok(c),
+            _ => Err(ConfigErrors(v.errors)),
+        }
+    }
+
+    /// The rule matching `namespace` (first match), or `None` for the default.
+    pub fn rule_for(&self, namespace: &str) -> Option<(usize, &Rule)> {
+        self.rules
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.matches(namespace))
+    }
+
+    /// The effective policy of `namespace`.
+    pub fn policy_for(&self, namespace: &str) -> &Policy {
+        self.rule_for(namespace)
+            .map_or(&self.default, |(_, r)| &r.policy)
+    }
+
+    /// Every distinct KEK the file names, in order of first appearance.
+    pub fn keks(&self) -> Vec<&KekUri> {
+        let mut out: Vec<&KekUri> = Vec::new();
+        let policies = std::iter::once(&self.default).chain(self.rules.iter().map(|r| &r.policy));
+        for p in policies {
+            for k in std::iter::once(&p.active).chain(p.decrypt_only.iter()) {
+                if !out.contains(&k) {
+                    out.push(k);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Whether every namespace matching `later` also matches `earlier` — claimed only when it is
+/// certain: `earlier` uses no wildcard but `*` and matches `later`'s text literally (then
+/// `earlier`'s literal characters align with `later`'s literal ones, and `later`'s wildcards
+/// fall inside `earlier`'s `*`s).
+pub(crate) fn shadows(earlier: &str, later: &str) -> bool {
+    if earlier
+        .chars()
+        .any(|c| matches!(c, '?' | '[' | ']' | '{' | '}' | '\\'))
+    {
+        return false;
+    }
+    Glob::new(earlier)
+        .map(|g| g.compile_matcher().is_match(later))
+        .unwrap_or(false)
+}
+
+/// The local KEK sources a file references (for `config check`).
+pub fn describe_source(uri: &KekUri) -> String {
+    match uri {
+        KekUri::Local {
+            source: LocalSource::DevDefault,
+            ..
+        } => "development key (.sealbox/dev.kek or $SEALBOX_LOCAL_KEK)".into(),
+        KekUri::Local {
+            source: LocalSource::File(p),
+            ..
+        } => format!("key file {p}"),
+        KekUri::Local {
+            source: LocalSource::Env(v),
+            ..
+        } => format!("env var {v}"),
+        KekUri::AwsKms { .. } => "AWS KMS".into(),
+        KekUri::GcpKms { .. } => "Cloud KMS".into(),
+        KekUri::Vault { address, .. } => format!("Vault at {address}"),
+    }
+}
