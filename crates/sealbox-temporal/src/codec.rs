@@ -17,7 +17,9 @@ use zeroize::Zeroizing;
 
 use crate::error::CodecError;
 use crate::legacy::LegacyFormats;
-use crate::zstd_codec::{Budget, ZstdOptions, compress_payload, decompress_payload, is_zstd};
+use crate::zstd_codec::{
+    Budget, ZstdOptions, compress_payload, decompress_payload, is_sealbox_zstd,
+};
 use crate::{
     ENCODING_ENCRYPTED, FORMAT_ENVELOPE_V1, METADATA_ENCODING, METADATA_FORMAT, METADATA_KEY_ID,
     METADATA_PROXY_DEK, Payload, TEMPORAL_PAYLOAD_LIMIT, meta,
@@ -557,7 +559,7 @@ impl Inner {
                 .iter()
                 .filter_map(|(i, _)| {
                     let p = out[*i].as_ref()?;
-                    is_zstd(p).then(|| (*i, p.clone()))
+                    is_sealbox_zstd(p).then(|| (*i, p.clone()))
                 })
                 .collect();
             if !packed.is_empty() {

@@ -123,6 +123,12 @@ pub(crate) fn is_zstd(p: &Payload) -> bool {
     meta(p, METADATA_ENCODING) == Some(ENCODING_ZSTD)
 }
 
+/// Whether `p` was compressed by Sealbox (`binary/zstd` marked `sealbox-zstd/1`); another
+/// codec's `binary/zstd` inside an envelope is left for that codec.
+pub(crate) fn is_sealbox_zstd(p: &Payload) -> bool {
+    is_zstd(p) && meta(p, METADATA_FORMAT) == Some(FORMAT_ZSTD_V1)
+}
+
 /// What is left of one call's decompression budget.
 pub(crate) struct Budget {
     pub(crate) remaining: usize,

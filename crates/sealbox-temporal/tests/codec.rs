@@ -690,3 +690,21 @@ region = "eu"
         "the default does not compress"
     );
 }
+
+#[tokio::test]
+async fn another_codecs_zstd_inside_an_envelope_is_left_for_that_codec() {
+    // A chain `their zstd codec → Sealbox`: what Sealbox opens is their `binary/zstd`
+    // payload, not marked as ours; it is returned for their codec to decompress.
+    let codec = SealboxCodec::builder(keyring(), "ns")
+        .build()
+        .expect("codec");
+    let theirs = payload("binary/zstd", b"their frame");
+    let sealed = codec
+        .encode_payloads(vec![theirs.clone()])
+        .await
+        .expect("encode");
+    assert_eq!(
+        codec.decode_payloads(sealed).await.expect("decode"),
+        vec![theirs]
+    );
+}
