@@ -330,3 +330,51 @@ impl Error {
         matches!(self, Error::Provider(e) if e.is_retryable())
     }
 }
+
+/// The messages of `e`'s sources (not of `e` itself), outermost first, joined by `": "`;
+/// empty when `e` has no source. For a message that includes `e`, write
+/// `format!("{e}: {}", source_chain(&e))`.
+pub fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut out = Vec::new();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push(s.to_string());
+        cur = s.source();
+    }
+    out.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl fmt::Display for Layer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1
+                .as_deref()
+                .map(|s| s as &(dyn std::error::Error + 'static))
+        }
+    }
+
+    #[test]
+    fn source_chain_joins_only_the_sources() {
+        let e = Layer(
+            "outer",
+            Some(Box::new(Layer(
+                "middle",
+                Some(Box::new(Layer("inner", None))),
+            ))),
+        );
+        assert_eq!(source_chain(&e), "middle: inner");
+        assert_eq!(source_chain(&Layer("alone", None)), "");
+    }
+}

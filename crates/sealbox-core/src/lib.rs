@@ -18,6 +18,7 @@ pub mod error;
 pub mod format;
 pub mod key;
 pub mod provider;
+pub mod transport;
 
 pub use context::EncryptionContext;
 pub use crypto::{open_envelope, open_with_data_key, seal_with_data_key, verify_commitment};

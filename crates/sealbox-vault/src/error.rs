@@ -1,5 +1,6 @@
 //! Mapping Vault errors to typed provider errors.
 
+use sealbox_core::error::source_chain;
 use sealbox_core::{ProviderError, ProviderErrorKind};
 use vaultrs::error::ClientError;
 
@@ -43,7 +44,7 @@ pub(crate) fn map_error(key_id: &str, op: &str, e: ClientError) -> ProviderError
             (kind, format!("{op}: HTTP {code}: {text}{hint}"))
         }
         ClientError::RestClientError { source } => {
-            let text = format!("{source}: {}", error_chain(source));
+            let text = format!("{source}: {}", source_chain(source));
             let kind = if text.to_lowercase().contains("timed out")
                 || text.to_lowercase().contains("timeout")
             {
@@ -56,14 +57,4 @@ pub(crate) fn map_error(key_id: &str, op: &str, e: ClientError) -> ProviderError
         other => (ProviderErrorKind::Protocol, format!("{op}: {other}")),
     };
     ProviderError::new(PROVIDER_ID, key_id, kind, message)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = Vec::new();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push(s.to_string());
-        cur = s.source();
-    }
-    out.join(": ")
 }
