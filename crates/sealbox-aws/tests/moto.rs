@@ -1,6 +1,7 @@
 //! The AWS KMS provider against a real moto server started by each test: the shared
 //! conformance suite plus AWS-specific behaviour (aliases, disabled keys, unreachable KMS).
 
+use sealbox_testkit::fixtures::{Logs, ctx};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -8,8 +9,8 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_kms::config::Credentials;
 use sealbox_aws::{AwsKms, AwsKmsConfig};
 use sealbox_core::{
-    EncryptionContext, Error, KekRef, KeyProvider, ProviderError, ProviderErrorKind, WrappedKey,
-    inspect, replace_wrapped_key,
+    Error, KekRef, KeyProvider, ProviderError, ProviderErrorKind, WrappedKey, inspect,
+    replace_wrapped_key,
 };
 use sealbox_keyring::Keyring;
 use sealbox_testkit::conformance::Harness;
@@ -106,12 +107,6 @@ impl Harness for Kms {
 }
 
 sealbox_testkit::conformance_tests!(harness);
-
-fn ctx(ns: &str) -> EncryptionContext {
-    EncryptionContext::new()
-        .with("namespace", ns)
-        .expect("valid")
-}
 
 #[tokio::test]
 async fn an_alias_is_accepted_and_the_arn_is_recorded() {
@@ -237,44 +232,6 @@ async fn throttling_is_retried_a_bounded_number_of_times() {
         "{err}"
     );
     assert_eq!(throttling.requests(), 3, "one request per attempt, no more");
-}
-
-/// Captures what `tracing` logs on this thread (the tests run on a current-thread runtime).
-#[derive(Clone, Default)]
-struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Logs {
-    fn start() -> (Self, tracing::subscriber::DefaultGuard) {
-        let logs = Logs::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::WARN)
-            .finish();
-        let guard = tracing::subscriber::set_default(subscriber);
-        (logs, guard)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("logs")).into_owned()
-    }
-}
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("logs").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
 }
 
 /// Finding 1: a plain-HTTP endpoint is refused unless its host is loopback or the operator

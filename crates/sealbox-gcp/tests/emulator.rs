@@ -2,13 +2,12 @@
 //! Google's own client): the shared conformance suite, the OAuth service-account flow, CRC32C
 //! integrity, disabled versions, retries.
 
+use sealbox_testkit::fixtures::{Logs, ctx};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sealbox_core::{
-    EncryptionContext, Error, KeyProvider, ProviderError, ProviderErrorKind, WrappedKey, inspect,
-};
+use sealbox_core::{Error, KeyProvider, ProviderError, ProviderErrorKind, WrappedKey, inspect};
 use sealbox_gcp::{GcpCredentials, GcpKms, GcpKmsConfig};
 use sealbox_keyring::Keyring;
 use sealbox_testkit::conformance::Harness;
@@ -78,12 +77,6 @@ impl Harness for Gcp {
 }
 
 sealbox_testkit::conformance_tests!(harness);
-
-fn ctx(ns: &str) -> EncryptionContext {
-    EncryptionContext::new()
-        .with("namespace", ns)
-        .expect("valid")
-}
 
 #[tokio::test]
 async fn the_service_account_flow_runs_for_real_and_every_kms_call_is_authorised() {
@@ -229,44 +222,6 @@ async fn a_malformed_key_name_is_refused_before_any_call() {
         .expect_err("bad name");
     assert_eq!(err.kind(), ProviderErrorKind::Misconfigured, "{err}");
     assert!(emu.requests().is_empty());
-}
-
-/// Captures what `tracing` logs on this thread (the tests run on a current-thread runtime).
-#[derive(Clone, Default)]
-struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Logs {
-    fn start() -> (Self, tracing::subscriber::DefaultGuard) {
-        let logs = Logs::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::WARN)
-            .finish();
-        let guard = tracing::subscriber::set_default(subscriber);
-        (logs, guard)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("logs")).into_owned()
-    }
-}
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("logs").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
 }
 
 /// Finding 1: a plain-HTTP endpoint is refused unless its host is loopback or the operator

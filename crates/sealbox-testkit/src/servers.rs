@@ -114,6 +114,19 @@ impl Drop for Guard {
     }
 }
 
+/// Starts a server with `start` (which picks a free port), again on another port when the
+/// one it was handed is taken by another process meanwhile (up to 5 tries).
+fn retry_on_taken_port<T>(name: &str, start: impl Fn() -> Result<T, String>) -> T {
+    let mut taken = Vec::new();
+    for _ in 0..5 {
+        match start() {
+            Ok(server) => return server,
+            Err(e) => taken.push(e),
+        }
+    }
+    panic!("{name}: every free port tried was taken by another process: {taken:?}");
+}
+
 /// The process that owns the listening TCP socket on 127.0.0.1:`port` (Linux `/proc`).
 fn listener_owner(port: u16) -> Option<u32> {
     let mut inodes = Vec::new();
@@ -216,14 +229,7 @@ impl OpenBao {
     }
 
     fn start_with(tls: bool) -> Self {
-        let mut taken = Vec::new();
-        for _ in 0..5 {
-            match Self::try_start(tls) {
-                Ok(bao) => return bao,
-                Err(e) => taken.push(e),
-            }
-        }
-        panic!("OpenBao: every free port tried was taken by another process: {taken:?}");
+        retry_on_taken_port("OpenBao", || Self::try_start(tls))
     }
 
     fn try_start(tls: bool) -> Result<Self, String> {
@@ -459,14 +465,7 @@ pub struct Moto {
 impl Moto {
     /// Starts `moto_server` and waits until it listens.
     pub fn start() -> Self {
-        let mut taken = Vec::new();
-        for _ in 0..5 {
-            match Self::try_start() {
-                Ok(m) => return m,
-                Err(e) => taken.push(e),
-            }
-        }
-        panic!("moto: every free port tried was taken by another process: {taken:?}");
+        retry_on_taken_port("moto", Self::try_start)
     }
 
     fn try_start() -> Result<Self, String> {

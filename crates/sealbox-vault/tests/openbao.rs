@@ -1,6 +1,7 @@
 //! The Transit provider against a real OpenBao dev server started by each test: the shared
 //! conformance suite (derived and associated-data keys) and Vault-specific failures.
 
+use sealbox_testkit::fixtures::ctx;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,12 +84,6 @@ mod derived_key {
 
 mod associated_data_key {
     sealbox_testkit::conformance_tests!(super::associated_data_harness);
-}
-
-fn ctx(ns: &str) -> EncryptionContext {
-    EncryptionContext::new()
-        .with("namespace", ns)
-        .expect("valid")
 }
 
 #[tokio::test]
