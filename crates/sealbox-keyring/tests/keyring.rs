@@ -594,7 +594,9 @@ async fn refusals_expire_and_transient_failures_are_never_remembered() {
     let kms = Arc::new(Instrumented::new(kek("w2")));
     let reader = Keyring::builder(kms.clone())
         .cache_limits(CacheLimits {
-            negative_ttl: Duration::from_millis(200),
+            // Long enough that a stall on a busy machine between the next two opens cannot
+            // expire it; the sleep below only has to outlast it.
+            negative_ttl: Duration::from_secs(2),
             ..Default::default()
         })
         .build()
@@ -605,7 +607,7 @@ async fn refusals_expire_and_transient_failures_are_never_remembered() {
         .await
         .expect_err("cached refusal");
     assert_eq!(kms.unwrap_calls.load(Ordering::SeqCst), 1);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     reader.open(&c, &envelope).await.expect_err("asked again");
     assert_eq!(kms.unwrap_calls.load(Ordering::SeqCst), 2);
 

@@ -551,11 +551,9 @@ fn jwks_url_ok(u: &str) -> bool {
     let Ok(url) = reqwest::Url::parse(u) else {
         return false;
     };
-    match (url.scheme(), url.host()) {
-        ("https", Some(_)) => true,
-        ("http", Some(url::Host::Domain(d))) => d == "localhost",
-        ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
-        ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
+    match url.scheme() {
+        "https" => url.host().is_some(),
+        "http" => sealbox_core::transport::is_loopback_host(url.host()),
         _ => false,
     }
 }

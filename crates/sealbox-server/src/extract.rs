@@ -141,14 +141,19 @@ fn host_allowed(config: &ServerConfig, headers: &HeaderMap) -> Result<(), String
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => host.rsplit_once(':').map_or(host, |(n, _)| n),
     };
-    let loopback = name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-        || config
-            .allowed_hosts
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(name));
+    let parsed = if name.contains(':') {
+        url::Host::parse(&format!("[{name}]")).ok()
+    } else {
+        url::Host::parse(name).ok()
+    };
+    let loopback = sealbox_core::transport::is_loopback_host(parsed.as_ref().map(|h| match h {
+        url::Host::Domain(d) => url::Host::Domain(d.as_str()),
+        url::Host::Ipv4(a) => url::Host::Ipv4(*a),
+        url::Host::Ipv6(a) => url::Host::Ipv6(*a),
+    })) || config
+        .allowed_hosts
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(name));
     if loopback {
         Ok(())
     } else {
