@@ -36,9 +36,11 @@ mod config;
 mod endpoint;
 mod error;
 mod provider;
+mod scheme;
 
 pub use config::AwsKmsConfig;
 pub use provider::AwsKms;
+pub use scheme::AwsKmsScheme;
 
 /// The provider ID written into envelopes.
 pub const PROVIDER_ID: &str = "aws-kms";

@@ -11,8 +11,9 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use sealbox_core::{EncryptionContext, EnvelopeHeader, inspect};
-use sealbox_policy::config::describe_source;
-use sealbox_policy::{KekUri, Policy, PolicyConfig, PolicyKeyrings, connect};
+use sealbox_policy::{
+    KekUri, Policy, PolicyConfig, PolicyKeyrings, connect, describe_kek, display_kek,
+};
 use serde_json::{Value, json};
 
 /// Prints a line to stdout; a closed pipe (`sealbox … | head`) ends output quietly instead of
@@ -47,6 +48,9 @@ enum Command {
         /// Read the envelope from this file instead of stdin.
         #[arg(long = "in", value_name = "PATH")]
         input: Option<PathBuf>,
+        /// Print the KEK as this policy file names it (no KMS is contacted).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -156,11 +160,16 @@ async fn run(command: Command) -> Result<(), Failure> {
         } => check(&file, &namespaces, json),
         Command::Seal(args) => seal_or_open(args, true).await,
         Command::Open(args) => seal_or_open(args, false).await,
-        Command::Inspect { input, json } => {
+        Command::Inspect {
+            input,
+            config,
+            json,
+        } => {
+            let policy = config.as_deref().map(load_config).transpose()?;
             let bytes = read_input(input.as_deref())?;
             let header =
                 inspect(&bytes).map_err(|e| fail(1, format!("not a readable envelope: {e}")))?;
-            print_header(&header, json);
+            print_header(&header, policy.as_ref(), json);
             Ok(())
         }
         Command::Keys {
@@ -239,17 +248,16 @@ async fn seal_or_open(args: IoArgs, seal: bool) -> Result<(), Failure> {
     write_output(args.output.as_deref(), &output)
 }
 
-fn kek_uri_of(header: &EnvelopeHeader) -> Option<String> {
-    let kek = header.kek();
-    match kek.provider() {
-        "aws-kms" => Some(format!("awskms:///{}", kek.key_id())),
-        "gcp-kms" => Some(format!("gcpkms://{}", kek.key_id())),
-        "local" => Some(format!("local:///{}", kek.key_id())),
-        _ => None,
-    }
+/// The policy's URI for the header's KEK when a policy names it, else the header's own
+/// (host-less) form.
+fn kek_uri_of(header: &EnvelopeHeader, policy: Option<&PolicyConfig>) -> String {
+    policy
+        .and_then(|p| p.uri_for(header.kek()))
+        .map_or_else(|| display_kek(header.kek()), |uri| uri.to_string())
 }
 
-fn print_header(h: &EnvelopeHeader, json: bool) {
+fn print_header(h: &EnvelopeHeader, policy: Option<&PolicyConfig>, json: bool) {
+    let uri = kek_uri_of(h, policy);
     let context: serde_json::Map<String, Value> = h
         .context
         .iter()
@@ -263,7 +271,7 @@ fn print_header(h: &EnvelopeHeader, json: bool) {
                 "provider": h.kek().provider(),
                 "key_id": h.kek().key_id(),
                 "key_version": h.kek().key_version(),
-                "uri": kek_uri_of(h),
+                "uri": uri,
             },
             "context": context,
             "wrapped_key_len": h.wrapped_key.ciphertext().len(),
@@ -285,9 +293,7 @@ fn print_header(h: &EnvelopeHeader, json: bool) {
                 .key_version()
                 .unwrap_or("(none reported by the KMS)")
         );
-        if let Some(uri) = kek_uri_of(h) {
-            out!("kek uri      {uri}");
-        }
+        out!("kek uri      {uri}");
         out!(
             "context      {}",
             if h.context.is_empty() {
@@ -326,10 +332,10 @@ fn print_policy(label: &str, p: &Policy) {
     out!(
         "  active        {}  ({})",
         p.active,
-        describe_source(&p.active)
+        describe_kek(&p.active)
     );
     for d in &p.decrypt_only {
-        out!("  decrypt-only  {d}  ({})", describe_source(d));
+        out!("  decrypt-only  {d}  ({})", describe_kek(d));
     }
     out!(
         "  lease         max age {:?}, max {} payloads, max {} bytes",

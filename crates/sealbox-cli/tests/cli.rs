@@ -135,6 +135,14 @@ fn seal_open_and_inspect_round_trip_through_pipes_and_files() {
     assert_eq!(v["kek"]["provider"], "local");
     assert_eq!(v["kek"]["uri"], "local:///test");
     assert_eq!(v["context"]["namespace"], "payments-eu");
+    // Given the policy, inspect prints the KEK as the policy names it.
+    let mut with_policy = sealbox();
+    with_policy
+        .args(["inspect", "--json", "--config"])
+        .arg(&policy);
+    let v: serde_json::Value =
+        serde_json::from_slice(&run(with_policy, &envelope).stdout).expect("json");
+    assert_eq!(v["kek"]["uri"], "local:///test?env=TEST_KEK");
     assert_eq!(v["plaintext_len"], plaintext.len());
     let mut human = sealbox();
     human.arg("inspect");
@@ -282,7 +290,19 @@ fn the_cli_works_against_openbao() {
     let text = String::from_utf8(run(inspect, &sealed.stdout).stdout).expect("utf8");
     assert!(
         text.contains("vault-transit key `transit/keys/cli-kek`")
-            && text.contains("key version  1"),
+            && text.contains("key version  1")
+            && text.contains("kek uri      vault:///transit/keys/cli-kek\n"),
+        "{text}"
+    );
+    // With the policy, the URI it names, host included.
+    let mut inspect = sealbox();
+    inspect.args(["inspect", "--config"]).arg(&policy);
+    let text = String::from_utf8(run(inspect, &sealed.stdout).stdout).expect("utf8");
+    assert!(
+        text.contains(&format!(
+            "kek uri      {}/transit/keys/cli-kek\n",
+            bao.addr.replace("http://", "vault+http://")
+        )),
         "{text}"
     );
     let opened = run(

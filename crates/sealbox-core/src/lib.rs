@@ -18,6 +18,7 @@ pub mod error;
 pub mod format;
 pub mod key;
 pub mod provider;
+pub mod scheme;
 pub mod transport;
 
 pub use context::EncryptionContext;
@@ -26,3 +27,4 @@ pub use error::{ContextError, Error, FormatError, ProviderError, ProviderErrorKi
 pub use format::{EnvelopeHeader, ParsedEnvelope, Suite, inspect, parse, replace_wrapped_key};
 pub use key::{DATA_KEY_LEN, DataKey, KekRef, WrappedKey};
 pub use provider::{GeneratedKey, KeyDescription, KeyProvider};
+pub use scheme::{KekScheme, KekUri, SchemeSettings, SettingError};

@@ -33,9 +33,11 @@ mod config;
 mod endpoint;
 mod error;
 mod provider;
+mod scheme;
 
 pub use config::{GcpCredentials, GcpKmsConfig};
 pub use provider::GcpKms;
+pub use scheme::GcpKmsScheme;
 
 /// The provider ID written into envelopes.
 pub const PROVIDER_ID: &str = "gcp-kms";

@@ -31,6 +31,9 @@ use sealbox_core::{
 use secrecy::{ExposeSecret, SecretBox};
 use zeroize::Zeroizing;
 
+mod scheme;
+pub use scheme::{LocalScheme, LocalSource};
+
 /// The provider ID written into envelopes.
 pub const PROVIDER_ID: &str = "local";
 /// Environment variable holding base64 KEK(s), read by [`LocalKek::dev_default`].

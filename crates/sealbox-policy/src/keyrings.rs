@@ -6,13 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use sealbox_core::{EncryptionContext, Error, KeyProvider, ProviderError, ProviderErrorKind};
+use sealbox_core::{
+    EncryptionContext, Error, KekRef, KekUri, KeyProvider, ProviderError, ProviderErrorKind,
+};
 use sealbox_keyring::Keyring;
-use secrecy::SecretString;
-use zeroize::Zeroizing;
 
-use crate::config::{ConfigErrors, Policy, PolicyConfig, VaultAuthSetting};
-use crate::uri::{KekUri, LocalSource};
+use crate::config::{ConfigErrors, Policy, PolicyConfig};
 
 /// Why a policy could not be put in force.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +123,15 @@ impl PolicyKeyrings {
         &self.providers
     }
 
+    /// The policy's URI for the KEK an envelope names, if one of its KEKs owns it (asked of
+    /// the connected provider, so aliases and replicas resolve as they do for decryption).
+    pub fn uri_of(&self, kek: &KekRef) -> Option<&KekUri> {
+        self.providers
+            .iter()
+            .find(|(_, p)| p.owns(kek))
+            .map(|(uri, _)| uri)
+    }
+
     /// The key-ring and context of `namespace`: the first matching rule's, else the default's.
     /// There is no pass-through: every namespace resolves to a policy.
     pub fn tenant(&self, namespace: &str) -> Result<Tenant<'_>, Error> {
@@ -160,137 +168,21 @@ fn misconfigured(uri: &KekUri, message: String) -> ProviderError {
     )
 }
 
-fn read_secret(
-    uri: &KekUri,
-    env: Option<&str>,
-    file: Option<&str>,
-) -> Result<SecretString, ProviderError> {
-    if let Some(var) = env {
-        return std::env::var(var)
-            .map(|v| SecretString::from(v.trim().to_owned()))
-            .map_err(|_| misconfigured(uri, format!("environment variable {var} is not set")));
-    }
-    if let Some(path) = file {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| misconfigured(uri, format!("cannot read secret file {path}: {e}")))?,
-        );
-        return Ok(SecretString::from(text.trim().to_owned()));
-    }
-    Err(misconfigured(uri, "no secret source configured".into()))
-}
-
-/// Connects the provider a KEK URI names.
+/// Connects the provider a KEK URI names, with the policy's settings for its scheme.
 pub async fn connect(
     uri: &KekUri,
     config: &PolicyConfig,
 ) -> Result<Arc<dyn KeyProvider>, ProviderError> {
-    let (vault, aws, gcp) = (config.vault.as_ref(), &config.aws, &config.gcp);
-    match uri {
-        KekUri::Local { name, source } => {
-            let kek = match source {
-                LocalSource::DevDefault => sealbox_local::LocalKek::dev_default()?,
-                LocalSource::File(path) => sealbox_local::LocalKek::from_file(name, path)?,
-                LocalSource::Env(var) => sealbox_local::LocalKek::from_env(name, var)?,
-            };
-            Ok(Arc::new(kek))
-        }
-        #[cfg(feature = "aws")]
-        KekUri::AwsKms {
-            key,
-            region,
-            endpoint,
-        } => {
-            let mut config = sealbox_aws::AwsKmsConfig::new(key)
-                .max_attempts(aws.max_attempts)
-                .allow_http(aws.allow_http)
-                .multi_region_replicas(aws.multi_region_replicas);
-            config.attempt_timeout = aws.attempt_timeout;
-            if let Some(r) = region {
-                config = config.region(r);
-            }
-            if let Some(e) = endpoint {
-                config = config.endpoint_url(e);
-            }
-            Ok(Arc::new(sealbox_aws::AwsKms::connect(config).await?))
-        }
-        #[cfg(feature = "vault")]
-        KekUri::Vault {
-            address,
-            mount,
-            key,
-            namespace,
-        } => {
-            use sealbox_vault::{VaultAuth, VaultTransit, VaultTransitConfig};
-            let settings = vault.ok_or_else(|| misconfigured(uri, "no [vault] settings".into()))?;
-            let auth = match &settings.auth {
-                VaultAuthSetting::Token { env, file } => {
-                    VaultAuth::Token(read_secret(uri, env.as_deref(), file.as_deref())?)
-                }
-                VaultAuthSetting::AppRole {
-                    mount,
-                    role_id,
-                    secret_id_env,
-                    secret_id_file,
-                } => VaultAuth::AppRole {
-                    mount: mount.clone(),
-                    role_id: role_id.clone(),
-                    secret_id: read_secret(
-                        uri,
-                        secret_id_env.as_deref(),
-                        secret_id_file.as_deref(),
-                    )?,
-                },
-                VaultAuthSetting::Kubernetes {
-                    mount,
-                    role,
-                    jwt_path,
-                } => VaultAuth::Kubernetes {
-                    mount: mount.clone(),
-                    role: role.clone(),
-                    jwt_path: PathBuf::from(jwt_path),
-                },
-            };
-            let mut config = VaultTransitConfig::new(address, key, auth)
-                .mount(mount)
-                .timeout(settings.timeout);
-            if let Some(ns) = namespace {
-                config = config.namespace(ns);
-            }
-            if let Some(ca) = &settings.ca_cert {
-                config = config.ca_cert(ca);
-            }
-            Ok(Arc::new(VaultTransit::connect(config).await?))
-        }
-        #[cfg(feature = "gcp")]
-        KekUri::GcpKms { name } => {
-            let mut c = sealbox_gcp::GcpKmsConfig::new(name).allow_http(gcp.allow_http);
-            if let Some(e) = &gcp.endpoint {
-                c = c.endpoint(e);
-            }
-            if let Some(f) = &gcp.credentials_file {
-                c = c.credentials(sealbox_gcp::GcpCredentials::ServiceAccountFile(
-                    PathBuf::from(f),
-                ));
-            }
-            if let Some(m) = gcp.max_attempts {
-                c = c.max_attempts(m);
-            }
-            Ok(Arc::new(sealbox_gcp::GcpKms::connect(c).await?))
-        }
-        // Reachable only when a provider feature is switched off.
-        #[allow(unreachable_patterns)]
-        other => {
-            let _ = (vault, aws, gcp);
-            Err(misconfigured(
-                other,
-                format!(
-                    "the {} provider is not compiled into this build",
-                    other.provider_id()
-                ),
-            ))
-        }
-    }
+    let (scheme, settings) = config.scheme_of(uri).ok_or_else(|| {
+        misconfigured(
+            uri,
+            format!(
+                "the `{}` KEK scheme is not compiled into this build",
+                uri.scheme()
+            ),
+        )
+    })?;
+    scheme.connect(uri, settings).await
 }
 
 /// A policy that can be reloaded while in use. Readers take a snapshot

@@ -4,7 +4,8 @@
 //! unmatched namespace gets (fail closed: nothing is ever passed through in plaintext), and
 //! **rules** matched by exact name or glob, first match wins. Each policy has one active KEK,
 //! any number of decrypt-only KEKs, lease limits, optional compression, extra context fields,
-//! and who may decode through the codec server. KEKs are named by URI ([`KekUri`]).
+//! and who may decode through the codec server. KEKs are named by URI ([`KekUri`]), parsed by
+//! the provider crate that owns the scheme ([`schemes()`]).
 //!
 //! [`PolicyConfig`] validates a file with precise errors (file, line, field, problem);
 //! [`PolicyKeyrings`] connects the KEKs and serves per-namespace key-rings;
@@ -15,8 +16,9 @@
 
 pub mod config;
 pub mod keyrings;
-pub mod uri;
+pub mod schemes;
 
 pub use config::{ConfigError, ConfigErrors, Policy, PolicyConfig, Rule};
 pub use keyrings::{PolicyError, PolicyKeyrings, ReloadablePolicy, Tenant, connect};
-pub use uri::KekUri;
+pub use schemes::{describe_kek, display_kek, parse_kek, schemes};
+pub use sealbox_core::KekUri;

@@ -70,10 +70,12 @@
 mod config;
 mod error;
 mod provider;
+mod scheme;
 mod session;
 
 pub use config::{ContextBinding, VaultAuth, VaultTransitConfig};
 pub use provider::VaultTransit;
+pub use scheme::VaultScheme;
 pub use session::SessionStats;
 
 /// The provider ID written into envelopes.

@@ -6,13 +6,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
-use std::time::Duration;
 
 use globset::{Glob, GlobMatcher};
 use sealbox_core::EncryptionContext;
 use sealbox_keyring::LeaseLimits;
 
-use crate::uri::{KekUri, LocalSource};
+use sealbox_core::{KekRef, KekScheme, KekUri, SchemeSettings};
 
 /// The context key Sealbox sets to the namespace; policies cannot override it.
 pub const NAMESPACE_KEY: &str = "namespace";
@@ -76,12 +75,20 @@ pub struct PolicyConfig {
     pub default: Policy,
     /// Rules in file order; the first match wins.
     pub rules: Vec<Rule>,
-    /// Vault connection settings (required when a `vault://` KEK is used).
-    pub vault: Option<VaultSettings>,
-    /// AWS settings.
-    pub aws: AwsSettings,
-    /// Cloud KMS settings.
-    pub gcp: GcpSettings,
+    /// Each compiled-in scheme's validated settings table (`[vault]`, `[aws]`, …).
+    settings: SchemeTable,
+}
+
+/// The settings of every scheme compiled in, in [`crate::schemes()`] order.
+#[derive(Clone)]
+pub(crate) struct SchemeTable(pub(crate) Vec<(&'static dyn KekScheme, SchemeSettings)>);
+
+impl fmt::Debug for SchemeTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(s, _)| s.uri_schemes()))
+            .finish()
+    }
 }
 
 /// A per-namespace rule.
@@ -169,94 +176,6 @@ pub struct Access {
     pub encode_subjects: Vec<String>,
 }
 
-/// How to authenticate to Vault; secrets are referenced, never inline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum VaultAuthSetting {
-    /// A token read from an env var or a file.
-    Token {
-        /// Env var holding the token.
-        env: Option<String>,
-        /// File holding the token.
-        file: Option<String>,
-    },
-    /// AppRole.
-    AppRole {
-        /// Auth mount.
-        mount: String,
-        /// Role ID (not secret).
-        role_id: String,
-        /// Env var holding the secret ID.
-        secret_id_env: Option<String>,
-        /// File holding the secret ID.
-        secret_id_file: Option<String>,
-    },
-    /// Kubernetes.
-    Kubernetes {
-        /// Auth mount.
-        mount: String,
-        /// Vault role.
-        role: String,
-        /// Service-account JWT file.
-        jwt_path: String,
-    },
-}
-
-/// Vault connection settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct VaultSettings {
-    /// Authentication.
-    pub auth: VaultAuthSetting,
-    /// CA certificate file.
-    pub ca_cert: Option<String>,
-    /// Per-request timeout.
-    pub timeout: Duration,
-}
-
-/// AWS settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct AwsSettings {
-    /// Attempts per call.
-    pub max_attempts: u32,
-    /// Timeout per attempt.
-    pub attempt_timeout: Duration,
-    /// Accept a plain `http://` KEK URI `endpoint` on a non-loopback host (default `false`;
-    /// development only). Loopback `http://` endpoints need no opt-in.
-    pub allow_http: bool,
-    /// Let a Multi-Region key's provider own envelopes sealed by its related replicas
-    /// (default `false`; the header's region is then not authenticated).
-    pub multi_region_replicas: bool,
-}
-
-/// Cloud KMS settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct GcpSettings {
-    /// Service-account key file; default: the standard chain (`GOOGLE_APPLICATION_CREDENTIALS`,
-    /// gcloud, metadata server).
-    pub credentials_file: Option<String>,
-    /// API endpoint override (regional, Private Service Connect).
-    pub endpoint: Option<String>,
-    /// Attempts per call (default 5).
-    pub max_attempts: Option<u32>,
-    /// Accept a plain `http://` `endpoint` on a non-loopback host (default `false`;
-    /// development only). Loopback `http://` endpoints need no opt-in.
-    pub allow_http: bool,
-}
-
-impl Default for AwsSettings {
-    fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            attempt_timeout: Duration::from_secs(10),
-            allow_http: false,
-            multi_region_replicas: false,
-        }
-    }
-}
-
 impl PolicyConfig {
     /// Reads and validates a policy file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigErrors> {
@@ -311,6 +230,28 @@ impl PolicyConfig {
             .map_or(&self.default, |(_, r)| &r.policy)
     }
 
+    /// The scheme that parsed `kek` and its validated settings.
+    pub fn scheme_of(&self, kek: &KekUri) -> Option<(&'static dyn KekScheme, &SchemeSettings)> {
+        self.settings
+            .0
+            .iter()
+            .find(|(s, _)| s.uri_schemes().contains(&kek.scheme()))
+            .map(|(s, settings)| (*s, settings))
+    }
+
+    /// The file's URI for the KEK an envelope header names, when the URI alone identifies
+    /// it (no KMS is asked: an AWS alias is not matched here; [`crate::PolicyKeyrings::uri_of`]
+    /// asks the connected providers).
+    pub fn uri_for(&self, kek: &KekRef) -> Option<&KekUri> {
+        self.keks().into_iter().find(|uri| {
+            uri.provider_id() == kek.provider()
+                && self
+                    .scheme_of(uri)
+                    .and_then(|(s, _)| s.key_id(uri))
+                    .is_some_and(|id| id == kek.key_id())
+        })
+    }
+
     /// Every distinct KEK the file names, in order of first appearance.
     pub fn keks(&self) -> Vec<&KekUri> {
         let mut out: Vec<&KekUri> = Vec::new();
@@ -340,25 +281,4 @@ pub(crate) fn shadows(earlier: &str, later: &str) -> bool {
     Glob::new(earlier)
         .map(|g| g.compile_matcher().is_match(later))
         .unwrap_or(false)
-}
-
-/// The local KEK sources a file references (for `config check`).
-pub fn describe_source(uri: &KekUri) -> String {
-    match uri {
-        KekUri::Local {
-            source: LocalSource::DevDefault,
-            ..
-        } => "development key (.sealbox/dev.kek or $SEALBOX_LOCAL_KEK)".into(),
-        KekUri::Local {
-            source: LocalSource::File(p),
-            ..
-        } => format!("key file {p}"),
-        KekUri::Local {
-            source: LocalSource::Env(v),
-            ..
-        } => format!("env var {v}"),
-        KekUri::AwsKms { .. } => "AWS KMS".into(),
-        KekUri::GcpKms { .. } => "Cloud KMS".into(),
-        KekUri::Vault { address, .. } => format!("Vault at {address}"),
-    }
 }

@@ -12,7 +12,7 @@ use toml::Spanned;
 
 use super::raw::*;
 use super::*;
-use crate::uri::{KekUri, LocalSource};
+use sealbox_core::KekUri;
 
 pub(super) struct Validator<'a> {
     pub(super) text: &'a str,
@@ -57,9 +57,7 @@ impl Validator<'_> {
                 ),
             );
         }
-        let vault = raw.vault.and_then(|v| self.vault(v));
-        let aws = raw.aws.map_or_else(AwsSettings::default, |a| self.aws(a));
-        let gcp = raw.gcp.map_or_else(GcpSettings::default, |g| self.gcp(g));
+        self.top_level_keys();
         let Some(default_raw) = raw.default else {
             self.err(
                 0..0,
@@ -72,29 +70,31 @@ impl Validator<'_> {
         };
         let span = default_raw.span();
         let d = default_raw.into_inner();
-        let default = self.policy(
-            "default",
-            "default",
-            span,
-            PolicyParts {
-                active: d.active,
-                decrypt_only: d.decrypt_only,
-                lease: d.lease,
-                compression: d.compression,
-                context: d.context,
-                access: d.access,
-                require_encryption: d.require_encryption,
-            },
-            None,
-        );
+        if let Some(ns) = &d.namespace {
+            self.err(
+                ns.span(),
+                "default.namespace",
+                "the default policy applies to every namespace no rule matches; \
+                 `namespace` belongs in a [[rule]]",
+            );
+        }
+        let default = self.policy("default", "default", span, d, None);
 
         let mut rules: Vec<Rule> = Vec::new();
         for (i, raw_rule) in raw.rule.into_iter().enumerate() {
             let span = raw_rule.span();
             let r = raw_rule.into_inner();
             let field = format!("rule[{i}]");
-            let pattern = r.namespace.get_ref().clone();
-            let pattern_span = r.namespace.span();
+            let Some(namespace) = &r.namespace else {
+                self.err(
+                    span,
+                    format!("{field}.namespace"),
+                    "missing `namespace`: the namespace name or glob this rule applies to",
+                );
+                continue;
+            };
+            let pattern = namespace.get_ref().clone();
+            let pattern_span = namespace.span();
             let line = self.position(span.start).0;
             if pattern.is_empty() {
                 self.err(
@@ -136,21 +136,7 @@ impl Validator<'_> {
                 );
             }
             let name = format!("rule `{pattern}`");
-            let Some(policy) = self.policy(
-                &name,
-                &field,
-                span,
-                PolicyParts {
-                    active: r.active,
-                    decrypt_only: r.decrypt_only,
-                    lease: r.lease,
-                    compression: r.compression,
-                    context: r.context,
-                    access: r.access,
-                    require_encryption: r.require_encryption,
-                },
-                default.as_ref(),
-            ) else {
+            let Some(policy) = self.policy(&name, &field, span, r, default.as_ref()) else {
                 continue;
             };
             rules.push(Rule {
@@ -163,51 +149,75 @@ impl Validator<'_> {
 
         // Rules were validated even if the default was not, so all errors are reported.
         let default = default?;
-        let uses_vault = std::iter::once(&default)
-            .chain(rules.iter().map(|r| &r.policy))
-            .flat_map(|p| std::iter::once(&p.active).chain(p.decrypt_only.iter()))
-            .any(|k| matches!(k, KekUri::Vault { .. }));
-        let uses_dev_key = std::iter::once(&default)
-            .chain(rules.iter().map(|r| &r.policy))
-            .flat_map(|p| std::iter::once(&p.active).chain(p.decrypt_only.iter()))
-            .any(|k| {
-                matches!(
-                    k,
-                    KekUri::Local {
-                        source: LocalSource::DevDefault,
-                        ..
-                    }
-                )
-            });
-        if uses_dev_key && !raw.local.is_some_and(|l| l.development_key) {
-            self.err(
-                0..0,
-                "local",
-                "`local:///dev` is the development key (read from $SEALBOX_LOCAL_KEK or \
-                 generated into .sealbox/dev.kek in the working directory, next to the data): \
-                 add `[local] development_key = true` to use it — never in production, where a \
-                 KMS KEK or `local:///NAME?file=…` belongs",
-            );
-        }
-        if uses_vault && vault.is_none() && self.errors.is_empty() {
-            self.err(
-                0..0,
-                "vault",
-                "a vault:// KEK is used but there is no [vault] table saying how to authenticate",
-            );
-        }
+        let settings = self.scheme_settings(&default, &rules);
         Some(PolicyConfig {
             source: self.file.to_owned(),
             default,
             rules,
-            vault,
-            aws,
-            gcp,
+            settings,
         })
     }
 
+    /// Reports top-level keys that are neither the file's own tables, `[server]`, nor a
+    /// compiled-in scheme's settings table.
+    fn top_level_keys(&mut self) {
+        let Ok(table) = toml::de::DeTable::parse(self.text) else {
+            return;
+        };
+        let mut known: Vec<&str> = vec!["version", "default", "rule", "server"];
+        known.extend(crate::schemes().iter().filter_map(|s| s.section()));
+        let unknown: Vec<_> = table
+            .get_ref()
+            .keys()
+            .filter(|k| !known.contains(&k.get_ref().as_ref()))
+            .map(|k| (k.span(), k.get_ref().to_string()))
+            .collect();
+        for (span, key) in unknown {
+            self.err(
+                span,
+                key.clone(),
+                format!(
+                    "unknown table or key `{key}` (expected one of: {}; a KMS's table needs its \
+                     provider compiled in)",
+                    known.join(", ")
+                ),
+            );
+        }
+    }
+
+    /// Every compiled-in scheme validates its own settings table, knowing which of its KEKs
+    /// the file names.
+    fn scheme_settings(&mut self, default: &Policy, rules: &[Rule]) -> SchemeTable {
+        let keks: Vec<&KekUri> = std::iter::once(default)
+            .chain(rules.iter().map(|r| &r.policy))
+            .flat_map(|p| std::iter::once(&p.active).chain(p.decrypt_only.iter()))
+            .collect();
+        let mut table = Vec::new();
+        for scheme in crate::schemes() {
+            let used: Vec<&KekUri> = keks
+                .iter()
+                .copied()
+                .filter(|k| scheme.uri_schemes().contains(&k.scheme()))
+                .collect();
+            match scheme.settings(self.text, &used) {
+                Ok(settings) => table.push((*scheme, settings)),
+                Err(errors) => {
+                    for e in errors {
+                        self.err(e.span, e.field, e.message);
+                    }
+                }
+            }
+        }
+        SchemeTable(table)
+    }
+
     fn kek(&mut self, s: &Spanned<String>, field: &str) -> Option<KekUri> {
-        match KekUri::parse(s.get_ref()) {
+        let parsed = crate::schemes::parse_kek(s.get_ref()).and_then(|uri| {
+            crate::schemes::scheme_for_uri(uri.scheme())
+                .map_or(Ok(()), |scheme| scheme.connectable(&uri))
+                .map(|()| uri)
+        });
+        match parsed {
             Ok(uri) => Some(uri),
             Err(e) => {
                 self.err(s.span(), field, e);
@@ -221,7 +231,7 @@ impl Validator<'_> {
         name: &str,
         field: &str,
         span: Range<usize>,
-        parts: PolicyParts,
+        parts: RawPolicy,
         inherit: Option<&Policy>,
     ) -> Option<Policy> {
         let Some(active_raw) = parts.active else {
@@ -306,20 +316,9 @@ impl Validator<'_> {
     }
 
     fn duration(&mut self, s: &Spanned<String>, field: &str) -> Option<Duration> {
-        match humantime::parse_duration(s.get_ref()) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                self.err(
-                    s.span(),
-                    field,
-                    format!(
-                        "`{}` is not a duration ({e}); write e.g. \"30s\", \"5m\", \"1h\"",
-                        s.get_ref()
-                    ),
-                );
-                None
-            }
-        }
+        sealbox_core::scheme::duration_setting(s.get_ref(), s.span(), field)
+            .map_err(|e| self.err(e.span, e.field, e.message))
+            .ok()
     }
 
     fn size(&mut self, s: &Spanned<String>, field: &str) -> Option<u64> {
@@ -410,144 +409,4 @@ impl Validator<'_> {
             level,
         })
     }
-
-    fn vault(&mut self, raw: Spanned<RawVault>) -> Option<VaultSettings> {
-        let span = raw.span();
-        let v = raw.into_inner();
-        if let Some(t) = &v.token {
-            self.err(
-                t.span(),
-                "vault.token",
-                "secrets are never written in the policy file: use token_env or token_file",
-            );
-        }
-        if let Some(t) = &v.secret_id {
-            self.err(
-                t.span(),
-                "vault.secret_id",
-                "secrets are never written in the policy file: use secret_id_env or secret_id_file",
-            );
-        }
-        let timeout = match &v.timeout {
-            Some(t) => self.duration(t, "vault.timeout")?,
-            None => Duration::from_secs(10),
-        };
-        let auth = match v.auth.get_ref().as_str() {
-            "token" => {
-                if v.token_env.is_some() && v.token_file.is_some() {
-                    self.err(span, "vault", "give token_env or token_file, not both");
-                }
-                VaultAuthSetting::Token {
-                    env: v
-                        .token_env
-                        .clone()
-                        .or_else(|| v.token_file.is_none().then(|| "VAULT_TOKEN".to_owned())),
-                    file: v.token_file.clone(),
-                }
-            }
-            "approle" => {
-                let Some(role_id) = v.role_id.clone() else {
-                    self.err(span, "vault.role_id", "AppRole auth needs role_id");
-                    return None;
-                };
-                if v.secret_id_env.is_none() == v.secret_id_file.is_none() {
-                    self.err(
-                        span,
-                        "vault",
-                        "AppRole auth needs exactly one of secret_id_env, secret_id_file",
-                    );
-                    return None;
-                }
-                VaultAuthSetting::AppRole {
-                    mount: v.approle_mount.clone().unwrap_or_else(|| "approle".into()),
-                    role_id,
-                    secret_id_env: v.secret_id_env.clone(),
-                    secret_id_file: v.secret_id_file.clone(),
-                }
-            }
-            "kubernetes" => {
-                let Some(role) = v.kubernetes_role.clone() else {
-                    self.err(
-                        span,
-                        "vault.kubernetes_role",
-                        "Kubernetes auth needs kubernetes_role",
-                    );
-                    return None;
-                };
-                VaultAuthSetting::Kubernetes {
-                    mount: v
-                        .kubernetes_mount
-                        .clone()
-                        .unwrap_or_else(|| "kubernetes".into()),
-                    role,
-                    jwt_path: v.jwt_path.clone().unwrap_or_else(|| {
-                        "/var/run/secrets/kubernetes.io/serviceaccount/token".into()
-                    }),
-                }
-            }
-            other => {
-                self.err(
-                    v.auth.span(),
-                    "vault.auth",
-                    format!("unknown auth method `{other}` (token, approle, kubernetes)"),
-                );
-                return None;
-            }
-        };
-        Some(VaultSettings {
-            auth,
-            ca_cert: v.ca_cert,
-            timeout,
-        })
-    }
-
-    fn gcp(&mut self, raw: Spanned<RawGcp>) -> GcpSettings {
-        let g = raw.into_inner();
-        let mut out = GcpSettings {
-            credentials_file: g.credentials_file,
-            endpoint: g.endpoint,
-            max_attempts: None,
-            allow_http: g.allow_http.unwrap_or(false),
-        };
-        if let Some(m) = &g.max_attempts {
-            if !(1..=20).contains(m.get_ref()) {
-                self.err(m.span(), "gcp.max_attempts", "must be 1-20");
-            } else {
-                out.max_attempts = Some(*m.get_ref() as u32);
-            }
-        }
-        out
-    }
-
-    fn aws(&mut self, raw: Spanned<RawAws>) -> AwsSettings {
-        let a = raw.into_inner();
-        let mut out = AwsSettings {
-            allow_http: a.allow_http.unwrap_or(false),
-            multi_region_replicas: a.multi_region_replicas.unwrap_or(false),
-            ..AwsSettings::default()
-        };
-        if let Some(m) = &a.max_attempts {
-            if !(1..=20).contains(m.get_ref()) {
-                self.err(m.span(), "aws.max_attempts", "must be 1-20");
-            } else {
-                out.max_attempts = *m.get_ref() as u32;
-            }
-        }
-        if let Some(t) = &a.attempt_timeout
-            && let Some(d) = self.duration(t, "aws.attempt_timeout")
-        {
-            out.attempt_timeout = d;
-        }
-        out
-    }
-}
-
-pub(super) struct PolicyParts {
-    active: Option<Spanned<String>>,
-    decrypt_only: Vec<Spanned<String>>,
-    lease: Option<Spanned<RawLease>>,
-    compression: Option<Spanned<RawCompression>>,
-    context: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
-    access: Option<Spanned<RawAccess>>,
-    require_encryption: Option<bool>,
 }
