@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod clock;
+mod limits;
 mod stats;
 
 use std::fmt;
@@ -36,106 +37,9 @@ use sealbox_core::{
 use tokio::sync::Mutex;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use limits::{CacheLimits, LeaseLimits};
 pub use stats::KeyStats;
 use stats::{Counters, bump};
-
-/// When a data-key lease must be replaced by a fresh one (one more KMS call).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LeaseLimits {
-    /// Oldest a lease may be. 1 s to 7 days.
-    pub max_age: Duration,
-    /// Most payloads sealed under one lease. 1 to 2^32.
-    pub max_payloads: u64,
-    /// Most plaintext bytes sealed under one lease. At least 1. A single payload larger than
-    /// this gets a lease of its own.
-    pub max_bytes: u64,
-}
-
-impl Default for LeaseLimits {
-    /// 5 minutes, 100 000 payloads, 4 GiB.
-    fn default() -> Self {
-        Self {
-            max_age: Duration::from_secs(300),
-            max_payloads: 100_000,
-            max_bytes: 4 << 30,
-        }
-    }
-}
-
-impl LeaseLimits {
-    /// One payload per lease: every payload gets its own KMS-wrapped data key.
-    pub fn one_payload_per_key() -> Self {
-        Self {
-            max_payloads: 1,
-            ..Self::default()
-        }
-    }
-
-    /// Checks the limits are in range (1 s – 7 days, 1 – 2^32 payloads, ≥ 1 byte); the error
-    /// names the field and the range.
-    pub fn validate(&self) -> Result<(), Error> {
-        if self.max_age < Duration::from_secs(1)
-            || self.max_age > Duration::from_secs(7 * 24 * 3600)
-        {
-            return Err(Error::Config(format!(
-                "lease max_age {:?} is out of range (1s to 7 days)",
-                self.max_age
-            )));
-        }
-        if self.max_payloads == 0 || self.max_payloads > 1 << 32 {
-            return Err(Error::Config(format!(
-                "lease max_payloads {} is out of range (1 to 2^32)",
-                self.max_payloads
-            )));
-        }
-        if self.max_bytes == 0 {
-            return Err(Error::Config("lease max_bytes must be at least 1".into()));
-        }
-        Ok(())
-    }
-}
-
-/// Size and lifetime of the key-ring's caches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheLimits {
-    /// Most unwrapped data keys kept for decryption.
-    pub unwrap_capacity: u64,
-    /// How long an unwrapped data key stays cached after it was unwrapped.
-    pub unwrap_ttl: Duration,
-    /// Most concurrent lease slots (distinct KEK and context pairs).
-    pub lease_capacity: u64,
-    /// How long a wrapped key that the KMS refused as invalid (wrong context, corrupted,
-    /// unknown or disabled key, permission denied) is refused again without asking the KMS,
-    /// per (wrapped key, context). Transient failures (throttling, outages, timeouts) are
-    /// never cached.
-    pub negative_ttl: Duration,
-}
-
-impl Default for CacheLimits {
-    /// 10 000 unwrapped keys for 10 minutes, 10 000 lease slots, failures remembered 30 s.
-    fn default() -> Self {
-        Self {
-            unwrap_capacity: 10_000,
-            unwrap_ttl: Duration::from_secs(600),
-            lease_capacity: 10_000,
-            negative_ttl: Duration::from_secs(30),
-        }
-    }
-}
-
-impl CacheLimits {
-    fn validate(&self) -> Result<(), Error> {
-        if self.unwrap_capacity == 0 || self.lease_capacity == 0 {
-            return Err(Error::Config("cache capacities must be at least 1".into()));
-        }
-        if self.unwrap_ttl.is_zero() || self.negative_ttl.is_zero() {
-            return Err(Error::Config(
-                "unwrap_ttl and negative_ttl must be positive".into(),
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// A lease's key material: the plaintext data key and its wrapped form.
 struct LeaseKeys {
@@ -350,26 +254,39 @@ impl Keyring {
     ) -> Result<Vec<u8>, Error> {
         let parsed = parse(envelope)?;
         check_context(&parsed.header.context, context)?;
-        let old = &parsed.header.wrapped_key;
-        let active = &self.inner.active;
-        let new_wrapped = if active.owns(old.kek()) {
-            self.call(&self.inner.counters.rewrap, active.rewrap(old, context))
-                .await?
-        } else {
-            let provider = self.provider_for(old.kek())?;
-            let key = self.unwrap_cached(provider, old, context).await?;
-            self.call(&self.inner.counters.wrap, active.wrap(&key, context))
-                .await?
-        };
-        self.check_owned(&new_wrapped)?;
+        let new_wrapped = self.rewrap_key(context, &parsed.header.wrapped_key).await?;
         let check = self
             .call(
                 &self.inner.counters.unwrap,
-                active.unwrap(&new_wrapped, context),
+                self.inner.active.unwrap(&new_wrapped, context),
             )
             .await?;
         verify_commitment(&check, &parsed.header)?;
         Ok(replace_wrapped_key(envelope, &new_wrapped)?)
+    }
+
+    /// The key half of [`Keyring::rewrap`]: `wrapped` (bound to `context`) wrapped again by
+    /// the active KEK's current version — native rewrap when the active KEK owns it, else an
+    /// unwrap (through the cache) and a wrap. **Not verified**: a caller must open the
+    /// envelope carrying the result before storing it (the rotation job does, and compares
+    /// plaintexts), or use [`Keyring::rewrap`], which checks the key commitment.
+    pub async fn rewrap_key(
+        &self,
+        context: &EncryptionContext,
+        wrapped: &WrappedKey,
+    ) -> Result<WrappedKey, Error> {
+        let active = &self.inner.active;
+        let new_wrapped = if active.owns(wrapped.kek()) {
+            self.call(&self.inner.counters.rewrap, active.rewrap(wrapped, context))
+                .await?
+        } else {
+            let provider = self.provider_for(wrapped.kek())?;
+            let key = self.unwrap_cached(provider, wrapped, context).await?;
+            self.call(&self.inner.counters.wrap, active.wrap(&key, context))
+                .await?
+        };
+        self.check_owned(&new_wrapped)?;
+        Ok(new_wrapped)
     }
 
     /// Opens many envelopes at once, results in input order. Wrapped keys not yet cached are
