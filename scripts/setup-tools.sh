@@ -39,6 +39,14 @@ if [[ ! -x /usr/bin/chromium ]]; then
     { $sudo_cmd apt-get update -q >/dev/null 2>&1 && $sudo_cmd apt-get install -y -q chromium >/dev/null; } ||
     { echo "setup-tools: could not install chromium with apt-get" >&2; exit 1; }
 fi
+# postgresql: the rotation job's PostgreSQL store is tested against a real server, a throwaway
+# cluster that sealbox-testkit creates with Debian's initdb/postgres (found via pg_config).
+if ! command -v pg_config >/dev/null 2>&1; then
+  echo "setup-tools: installing postgresql (Debian package)"
+  $sudo_cmd apt-get install -y -q postgresql >/dev/null 2>&1 ||
+    { $sudo_cmd apt-get update -q >/dev/null 2>&1 && $sudo_cmd apt-get install -y -q postgresql >/dev/null; } ||
+    { echo "setup-tools: could not install postgresql with apt-get" >&2; exit 1; }
+fi
 need node "install Node.js 18+ (Debian: apt-get install nodejs npm)"
 lock="$root/scripts/node/package-lock.json"
 node_stamp="$root/scripts/node/node_modules/.lock.sha256"

@@ -12,18 +12,36 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 cargo build -q --locked -p sealbox-example-temporal --bins
 target="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 scratch="$(mktemp -d)"
-port="$(free_port)"
 server="" worker=""
 cleanup() { kill $worker $server 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$scratch"; }
 trap cleanup EXIT
 
-"$temporal" server start-dev --ip 127.0.0.1 --port "$port" --http-port "$(free_port)" \
-  --metrics-port "$(free_port)" --headless --log-level warn >"$scratch/server.log" 2>&1 &
-server=$!
-for _ in $(seq 1 240); do
-  "$temporal" operator namespace describe --namespace default --address "127.0.0.1:$port" >/dev/null 2>&1 && break
-  sleep 0.5
+# Start the dev server and wait until its default namespace answers. A port taken between
+# free_port and the server's bind makes it exit: start it again on new ports (3 tries); a
+# server that never answers fails the script with its log.
+ready=""
+for _attempt in 1 2 3; do
+  port="$(free_port)"
+  "$temporal" server start-dev --ip 127.0.0.1 --port "$port" --http-port "$(free_port)" \
+    --metrics-port "$(free_port)" --headless --log-level warn >"$scratch/server.log" 2>&1 &
+  server=$!
+  for _ in $(seq 1 600); do
+    if "$temporal" operator namespace describe --namespace default --address "127.0.0.1:$port" >/dev/null 2>&1; then
+      ready=1
+      break
+    fi
+    kill -0 "$server" 2>/dev/null || break
+    sleep 0.5
+  done
+  [[ -n "$ready" ]] && break
+  kill "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
 done
+if [[ -z "$ready" ]]; then
+  echo "temporal-example: the Temporal dev server did not become ready:" >&2
+  cat "$scratch/server.log" >&2
+  exit 1
+fi
 
 cd "$scratch"
 export TEMPORAL_ADDRESS="http://127.0.0.1:$port" SEALBOX_POLICY="$root/keyring-config/dev.toml"

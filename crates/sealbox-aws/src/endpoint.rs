@@ -61,45 +61,14 @@ mod tests {
 
     #[test]
     fn plain_http_is_accepted_only_for_loopback_hosts_or_with_the_opt_in() {
-        // The host rules are tested in `sealbox_core::transport`; here, AWS's wiring and wording.
-        assert_eq!(
-            transport("https://kms.eu-west-1.amazonaws.com", false),
-            Ok(Transport::Tls)
-        );
-        assert_eq!(
-            transport("http://localhost:4566/", false),
-            Ok(Transport::LoopbackHttp)
-        );
-        for remote in [
-            "http://kms.example.com",
-            "http://10.0.0.5:4566",
-            "http://0.0.0.0:4566",
-            "http://[::]:4566",
-            "http://localhost.example.com",
-            "http://127.0.0.1.nip.io",
-        ] {
-            let e = transport(remote, false).expect_err(remote);
-            assert!(
-                e.contains("refusing plain-HTTP KMS endpoint")
-                    && e.contains(remote.trim_start_matches("http://"))
-                    && e.contains("allow_http(true)")
-                    && e.contains("[aws] allow_http = true"),
-                "{e}"
-            );
-            assert_eq!(
-                transport(remote, true),
-                Ok(Transport::OptedInHttp),
-                "{remote}"
-            );
-        }
-        for bad in ["kms.example.com", "ftp://kms.example.com", "not a url"] {
-            let e = transport(bad, true).expect_err(bad);
-            assert!(e.contains("https://") || e.contains("valid URL"), "{e}");
-        }
-        let e = transport("https://user:hunter2@kms.example.com", false).expect_err("creds");
-        assert!(
-            e.contains("user name or password") && !e.contains("hunter2"),
-            "{e}"
+        // The test kit's table of endpoints, through AWS's wiring and wording.
+        sealbox_testkit::fixtures::assert_plain_http_rule(
+            transport,
+            &[
+                "refusing plain-HTTP KMS endpoint",
+                "allow_http(true)",
+                "[aws] allow_http = true",
+            ],
         );
     }
 }

@@ -178,16 +178,7 @@ impl AwsKms {
             .send()
             .await
             .map_err(|e| self.map("Decrypt", e))?;
-        // Zeroize: the SDK's `Blob` cannot be wiped in place, so take its Vec out (no copy)
-        // into `Zeroizing` first, before any check below can return early and drop `out`.
-        let plaintext = Zeroizing::new(
-            out.plaintext
-                .take()
-                .ok_or_else(|| {
-                    self.err(ProviderErrorKind::Protocol, "Decrypt returned no plaintext")
-                })?
-                .into_inner(),
-        );
+        let plaintext = self.take_plaintext("Decrypt", &mut out.plaintext)?;
         // KMS must say the key that decrypted is exactly this one (defence in depth: the
         // request already named it, so KMS refuses other keys' ciphertexts).
         self.check_reported_key(
@@ -202,6 +193,41 @@ impl AwsKms {
     /// The key's ARN, as recorded in envelopes.
     pub fn key_arn(&self) -> &str {
         &self.key_arn
+    }
+
+    /// The plaintext data key in `op`'s answer, taken out first thing: the SDK's `Blob` cannot
+    /// be wiped in place, so its Vec is moved (no copy) into `Zeroizing` before any check can
+    /// return early and drop the answer with the key in it.
+    fn take_plaintext(
+        &self,
+        op: &str,
+        plaintext: &mut Option<Blob>,
+    ) -> Result<Zeroizing<Vec<u8>>, ProviderError> {
+        plaintext
+            .take()
+            .map(|blob| Zeroizing::new(blob.into_inner()))
+            .ok_or_else(|| {
+                self.err(
+                    ProviderErrorKind::Protocol,
+                    format!("{op} returned no plaintext"),
+                )
+            })
+    }
+
+    /// The ciphertext in `op`'s answer, as a key wrapped by this KEK.
+    fn wrapped_from(
+        &self,
+        op: &str,
+        ciphertext: Option<Blob>,
+    ) -> Result<WrappedKey, ProviderError> {
+        let blob = ciphertext.ok_or_else(|| {
+            self.err(
+                ProviderErrorKind::Protocol,
+                format!("{op} returned no ciphertext"),
+            )
+        })?;
+        WrappedKey::new(self.kek_ref()?, blob.into_inner())
+            .map_err(|e| self.err(ProviderErrorKind::Protocol, e.to_string()))
     }
 
     fn kek_ref(&self) -> Result<KekRef, ProviderError> {

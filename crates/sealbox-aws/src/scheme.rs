@@ -11,11 +11,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sealbox_core::scheme::{
-    SchemeSettings, UriParts, bounded_setting, duration_setting, toml_error, with_query,
+    SchemeSettings, UriParts, bounded_setting, duration_setting, misconfigured, toml_error,
+    with_query,
 };
-use sealbox_core::{
-    KekRef, KekScheme, KekUri, KeyProvider, ProviderError, ProviderErrorKind, SettingError,
-};
+use sealbox_core::{KekRef, KekScheme, KekUri, KeyProvider, ProviderError, SettingError};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -132,20 +131,12 @@ impl KekScheme for AwsKmsScheme {
         kek: &KekUri,
         settings: &SchemeSettings,
     ) -> Result<Arc<dyn KeyProvider>, ProviderError> {
-        let misconfigured = |m: &str| {
-            ProviderError::new(
-                PROVIDER_ID,
-                kek.as_str(),
-                ProviderErrorKind::Misconfigured,
-                m,
-            )
-        };
         let uri = kek
             .parsed::<AwsUri>()
-            .ok_or_else(|| misconfigured("not an awskms:// KEK"))?;
+            .ok_or_else(|| misconfigured(PROVIDER_ID, kek, "not an awskms:// KEK"))?;
         let settings = settings
             .downcast_ref::<AwsSettings>()
-            .ok_or_else(|| misconfigured("no [aws] settings"))?;
+            .ok_or_else(|| misconfigured(PROVIDER_ID, kek, "no [aws] settings"))?;
         let mut config = AwsKmsConfig::new(&uri.key)
             .allow_http(settings.allow_http)
             .multi_region_replicas(settings.multi_region_replicas);

@@ -1,12 +1,15 @@
 //! The AWS KMS provider against a real moto server started by each test: the shared
 //! conformance suite plus AWS-specific behaviour (aliases, disabled keys, unreachable KMS).
 
-use sealbox_testkit::fixtures::{Logs, ctx};
+use sealbox_testkit::fixtures::{
+    assert_kind_in, assert_plain_http_opt_in_works, assert_plain_http_refused, ctx,
+};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_kms::config::Credentials;
+use aws_sdk_kms::types::KeyMetadata;
 use sealbox_aws::{AwsKms, AwsKmsConfig};
 use sealbox_core::{
     Error, KekRef, KeyProvider, ProviderError, ProviderErrorKind, WrappedKey, inspect,
@@ -40,25 +43,29 @@ async fn sdk(endpoint: &str) -> SdkConfig {
         .await
 }
 
-async fn create_key(admin: &aws_sdk_kms::Client) -> String {
+/// Creates a key (a Multi-Region primary with `multi_region`); its ARN.
+async fn create_key(admin: &aws_sdk_kms::Client, description: &str, multi_region: bool) -> String {
     let out = admin
         .create_key()
-        .description("sealbox test KEK")
+        .multi_region(multi_region)
+        .description(description)
         .send()
         .await
         .expect("CreateKey");
-    out.key_metadata()
-        .and_then(|m| m.arn())
-        .expect("arn")
-        .to_owned()
+    arn_of(out.key_metadata())
+}
+
+/// The ARN in a key's metadata, as KMS answers `CreateKey` or `ReplicateKey`.
+fn arn_of(metadata: Option<&KeyMetadata>) -> String {
+    metadata.and_then(|m| m.arn()).expect("arn").to_owned()
 }
 
 async fn harness() -> Kms {
     let moto = Moto::start();
     let sdk = sdk(&moto.endpoint).await;
     let admin = aws_sdk_kms::Client::new(&sdk);
-    let a_arn = create_key(&admin).await;
-    let b_arn = create_key(&admin).await;
+    let a_arn = create_key(&admin, "sealbox test KEK", false).await;
+    let b_arn = create_key(&admin, "sealbox test KEK", false).await;
     let a = Arc::new(
         AwsKms::connect_with(&sdk, AwsKmsConfig::new(&a_arn))
             .await
@@ -81,11 +88,8 @@ async fn harness() -> Kms {
 
 #[async_trait]
 impl Harness for Kms {
-    fn provider(&self) -> Arc<dyn KeyProvider> {
-        self.a.clone()
-    }
-    fn other(&self) -> Arc<dyn KeyProvider> {
-        self.b.clone()
+    fn keks(&self) -> [Arc<dyn KeyProvider>; 2] {
+        [self.a.clone(), self.b.clone()]
     }
     async fn missing(&self) -> Result<Arc<dyn KeyProvider>, ProviderError> {
         let absent = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000";
@@ -173,12 +177,9 @@ async fn an_unreachable_kms_is_retried_then_reported() {
     let err = AwsKms::connect_with(&h.sdk, config)
         .await
         .expect_err("nothing listens there");
-    assert!(
-        matches!(
-            err.kind(),
-            ProviderErrorKind::Unavailable | ProviderErrorKind::Timeout
-        ),
-        "{err}"
+    assert_kind_in(
+        &err,
+        &[ProviderErrorKind::Unavailable, ProviderErrorKind::Timeout],
     );
     assert!(err.is_retryable());
     assert!(err.to_string().contains("after 2 attempts"), "{err}");
@@ -243,15 +244,12 @@ async fn a_plain_http_endpoint_off_loopback_is_refused_unless_opted_in() {
     let h = harness().await;
     let remote = h.moto.endpoint.replace("127.0.0.1", "0.0.0.0");
     let refused = |e: ProviderError| {
-        assert_eq!(e.kind(), ProviderErrorKind::Misconfigured, "{e}");
-        let text = e.to_string();
-        assert!(
-            text.contains("refusing plain-HTTP KMS endpoint")
-                && text.contains(remote.as_str())
-                && text.contains("allow_http(true)")
-                && text.contains("[aws] allow_http = true"),
-            "{text}"
-        );
+        let wording = [
+            "refusing plain-HTTP KMS endpoint",
+            "allow_http(true)",
+            "[aws] allow_http = true",
+        ];
+        assert_plain_http_refused(&e, &remote, &wording);
     };
     // The endpoint override of the configuration (what a KEK URI's `endpoint=` sets)…
     refused(
@@ -272,38 +270,23 @@ async fn a_plain_http_endpoint_off_loopback_is_refused_unless_opted_in() {
             .expect_err("non-loopback http from the SdkConfig"),
     );
 
-    let (logs, _guard) = Logs::start();
-    // Loopback http needs no opt-in and logs nothing.
-    AwsKms::connect_with(
-        &h.sdk,
-        AwsKmsConfig::new(&h.a_arn).endpoint_url(&h.moto.endpoint),
+    // Loopback http needs no opt-in and logs nothing; the opt-in is accepted, works, and
+    // warns loudly.
+    assert_plain_http_opt_in_works(
+        AwsKms::connect_with(
+            &h.sdk,
+            AwsKmsConfig::new(&h.a_arn).endpoint_url(&h.moto.endpoint),
+        ),
+        AwsKms::connect_with(
+            &h.sdk,
+            AwsKmsConfig::new(&h.a_arn)
+                .endpoint_url(&remote)
+                .allow_http(true),
+        ),
+        h.a.clone(),
+        &remote,
     )
-    .await
-    .expect("loopback http is accepted");
-    assert!(!logs.text().contains("INSECURE"), "{}", logs.text());
-    // The opt-in is accepted, works, and warns loudly.
-    let opted_in = AwsKms::connect_with(
-        &h.sdk,
-        AwsKmsConfig::new(&h.a_arn)
-            .endpoint_url(&remote)
-            .allow_http(true),
-    )
-    .await
-    .expect("http with allow_http");
-    let keyring = Keyring::builder(Arc::new(opted_in))
-        .build()
-        .expect("keyring");
-    let env = keyring.seal(&ctx("a"), b"over http").await.expect("seal");
-    let reader = Keyring::builder(h.a.clone()).build().expect("keyring");
-    assert_eq!(
-        reader.open(&ctx("a"), &env).await.expect("open"),
-        b"over http"
-    );
-    let text = logs.text();
-    assert!(
-        text.contains("WARN") && text.contains("INSECURE") && text.contains(remote.as_str()),
-        "{text}"
-    );
+    .await;
 }
 
 /// Replaces the KEK reference in `env`'s header, keeping its wrapped key and everything else.
@@ -312,6 +295,21 @@ fn relabel(env: &[u8], kek: KekRef) -> Vec<u8> {
     let wrapped =
         WrappedKey::new(kek, parsed.header.wrapped_key.ciphertext().to_vec()).expect("wrapped");
     replace_wrapped_key(env, &wrapped).expect("replace")
+}
+
+/// Unwraps the key in `envelope`'s header with `provider` directly (no key-ring routing),
+/// checking that it is refused as an invalid wrapped key; the error.
+async fn unwrap_refused(provider: &AwsKms, envelope: &[u8]) -> ProviderError {
+    let wrapped = sealbox_core::parse(envelope)
+        .expect("parse")
+        .header
+        .wrapped_key;
+    let err = provider
+        .unwrap(&wrapped, &ctx("a"))
+        .await
+        .expect_err("unwrap");
+    assert_eq!(err.kind(), ProviderErrorKind::InvalidWrappedKey, "{err}");
+    err
 }
 
 fn assert_invalid_wrapped_key<T: std::fmt::Debug>(result: Result<T, Error>) {
@@ -339,12 +337,7 @@ async fn a_key_version_added_to_the_header_does_not_open() {
     let reader = Keyring::builder(h.a.clone()).build().expect("keyring");
     assert_invalid_wrapped_key(reader.open(&ctx("a"), &edited).await);
     assert_invalid_wrapped_key(reader.rewrap(&ctx("a"), &edited).await);
-    let wrapped = sealbox_core::parse(&edited)
-        .expect("parse")
-        .header
-        .wrapped_key;
-    let err = h.a.unwrap(&wrapped, &ctx("a")).await.expect_err("unwrap");
-    assert_eq!(err.kind(), ProviderErrorKind::InvalidWrappedKey, "{err}");
+    let err = unwrap_refused(&h.a, &edited).await;
     assert!(err.to_string().contains("key version `1`"), "{err}");
     // The unedited envelope still opens.
     assert_eq!(reader.open(&ctx("a"), &env).await.expect("open"), b"secret");
@@ -368,12 +361,7 @@ async fn another_form_of_the_key_id_in_the_header_does_not_open() {
             Err(Error::UnknownKek { key_id, .. }) => assert_eq!(key_id, edited_id),
             other => panic!("{edited_id}: {other:?}"),
         }
-        let wrapped = sealbox_core::parse(&edited)
-            .expect("parse")
-            .header
-            .wrapped_key;
-        let err = h.a.unwrap(&wrapped, &ctx("a")).await.expect_err("unwrap");
-        assert_eq!(err.kind(), ProviderErrorKind::InvalidWrappedKey, "{err}");
+        unwrap_refused(&h.a, &edited).await;
     }
 }
 
@@ -386,33 +374,19 @@ async fn another_form_of_the_key_id_in_the_header_does_not_open() {
 #[tokio::test]
 async fn a_multi_region_key_region_swap_does_not_open() {
     let h = harness().await;
-    let east_arn = h
-        .admin
-        .create_key()
-        .multi_region(true)
-        .description("sealbox MRK")
-        .send()
-        .await
-        .expect("CreateKey")
-        .key_metadata()
-        .and_then(|m| m.arn())
-        .expect("arn")
-        .to_owned();
+    let east_arn = create_key(&h.admin, "sealbox MRK", true).await;
     assert!(east_arn.contains(":us-east-1:") && east_arn.contains(":key/mrk-"));
     // moto answers ReplicateKey with a key ARN by a 500, as it does DisableKey; use the ID.
     let mrk_id = east_arn.rsplit('/').next().expect("key id");
-    let west_arn = h
+    let replicated = h
         .admin
         .replicate_key()
         .key_id(mrk_id)
         .replica_region("us-west-2")
         .send()
         .await
-        .expect("ReplicateKey")
-        .replica_key_metadata()
-        .and_then(|m| m.arn())
-        .expect("replica arn")
-        .to_owned();
+        .expect("ReplicateKey");
+    let west_arn = arn_of(replicated.replica_key_metadata());
     assert_eq!(west_arn, east_arn.replace(":us-east-1:", ":us-west-2:"));
 
     let connect = |arn: &str, region: &str, replicas: bool| {

@@ -24,6 +24,8 @@ macro_rules! out {
     }};
 }
 
+mod rotate;
+
 /// Sealbox: KMS-backed envelope encryption for Temporal and beyond.
 #[derive(Parser)]
 #[command(name = "sealbox", version, about, long_about = None)]
@@ -59,6 +61,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Rotate keys over a store of envelopes: inventory, rewrap, reencrypt, check.
+    Rotate {
+        #[command(subcommand)]
+        command: rotate::RotateCommand,
     },
     /// Run the codec server (Temporal Web UI, CLI and remote codecs) with a policy file's
     /// KEKs and its [server] settings. SIGHUP reloads the policy; SIGTERM/Ctrl-C stop gracefully.
@@ -142,7 +149,9 @@ async fn main() -> ExitCode {
     match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            let _ = writeln!(std::io::stderr().lock(), "sealbox: {}", f.message);
+            if !f.message.is_empty() {
+                let _ = writeln!(std::io::stderr().lock(), "sealbox: {}", f.message);
+            }
             ExitCode::from(f.code)
         }
     }
@@ -175,6 +184,7 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Keys {
             command: KeysCommand::Test { config, json },
         } => keys_test(&config, json).await,
+        Command::Rotate { command } => rotate::rotate(command).await,
         Command::Serve { config, listen } => sealbox_server::run(config, listen)
             .await
             .map_err(|e| fail(2, format!("codec server: {e}"))),

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::error::{ContextError, FormatError};
+use crate::format::Reader;
 
 /// Most pairs a context may hold.
 pub const MAX_CONTEXT_PAIRS: usize = 64;
@@ -127,39 +128,16 @@ impl EncryptionContext {
     /// Parses a canonical encoding from the front of `bytes`, returning the context and the
     /// number of bytes consumed. Non-canonical encodings (unsorted or duplicate keys) are refused.
     pub fn decode_prefix(bytes: &[u8]) -> Result<(Self, usize), FormatError> {
-        let mut r = crate::format::Reader::new(bytes);
+        let mut r = Reader::new(bytes);
         let count = r.u16("context pair count")? as usize;
-        if count > MAX_CONTEXT_PAIRS {
-            return Err(FormatError::InvalidLength {
-                field: "context pair count",
-                len: count as u64,
-                min: 0,
-                max: MAX_CONTEXT_PAIRS as u64,
-            });
-        }
+        Reader::check_len("context pair count", count, 0, MAX_CONTEXT_PAIRS)?;
         let mut pairs = BTreeMap::new();
         let mut last: Option<&[u8]> = None;
         for _ in 0..count {
             let klen = r.u16("context key length")? as usize;
-            if klen == 0 || klen > MAX_CONTEXT_KEY_LEN {
-                return Err(FormatError::InvalidLength {
-                    field: "context key",
-                    len: klen as u64,
-                    min: 1,
-                    max: MAX_CONTEXT_KEY_LEN as u64,
-                });
-            }
-            let kb = r.take("context key", klen)?;
+            let kb = r.take_checked("context key", klen, 1, MAX_CONTEXT_KEY_LEN)?;
             let vlen = r.u16("context value length")? as usize;
-            if vlen > MAX_CONTEXT_VALUE_LEN {
-                return Err(FormatError::InvalidLength {
-                    field: "context value",
-                    len: vlen as u64,
-                    min: 0,
-                    max: MAX_CONTEXT_VALUE_LEN as u64,
-                });
-            }
-            let vb = r.take("context value", vlen)?;
+            let vb = r.take_checked("context value", vlen, 0, MAX_CONTEXT_VALUE_LEN)?;
             if let Some(prev) = last
                 && prev >= kb
             {
@@ -184,14 +162,8 @@ impl EncryptionContext {
             pairs.insert(k.to_owned(), v.to_owned());
         }
         let used = r.position();
-        if used > MAX_CONTEXT_ENCODED_LEN {
-            return Err(FormatError::InvalidLength {
-                field: "encryption context",
-                len: used as u64,
-                min: 2,
-                max: MAX_CONTEXT_ENCODED_LEN as u64,
-            });
-        }
+        // At least the 2-byte pair count was read.
+        Reader::check_len("encryption context", used, 2, MAX_CONTEXT_ENCODED_LEN)?;
         Ok((Self { pairs }, used))
     }
 

@@ -32,61 +32,44 @@ pub const PAYLOAD_KEY_LABEL: &[u8] = b"sealbox/v1/payload-key";
 /// HKDF info label for the key commitment.
 pub const COMMITMENT_LABEL: &[u8] = b"sealbox/v1/commitment";
 
+/// What one AEAD call is keyed and bound with: the payload key, the nonce and the associated
+/// data.
+pub(crate) struct AeadParams<'a> {
+    pub(crate) key: &'a [u8; DATA_KEY_LEN],
+    pub(crate) nonce: &'a [u8; NONCE_LEN],
+    pub(crate) aad: &'a [u8],
+}
+
 /// The AEAD seam: the format fixes the algorithm (AES-256-GCM for suite 0x0001); this trait
 /// fixes nothing but the call shape, so another implementation of the same algorithm can be
 /// dropped in and measured without touching the format.
 pub(crate) trait AeadBackend: Send + Sync {
     /// Encrypts `buf` in place and returns the tag.
-    fn seal(
-        &self,
-        key: &[u8; DATA_KEY_LEN],
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        buf: &mut [u8],
-    ) -> Result<[u8; TAG_LEN], ()>;
+    fn seal(&self, params: &AeadParams<'_>, buf: &mut [u8]) -> Result<[u8; TAG_LEN], ()>;
 
     /// Verifies `tag` and decrypts `buf` in place.
-    fn open(
-        &self,
-        key: &[u8; DATA_KEY_LEN],
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        buf: &mut [u8],
-        tag: &[u8; TAG_LEN],
-    ) -> Result<(), ()>;
+    fn open(&self, params: &AeadParams<'_>, buf: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<(), ()>;
 }
 
 /// AES-256-GCM from RustCrypto's `aes-gcm` (AES-NI and CLMUL when the CPU has them).
 pub(crate) struct RustCryptoAesGcm;
 
 impl AeadBackend for RustCryptoAesGcm {
-    fn seal(
-        &self,
-        key: &[u8; DATA_KEY_LEN],
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        buf: &mut [u8],
-    ) -> Result<[u8; TAG_LEN], ()> {
-        let cipher = Aes256Gcm::new(&(*key).into());
+    fn seal(&self, params: &AeadParams<'_>, buf: &mut [u8]) -> Result<[u8; TAG_LEN], ()> {
+        let cipher = Aes256Gcm::new(&(*params.key).into());
         let tag = cipher
-            .encrypt_inout_detached(&Nonce::from(*nonce), aad, buf.into())
+            .encrypt_inout_detached(&Nonce::from(*params.nonce), params.aad, buf.into())
             .map_err(|_| ())?;
         let mut out = [0u8; TAG_LEN];
         out.copy_from_slice(&tag);
         Ok(out)
     }
 
-    fn open(
-        &self,
-        key: &[u8; DATA_KEY_LEN],
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        buf: &mut [u8],
-        tag: &[u8; TAG_LEN],
-    ) -> Result<(), ()> {
-        let cipher = Aes256Gcm::new(&(*key).into());
+    fn open(&self, params: &AeadParams<'_>, buf: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<(), ()> {
+        let cipher = Aes256Gcm::new(&(*params.key).into());
+        let nonce = Nonce::from(*params.nonce);
         cipher
-            .decrypt_inout_detached(&Nonce::from(*nonce), aad, buf.into(), &Tag::from(*tag))
+            .decrypt_inout_detached(&nonce, params.aad, buf.into(), &Tag::from(*tag))
             .map_err(|_| ())
     }
 }
@@ -130,13 +113,7 @@ pub fn seal_with_data_key(
     context: &EncryptionContext,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, Error> {
-    // One RNG call for both: salt || nonce.
-    let r = random::<{ SALT_LEN + NONCE_LEN }>()?;
-    let mut salt = [0u8; SALT_LEN];
-    let mut nonce = [0u8; NONCE_LEN];
-    salt.copy_from_slice(&r[..SALT_LEN]);
-    nonce.copy_from_slice(&r[SALT_LEN..]);
-    seal_inner(data_key, wrapped, context, plaintext, salt, nonce)
+    seal_inner(data_key, wrapped, context, plaintext, Randomness::fresh()?)
 }
 
 /// Seals with caller-chosen salt and nonce. **Only for producing and checking known-answer
@@ -150,7 +127,13 @@ pub fn seal_with_fixed_randomness(
     salt: [u8; SALT_LEN],
     nonce: [u8; NONCE_LEN],
 ) -> Result<Vec<u8>, Error> {
-    seal_inner(data_key, wrapped, context, plaintext, salt, nonce)
+    seal_inner(
+        data_key,
+        wrapped,
+        context,
+        plaintext,
+        Randomness { salt, nonce },
+    )
 }
 
 /// The payload key and commitment for `salt`, as `(payload_key, commitment)`. **Only for
@@ -165,14 +148,32 @@ pub fn derive_for_vectors(
     (*keys.key, keys.commitment)
 }
 
+/// The random inputs of one sealed payload.
+struct Randomness {
+    salt: [u8; SALT_LEN],
+    nonce: [u8; NONCE_LEN],
+}
+
+impl Randomness {
+    /// A fresh salt and nonce from the OS RNG (one call for both).
+    fn fresh() -> Result<Self, Error> {
+        let r = random::<{ SALT_LEN + NONCE_LEN }>()?;
+        let mut salt = [0u8; SALT_LEN];
+        let mut nonce = [0u8; NONCE_LEN];
+        salt.copy_from_slice(&r[..SALT_LEN]);
+        nonce.copy_from_slice(&r[SALT_LEN..]);
+        Ok(Self { salt, nonce })
+    }
+}
+
 fn seal_inner(
     data_key: &DataKey,
     wrapped: &WrappedKey,
     context: &EncryptionContext,
     plaintext: &[u8],
-    salt: [u8; SALT_LEN],
-    nonce: [u8; NONCE_LEN],
+    randomness: Randomness,
 ) -> Result<Vec<u8>, Error> {
+    let Randomness { salt, nonce } = randomness;
     let len = plaintext.len() as u64;
     if len > MAX_PLAINTEXT_LEN {
         return Err(Error::PlaintextTooLarge {
@@ -197,7 +198,12 @@ fn seal_inner(
     );
     let body_start = out.len();
     out.extend_from_slice(plaintext);
-    match backend(suite).seal(&keys.key, &nonce, &aad, &mut out[body_start..]) {
+    let params = AeadParams {
+        key: &keys.key,
+        nonce: &nonce,
+        aad: &aad,
+    };
+    match backend(suite).seal(&params, &mut out[body_start..]) {
         Ok(tag) => {
             out.extend_from_slice(&tag);
             Ok(out)
@@ -219,10 +225,7 @@ pub fn open_with_data_key(
     expected: &EncryptionContext,
 ) -> Result<Vec<u8>, Error> {
     check_context(&parsed.header.context, expected)?;
-    let keys = derive(data_key, parsed.header.suite, &parsed.header.salt);
-    if !bool::from(keys.commitment.ct_eq(&parsed.header.commitment)) {
-        return Err(Error::CommitmentMismatch);
-    }
+    let keys = committed_keys(data_key, &parsed.header)?;
     // `parse` guarantees this; a hand-built ParsedEnvelope gets an error, not a panic.
     let Some(split) = parsed.body.len().checked_sub(TAG_LEN) else {
         return Err(Error::Format(crate::error::FormatError::InvalidLength {
@@ -236,13 +239,12 @@ pub fn open_with_data_key(
     let mut tag = [0u8; TAG_LEN];
     tag.copy_from_slice(tag_bytes);
     let mut out = ct.to_vec();
-    match backend(parsed.header.suite).open(
-        &keys.key,
-        &parsed.header.nonce,
-        &parsed.aad,
-        &mut out,
-        &tag,
-    ) {
+    let params = AeadParams {
+        key: &keys.key,
+        nonce: &parsed.header.nonce,
+        aad: &parsed.aad,
+    };
+    match backend(parsed.header.suite).open(&params, &mut out, &tag) {
         Ok(()) => Ok(out),
         Err(()) => {
             out.zeroize();
@@ -253,9 +255,15 @@ pub fn open_with_data_key(
 
 /// Checks in constant time that `data_key` is the key `header` commits to.
 pub fn verify_commitment(data_key: &DataKey, header: &EnvelopeHeader) -> Result<(), Error> {
+    committed_keys(data_key, header).map(|_| ())
+}
+
+/// The payload key and commitment for `header`, once checked in constant time that
+/// `data_key` is the key the header commits to.
+fn committed_keys(data_key: &DataKey, header: &EnvelopeHeader) -> Result<PayloadKeys, Error> {
     let keys = derive(data_key, header.suite, &header.salt);
     if bool::from(keys.commitment.ct_eq(&header.commitment)) {
-        Ok(())
+        Ok(keys)
     } else {
         Err(Error::CommitmentMismatch)
     }

@@ -248,13 +248,13 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedEnvelope<'_>, FormatError> {
     let ks_start = r.position();
     let declared = r.u16("key section length")? as usize;
     let ks_body_start = r.position();
-    let provider = r.len_prefixed_u8("provider ID", 1, MAX_PROVIDER_ID_LEN)?;
+    let provider = r.len_prefixed("provider ID", LengthPrefix::U8, 1, MAX_PROVIDER_ID_LEN)?;
     let provider = utf8("provider ID", provider)?;
-    let key_id = r.len_prefixed_u16("key ID", 1, MAX_KEY_ID_LEN)?;
+    let key_id = r.len_prefixed("key ID", LengthPrefix::U16, 1, MAX_KEY_ID_LEN)?;
     let key_id = utf8("key ID", key_id)?;
-    let version_bytes = r.len_prefixed_u8("key version", 0, MAX_KEY_VERSION_LEN)?;
+    let version_bytes = r.len_prefixed("key version", LengthPrefix::U8, 0, MAX_KEY_VERSION_LEN)?;
     let key_version = utf8("key version", version_bytes)?;
-    let wrapped = r.len_prefixed_u16("wrapped key", 1, MAX_WRAPPED_KEY_LEN)?;
+    let wrapped = r.len_prefixed("wrapped key", LengthPrefix::U16, 1, MAX_WRAPPED_KEY_LEN)?;
     if r.position() - ks_body_start != declared {
         return Err(FormatError::InvalidField {
             field: "key section length",
@@ -358,6 +358,13 @@ fn utf8<'a>(field: &'static str, bytes: &'a [u8]) -> Result<&'a str, FormatError
 }
 
 /// A bounds-checked big-endian reader; every short read is a [`FormatError::Truncated`].
+/// The width of a field's length prefix.
+#[derive(Debug, Clone, Copy)]
+enum LengthPrefix {
+    U8,
+    U16,
+}
+
 pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
@@ -412,7 +419,8 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(self.array(field)?))
     }
 
-    fn check_len(
+    /// Refuses a length of `field` outside `min..=max`.
+    pub(crate) fn check_len(
         field: &'static str,
         len: usize,
         min: usize,
@@ -429,25 +437,30 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    fn len_prefixed_u8(
+    /// The next `len` bytes, `field`, whose length must be in `min..=max`.
+    pub(crate) fn take_checked(
         &mut self,
         field: &'static str,
+        len: usize,
         min: usize,
         max: usize,
     ) -> Result<&'a [u8], FormatError> {
-        let len = self.u8(field)? as usize;
         Self::check_len(field, len, min, max)?;
         self.take(field, len)
     }
 
-    fn len_prefixed_u16(
+    /// A field stored as its length (`prefix` wide, in `min..=max`) and that many bytes.
+    fn len_prefixed(
         &mut self,
         field: &'static str,
+        prefix: LengthPrefix,
         min: usize,
         max: usize,
     ) -> Result<&'a [u8], FormatError> {
-        let len = self.u16(field)? as usize;
-        Self::check_len(field, len, min, max)?;
-        self.take(field, len)
+        let len = match prefix {
+            LengthPrefix::U8 => usize::from(self.u8(field)?),
+            LengthPrefix::U16 => usize::from(self.u16(field)?),
+        };
+        self.take_checked(field, len, min, max)
     }
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::error::ProviderError;
+use crate::error::{ProviderError, ProviderErrorKind};
 use crate::key::KekRef;
 use crate::provider::KeyProvider;
 
@@ -269,6 +269,17 @@ pub fn bounded_setting(
 /// A policy-text parse error, as a [`SettingError`] of `section`.
 pub fn toml_error(span: Option<Range<usize>>, section: &str, message: &str) -> SettingError {
     SettingError::new(span.unwrap_or(0..0), section, message.replace('\n', " "))
+}
+
+/// A `Misconfigured` error of the provider `provider_id` about `kek`, as a scheme's
+/// [`KekScheme::connect`] returns for a KEK or settings it cannot connect.
+pub fn misconfigured(provider_id: &str, kek: &KekUri, message: impl Into<String>) -> ProviderError {
+    ProviderError::new(
+        provider_id,
+        kek.as_str(),
+        ProviderErrorKind::Misconfigured,
+        message,
+    )
 }
 
 /// Appends `?k=v&…` for the parameters that are set.

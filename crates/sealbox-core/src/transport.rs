@@ -102,75 +102,8 @@ pub fn check_endpoint(
 mod tests {
     use super::*;
 
-    const LABELS: EndpointLabels<'static> = EndpointLabels {
-        service: "Test KMS",
-        exposed: "data keys",
-        opt_in: "`TestConfig::allow_http(true)`",
-    };
-
-    fn transport(endpoint: &str, allow_http: bool) -> Result<Transport, String> {
-        check_endpoint(endpoint, allow_http, &LABELS)
-    }
-
-    #[test]
-    fn plain_http_is_accepted_only_for_loopback_hosts_or_with_the_opt_in() {
-        for ok in [
-            "https://kms.eu-west-1.amazonaws.com",
-            "https://vpce-1.kms.eu-west-1.vpce.amazonaws.com:443/",
-            "https://cloudkms.europe-west1.rep.googleapis.com/",
-            "https://127.0.0.1:4566",
-        ] {
-            assert_eq!(transport(ok, false), Ok(Transport::Tls), "{ok}");
-        }
-        for loopback in [
-            "http://127.0.0.1:5000",
-            "http://127.8.9.10",
-            "http://127.255.0.1",
-            "http://localhost:4566/",
-            "http://LOCALHOST",
-            "http://[::1]:5000",
-            "http://[::ffff:127.0.0.1]:5000",
-            "http://[::ffff:127.0.0.1]",
-        ] {
-            assert_eq!(
-                transport(loopback, false),
-                Ok(Transport::LoopbackHttp),
-                "{loopback}"
-            );
-        }
-        for remote in [
-            "http://kms.example.com",
-            "http://10.0.0.5:4566",
-            "http://192.168.1.10:8080",
-            "http://0.0.0.0:4566",
-            "http://[::]:4566",
-            "http://localhost.example.com",
-            "http://localhost.evil.example",
-            "http://127.0.0.1.nip.io",
-        ] {
-            let e = transport(remote, false).expect_err(remote);
-            assert!(
-                e.contains("refusing plain-HTTP Test KMS endpoint")
-                    && e.contains(remote.trim_start_matches("http://"))
-                    && e.contains("`TestConfig::allow_http(true)`"),
-                "{e}"
-            );
-            assert_eq!(
-                transport(remote, true),
-                Ok(Transport::OptedInHttp),
-                "{remote}"
-            );
-        }
-        for bad in ["kms.example.com", "ftp://kms.example.com", "not a url", ""] {
-            let e = transport(bad, true).expect_err(bad);
-            assert!(e.contains("https://") || e.contains("valid URL"), "{e}");
-        }
-        let e = transport("https://user:hunter2@kms.example.com", false).expect_err("creds");
-        assert!(
-            e.contains("user name or password") && !e.contains("hunter2"),
-            "{e}"
-        );
-    }
+    // The plain-HTTP rule over many hosts is checked in `tests/core/transport.rs` with the
+    // test kit's table, which the providers' endpoint checks run too.
 
     #[test]
     fn loopback_hosts() {

@@ -8,10 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sealbox_core::scheme::{SchemeSettings, UriParts, bounded_setting, toml_error};
-use sealbox_core::{
-    KekRef, KekScheme, KekUri, KeyProvider, ProviderError, ProviderErrorKind, SettingError,
-};
+use sealbox_core::scheme::{SchemeSettings, UriParts, bounded_setting, misconfigured, toml_error};
+use sealbox_core::{KekRef, KekScheme, KekUri, KeyProvider, ProviderError, SettingError};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -113,20 +111,12 @@ impl KekScheme for GcpKmsScheme {
         kek: &KekUri,
         settings: &SchemeSettings,
     ) -> Result<Arc<dyn KeyProvider>, ProviderError> {
-        let misconfigured = |m: &str| {
-            ProviderError::new(
-                PROVIDER_ID,
-                kek.as_str(),
-                ProviderErrorKind::Misconfigured,
-                m,
-            )
-        };
         let GcpUri(name) = kek
             .parsed::<GcpUri>()
-            .ok_or_else(|| misconfigured("not a gcpkms:// KEK"))?;
+            .ok_or_else(|| misconfigured(PROVIDER_ID, kek, "not a gcpkms:// KEK"))?;
         let settings = settings
             .downcast_ref::<GcpSettings>()
-            .ok_or_else(|| misconfigured("no [gcp] settings"))?;
+            .ok_or_else(|| misconfigured(PROVIDER_ID, kek, "no [gcp] settings"))?;
         let mut config = GcpKmsConfig::new(name).allow_http(settings.allow_http);
         if let Some(e) = &settings.endpoint {
             config = config.endpoint(e);

@@ -2,7 +2,7 @@
 //! Google's own client): the shared conformance suite, the OAuth service-account flow, CRC32C
 //! integrity, disabled versions, retries.
 
-use sealbox_testkit::fixtures::{Logs, ctx};
+use sealbox_testkit::fixtures::{assert_plain_http_opt_in_works, assert_plain_http_refused, ctx};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,9 +30,7 @@ fn config(emu: &GcpKmsEmulator, sa: &ServiceAccount, key: &str) -> GcpKmsConfig 
 }
 
 async fn harness() -> Gcp {
-    let emu = GcpKmsEmulator::start().await;
-    let sa = ServiceAccount::generate(&emu.token_uri());
-    emu.trust(&sa);
+    let (emu, sa) = GcpKmsEmulator::start_with_trusted_account().await;
     let a_name = emu.create_key("sealbox", "europe-west1", "ring", "kek-a");
     let b_name = emu.create_key("sealbox", "europe-west1", "ring", "kek-b");
     let a = Arc::new(
@@ -56,11 +54,8 @@ async fn harness() -> Gcp {
 
 #[async_trait]
 impl Harness for Gcp {
-    fn provider(&self) -> Arc<dyn KeyProvider> {
-        self.a.clone()
-    }
-    fn other(&self) -> Arc<dyn KeyProvider> {
-        self.b.clone()
+    fn keks(&self) -> [Arc<dyn KeyProvider>; 2] {
+        [self.a.clone(), self.b.clone()]
     }
     async fn missing(&self) -> Result<Arc<dyn KeyProvider>, ProviderError> {
         let name = "projects/sealbox/locations/europe-west1/keyRings/ring/cryptoKeys/absent";
@@ -150,9 +145,7 @@ async fn the_key_version_is_bound_so_an_altered_header_does_not_unwrap() {
 const KEY: &str = "projects/p/locations/l/keyRings/r/cryptoKeys/k";
 
 async fn against_canned(body: &'static str) -> ProviderError {
-    let emu = GcpKmsEmulator::start().await;
-    let sa = ServiceAccount::generate(&emu.token_uri());
-    emu.trust(&sa);
+    let (emu, sa) = GcpKmsEmulator::start_with_trusted_account().await;
     let canned = FaultyHttp::always(200, "application/json", body).await;
     let kms = GcpKms::connect(config(&emu, &sa, KEY).endpoint(&canned.endpoint))
         .await
@@ -162,36 +155,34 @@ async fn against_canned(body: &'static str) -> ProviderError {
         .expect_err("corrupted response")
 }
 
+/// An answer (to the key lookup at connect and to `:encrypt` alike) whose ciphertext CRC32C
+/// (`1`) is wrong, saying the request's plaintext CRC32C was verified, or not.
+fn wrong_crc_answer(verified_plaintext: bool) -> &'static str {
+    let body = format!(
+        r#"{{"name":"{KEY}/cryptoKeyVersions/1","purpose":"ENCRYPT_DECRYPT",
+            "primary":{{"name":"{KEY}/cryptoKeyVersions/1"}},
+            "ciphertext":"c2VhbGJveA==","ciphertextCrc32c":"1",
+            "verifiedPlaintextCrc32c":{verified_plaintext},"verifiedAdditionalAuthenticatedDataCrc32c":true}}"#
+    );
+    Box::leak(body.into_boxed_str())
+}
+
 #[tokio::test]
 async fn a_corrupted_ciphertext_crc32c_fails_loudly() {
-    let err = against_canned(
-        r#"{"name":"projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1","purpose":"ENCRYPT_DECRYPT",
-            "primary":{"name":"projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1"},
-            "ciphertext":"c2VhbGJveA==","ciphertextCrc32c":"1",
-            "verifiedPlaintextCrc32c":true,"verifiedAdditionalAuthenticatedDataCrc32c":true}"#,
-    )
-    .await;
+    let err = against_canned(wrong_crc_answer(true)).await;
     assert_eq!(err.kind(), ProviderErrorKind::Protocol, "{err}");
     assert!(err.to_string().contains("CRC32C mismatch"), "{err}");
 }
 
 #[tokio::test]
 async fn an_unverified_request_crc32c_fails_loudly() {
-    let err = against_canned(
-        r#"{"name":"projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1","purpose":"ENCRYPT_DECRYPT",
-            "primary":{"name":"projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1"},
-            "ciphertext":"c2VhbGJveA==","ciphertextCrc32c":"1",
-            "verifiedPlaintextCrc32c":false,"verifiedAdditionalAuthenticatedDataCrc32c":true}"#,
-    )
-    .await;
+    let err = against_canned(wrong_crc_answer(false)).await;
     assert!(err.to_string().contains("did not verify"), "{err}");
 }
 
 #[tokio::test]
 async fn unavailable_is_retried_a_bounded_number_of_times() {
-    let emu = GcpKmsEmulator::start().await;
-    let sa = ServiceAccount::generate(&emu.token_uri());
-    emu.trust(&sa);
+    let (emu, sa) = GcpKmsEmulator::start_with_trusted_account().await;
     let down = FaultyHttp::always(
         503,
         "application/json",
@@ -245,55 +236,35 @@ async fn a_plain_http_endpoint_off_loopback_is_refused_unless_opted_in() {
         )
         .await
         .expect_err("non-loopback http");
-        assert_eq!(err.kind(), ProviderErrorKind::Misconfigured, "{err}");
-        let text = err.to_string();
-        assert!(
-            text.contains("refusing plain-HTTP Cloud KMS endpoint")
-                && text.contains(remote.as_str())
-                && text.contains("allow_http(true)")
-                && text.contains("[gcp] allow_http = true"),
-            "{text}"
-        );
+        let wording = [
+            "refusing plain-HTTP Cloud KMS endpoint",
+            "allow_http(true)",
+            "[gcp] allow_http = true",
+        ];
+        assert_plain_http_refused(&err, &remote, &wording);
     }
     assert_eq!(h.emu.requests().len(), before, "nothing was sent");
 
-    let (logs, _guard) = Logs::start();
-    // Loopback http (the harness's endpoint) needs no opt-in and logs nothing.
-    GcpKms::connect(config(&h.emu, &h.sa, &h.a_name))
-        .await
-        .expect("loopback http is accepted");
-    assert!(!logs.text().contains("INSECURE"), "{}", logs.text());
-    // The opt-in is accepted, works, and warns loudly.
-    let opted_in = GcpKms::connect(
-        config(&h.emu, &h.sa, &h.a_name)
-            .endpoint(&remote)
-            .allow_http(true),
+    // Loopback http (the harness's endpoint) needs no opt-in and logs nothing; the opt-in is
+    // accepted, works, and warns loudly.
+    assert_plain_http_opt_in_works(
+        GcpKms::connect(config(&h.emu, &h.sa, &h.a_name)),
+        GcpKms::connect(
+            config(&h.emu, &h.sa, &h.a_name)
+                .endpoint(&remote)
+                .allow_http(true),
+        ),
+        h.a.clone(),
+        &remote,
     )
-    .await
-    .expect("http with allow_http");
-    let keyring = Keyring::builder(Arc::new(opted_in))
-        .build()
-        .expect("keyring");
-    let env = keyring.seal(&ctx("a"), b"over http").await.expect("seal");
-    let reader = Keyring::builder(h.a.clone()).build().expect("keyring");
-    assert_eq!(
-        reader.open(&ctx("a"), &env).await.expect("open"),
-        b"over http"
-    );
-    let text = logs.text();
-    assert!(
-        text.contains("WARN") && text.contains("INSECURE") && text.contains(remote.as_str()),
-        "{text}"
-    );
+    .await;
 }
 
 /// Answers are read into bounded zeroizing memory: a body over 1 MiB is a `Protocol` error,
 /// not an allocation without limit.
 #[tokio::test]
 async fn an_oversized_answer_is_refused() {
-    let emu = GcpKmsEmulator::start().await;
-    let sa = ServiceAccount::generate(&emu.token_uri());
-    emu.trust(&sa);
+    let (emu, sa) = GcpKmsEmulator::start_with_trusted_account().await;
     let huge: &'static str = Box::leak(format!("{{\"x\":\"{}\"}}", "a".repeat(2 << 20)).into());
     let canned = FaultyHttp::always(200, "application/json", huge).await;
     let err = GcpKms::connect(config(&emu, &sa, KEY).endpoint(&canned.endpoint))

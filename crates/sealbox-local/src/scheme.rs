@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sealbox_core::scheme::{SchemeSettings, UriParts, toml_error, with_query};
+use sealbox_core::scheme::{SchemeSettings, UriParts, misconfigured, toml_error, with_query};
 use sealbox_core::{KekRef, KekScheme, KekUri, KeyProvider, ProviderError, SettingError};
 use serde::Deserialize;
 
@@ -143,23 +143,13 @@ impl KekScheme for LocalScheme {
         kek: &KekUri,
         _settings: &SchemeSettings,
     ) -> Result<Arc<dyn KeyProvider>, ProviderError> {
-        let uri = kek.parsed::<LocalUri>().ok_or_else(|| {
-            ProviderError::new(
-                PROVIDER_ID,
-                kek.as_str(),
-                sealbox_core::ProviderErrorKind::Misconfigured,
-                "not a local:// KEK",
-            )
-        })?;
+        let uri = kek
+            .parsed::<LocalUri>()
+            .ok_or_else(|| misconfigured(PROVIDER_ID, kek, "not a local:// KEK"))?;
         let provider = match &uri.source {
             LocalSource::Unspecified => {
                 let why = self.connectable(kek).err().unwrap_or_default();
-                return Err(ProviderError::new(
-                    PROVIDER_ID,
-                    kek.as_str(),
-                    sealbox_core::ProviderErrorKind::Misconfigured,
-                    why,
-                ));
+                return Err(misconfigured(PROVIDER_ID, kek, why));
             }
             LocalSource::DevDefault => LocalKek::dev_default()?,
             LocalSource::File(path) => LocalKek::from_file(&uri.name, path)?,

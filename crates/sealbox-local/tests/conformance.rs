@@ -21,11 +21,8 @@ async fn harness() -> Local {
 
 #[async_trait]
 impl Harness for Local {
-    fn provider(&self) -> Arc<dyn KeyProvider> {
-        self.a.clone()
-    }
-    fn other(&self) -> Arc<dyn KeyProvider> {
-        self.b.clone()
+    fn keks(&self) -> [Arc<dyn KeyProvider>; 2] {
+        [self.a.clone(), self.b.clone()]
     }
     async fn missing(&self) -> Result<Arc<dyn KeyProvider>, ProviderError> {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -18,7 +18,9 @@ pub mod config;
 pub mod keyrings;
 pub mod schemes;
 
-pub use config::{ConfigError, ConfigErrors, Policy, PolicyConfig, Rule};
+pub use config::{
+    ConfigError, ConfigErrors, ExternalStorage, Policy, PolicyConfig, Rule, StorageSettings,
+};
 pub use keyrings::{PolicyError, PolicyKeyrings, ReloadablePolicy, Tenant, connect};
 pub use schemes::{describe_kek, display_kek, parse_kek, schemes};
 pub use sealbox_core::KekUri;

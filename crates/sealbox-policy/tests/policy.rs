@@ -28,6 +28,20 @@ fn local_keys(dir: &Path) -> (String, String) {
     (paths[0].clone(), paths[1].clone())
 }
 
+/// A reloadable policy read from `dir/policy.toml`, whose active KEK is the local key `a` of
+/// [`local_keys`]; with the file's path and the key files `(a, b)`.
+async fn reloadable_on_key_a(dir: &Path) -> (Arc<ReloadablePolicy>, PathBuf, (String, String)) {
+    let (a, b) = local_keys(dir);
+    let path = dir.join("policy.toml");
+    std::fs::write(
+        &path,
+        format!("[default]\nactive = \"local:///a?file={a}\"\n"),
+    )
+    .expect("write");
+    let policy = Arc::new(ReloadablePolicy::load(&path).await.expect("load"));
+    (policy, path, (a, b))
+}
+
 fn errors_of(text: &str) -> Vec<String> {
     match PolicyConfig::from_toml(text, "policy.toml") {
         Ok(_) => panic!("expected errors for:\n{text}"),
@@ -364,14 +378,7 @@ async fn namespaces_sharing_a_kek_are_isolated_and_decrypt_only_keys_still_open(
 #[tokio::test]
 async fn reload_swaps_atomically_and_a_broken_file_keeps_the_old_policy() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (a, b) = local_keys(dir.path());
-    let path = dir.path().join("policy.toml");
-    std::fs::write(
-        &path,
-        format!("[default]\nactive = \"local:///a?file={a}\"\n"),
-    )
-    .expect("write");
-    let policy = Arc::new(ReloadablePolicy::load(&path).await.expect("load"));
+    let (policy, path, (a, b)) = reloadable_on_key_a(dir.path()).await;
 
     let in_flight = policy.current();
     std::fs::write(&path, format!("[default]\nactive = \"local:///b?file={b}\"\ndecrypt_only = [\"local:///a?file={a}\"]\n"))
@@ -418,14 +425,7 @@ async fn reload_swaps_atomically_and_a_broken_file_keeps_the_old_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_policy() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (a, b) = local_keys(dir.path());
-    let path = dir.path().join("policy.toml");
-    std::fs::write(
-        &path,
-        format!("[default]\nactive = \"local:///a?file={a}\"\n"),
-    )
-    .expect("write");
-    let policy = Arc::new(ReloadablePolicy::load(&path).await.expect("load"));
+    let (policy, path, (_, b)) = reloadable_on_key_a(dir.path()).await;
     let task = policy.reload_on_sighup().expect("signal handler");
     std::fs::write(
         &path,
@@ -459,28 +459,16 @@ async fn sighup_reloads_the_policy() {
 
 #[tokio::test]
 async fn a_vault_policy_works_end_to_end_against_openbao() {
-    let bao = OpenBao::start();
-    bao.enable_transit("transit");
-    bao.create_key("transit", "default-kek", true);
-    bao.create_key("transit", "payments-kek", true);
+    let bao = OpenBao::start_with_transit_keys(&["default-kek", "payments-kek"]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, &bao.root_token).expect("token file");
     let host = bao.addr.trim_start_matches("http://");
     let text = format!(
-        r#"
-[vault]
-auth = "token"
-token_file = "{}"
-
-[default]
-active = "vault+http://{host}/transit/keys/default-kek"
-
+        r#"{}
 [[rule]]
 namespace = "payments-*"
 active = "vault+http://{host}/transit/keys/payments-kek"
 "#,
-        token_file.display()
+        bao.token_policy(dir.path(), "default-kek")
     );
     let policy = PolicyKeyrings::build(PolicyConfig::from_toml(&text, "vault").expect("valid"))
         .await
@@ -505,10 +493,8 @@ active = "vault+http://{host}/transit/keys/payments-kek"
 
 #[tokio::test]
 async fn a_gcp_policy_works_end_to_end_against_the_cloud_kms_emulator() {
-    use sealbox_testkit::gcpkms::{GcpKmsEmulator, ServiceAccount};
-    let emu = GcpKmsEmulator::start().await;
-    let sa = ServiceAccount::generate(&emu.token_uri());
-    emu.trust(&sa);
+    use sealbox_testkit::gcpkms::GcpKmsEmulator;
+    let (emu, sa) = GcpKmsEmulator::start_with_trusted_account().await;
     let key = emu.create_key("acme", "europe-west1", "sealbox", "default");
     let dir = tempfile::tempdir().expect("tempdir");
     let sa_file = dir.path().join("sa.json");
@@ -585,7 +571,7 @@ fn kek_error(result: Result<PolicyKeyrings, sealbox_policy::PolicyError>) -> Str
 /// Cloud KMS emulator.
 #[tokio::test]
 async fn plain_http_kms_endpoints_off_loopback_need_the_policy_opt_in() {
-    use sealbox_testkit::gcpkms::{GcpKmsEmulator, ServiceAccount};
+    use sealbox_testkit::gcpkms::GcpKmsEmulator;
     let arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
     let aws = |allow: &str, endpoint: &str| {
         format!(
@@ -617,9 +603,7 @@ async fn plain_http_kms_endpoints_off_loopback_need_the_policy_opt_in() {
         "{failed}"
     );
 
-    let emu = GcpKmsEmulator::start().await;
-    let sa = ServiceAccount::generate(&emu.token_uri());
-    emu.trust(&sa);
+    let (emu, sa) = GcpKmsEmulator::start_with_trusted_account().await;
     let key = emu.create_key("acme", "europe-west1", "sealbox", "default");
     let dir = tempfile::tempdir().expect("tempdir");
     let sa_file = dir.path().join("sa.json");
@@ -659,5 +643,58 @@ async fn plain_http_kms_endpoints_off_loopback_need_the_policy_opt_in() {
     assert_eq!(
         policy.open("billing-eu", &env).await.expect("open"),
         b"invoice"
+    );
+}
+
+/// `[storage]` and each policy's `external_storage`: 256 KiB by default once storage is
+/// configured, `off`, `always` or a size per rule; refused without `[storage]`.
+#[test]
+fn external_storage_is_configured_per_namespace() {
+    use sealbox_policy::ExternalStorage;
+    const DEV: &str = "[local]\ndevelopment_key = true\n";
+    let config = PolicyConfig::from_toml(
+        &format!(
+            "{DEV}[storage]\nurl = \"s3://payloads/prod\"\nmax_size = \"20MiB\"\n[default]\nactive = \"local:///dev\"\n\
+             [[rule]]\nnamespace = \"pii-*\"\nactive = \"local:///dev\"\nexternal_storage = \"always\"\n\
+             [[rule]]\nnamespace = \"small\"\nactive = \"local:///dev\"\nexternal_storage = \"off\"\n\
+             [[rule]]\nnamespace = \"media\"\nactive = \"local:///dev\"\nexternal_storage = \"1MiB\"\n"
+        ),
+        "t",
+    )
+    .expect("valid");
+    let storage = config.storage.as_ref().expect("storage");
+    assert_eq!(
+        (storage.url.as_str(), storage.max_size),
+        ("s3://payloads/prod", 20 * 1024 * 1024)
+    );
+    let of = |ns: &str| config.policy_for(ns).external_storage;
+    assert_eq!(of("orders"), ExternalStorage::Threshold(256 * 1024));
+    assert_eq!(of("pii-eu"), ExternalStorage::Always);
+    assert_eq!(of("small"), ExternalStorage::Off);
+    assert_eq!(of("media"), ExternalStorage::Threshold(1024 * 1024));
+    let none =
+        PolicyConfig::from_toml(&format!("{DEV}[default]\nactive = \"local:///dev\"\n"), "t")
+            .expect("valid");
+    assert!(none.storage.is_none());
+    assert_eq!(none.default.external_storage, ExternalStorage::Off);
+    assert_error(
+        &format!("{DEV}[default]\nactive = \"local:///dev\"\nexternal_storage = \"always\"\n"),
+        5,
+        "default.external_storage",
+        "needs a [storage] table",
+    );
+    assert_error(
+        &format!("{DEV}[storage]\nurl = \"ftp://x\"\n[default]\nactive = \"local:///dev\"\n"),
+        4,
+        "storage.url",
+        "not a store this build reads",
+    );
+    assert_error(
+        &format!(
+            "{DEV}[storage]\nurl = \"s3://b\"\n[default]\nactive = \"local:///dev\"\nexternal_storage = \"big\"\n"
+        ),
+        7,
+        "default.external_storage",
+        "is not a size",
     );
 }

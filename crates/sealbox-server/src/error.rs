@@ -75,6 +75,15 @@ impl ApiError {
                 "kms_unavailable",
                 e.to_string(),
             ),
+            CodecError::Storage { source, .. } => {
+                use sealbox_temporal::storage::StorageError;
+                let (status, reason) = match source {
+                    StorageError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+                    StorageError::Backend(_) => (StatusCode::BAD_GATEWAY, "storage_unavailable"),
+                    _ => (StatusCode::BAD_REQUEST, "storage_error"),
+                };
+                Self::new(status, reason, e.to_string())
+            }
             _ => Self::new(StatusCode::BAD_REQUEST, "codec_error", e.to_string()),
         }
     }

@@ -16,42 +16,36 @@ pub(crate) struct Metrics {
     latency: HistogramVec,
 }
 
+/// A counter family with a static (known-valid) definition.
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("static metric definition: {e}"))
+}
+
 impl Metrics {
     pub(crate) fn new() -> Self {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "sealbox_codec_requests_total",
-                "Codec requests by operation and HTTP status.",
-            ),
+        let requests = counter(
+            "sealbox_codec_requests_total",
+            "Codec requests by operation and HTTP status.",
             &["operation", "status"],
-        )
-        .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
-        let failures = IntCounterVec::new(
-            Opts::new(
-                "sealbox_codec_failures_total",
-                "Failed codec requests by reason.",
-            ),
+        );
+        let failures = counter(
+            "sealbox_codec_failures_total",
+            "Failed codec requests by reason.",
             &["operation", "reason"],
-        )
-        .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
-        let payloads = IntCounterVec::new(
-            Opts::new(
-                "sealbox_codec_payloads_total",
-                "Payloads received by operation.",
-            ),
+        );
+        let payloads = counter(
+            "sealbox_codec_payloads_total",
+            "Payloads received by operation.",
             &["operation"],
-        )
-        .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
-        let plaintext = IntCounterVec::new(
-            Opts::new(
-                "sealbox_codec_plaintext_payloads_total",
-                "Payloads that reached /decode unencrypted (not null, not an external-storage \
-                 reference): in a namespace that requires encryption, a possible downgrade.",
-            ),
+        );
+        let plaintext = counter(
+            "sealbox_codec_plaintext_payloads_total",
+            "Payloads that reached /decode unencrypted (not null, not an external-storage \
+             reference): in a namespace that requires encryption, a possible downgrade.",
             &["operation"],
-        )
-        .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
+        );
         let latency = HistogramVec::new(
             HistogramOpts::new("sealbox_codec_request_seconds", "Codec request latency.").buckets(
                 vec![

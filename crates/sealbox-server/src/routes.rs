@@ -9,6 +9,8 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use sealbox_policy::ExternalStorage;
+use sealbox_temporal::storage::{StorageCodec, Threshold};
 use sealbox_temporal::{Payload, SealboxCodec};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -129,13 +131,25 @@ async fn codec_call(
             ),
         ));
     }
-    if op == Op::Download {
+    let storage = match &policy.config().storage {
+        Some(settings) => Some(s.storage_driver(settings).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "storage_unavailable",
+                e.to_string(),
+            )
+        })?),
+        None => None,
+    };
+    if op == Op::Download && storage.is_none() {
+        // 404 is what the Web UI explains as "connected, but not configured to download".
         return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
-            "external storage (/download) is not configured on this codec server",
+            StatusCode::NOT_FOUND,
+            "not_configured",
+            "external storage is not configured on this codec server ([storage] in the policy file)",
         ));
     }
+    let preserve_references = preserve_storage_refs(parts.uri.query());
     let body = axum::body::to_bytes(body, config.max_body)
         .await
         .map_err(|_| {
@@ -193,14 +207,42 @@ async fn codec_call(
     // shows it as it is (counted in the audit line and metrics), since the history shows
     // the same bytes to anyone who can read it, and one forged payload must not hide the
     // rest of the event from an operator.
-    let codec = SealboxCodec::from_policy(Arc::clone(&policy), namespace)
-        .require_encryption(false)
+    let mut builder =
+        SealboxCodec::from_policy(Arc::clone(&policy), namespace).require_encryption(false);
+    if let Some(settings) = &policy.config().storage {
+        // Payloads up to the storage cap reach the codec (they are stored, not put in history).
+        let cap = usize::try_from(settings.max_size).unwrap_or(usize::MAX);
+        builder = builder
+            .max_payload_bytes(cap.max(sealbox_temporal::TEMPORAL_PAYLOAD_LIMIT))
+            .decompression_limits(cap.max(64 << 20), cap.saturating_mul(2).max(128 << 20));
+    }
+    let codec = builder
         .build()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let stored = storage.map(|driver| {
+        let threshold = match tenant.policy.external_storage {
+            ExternalStorage::Always => Some(Threshold::Always),
+            ExternalStorage::Threshold(n) => {
+                Some(Threshold::Bytes(usize::try_from(n).unwrap_or(usize::MAX)))
+            }
+            ExternalStorage::Off => None,
+        };
+        (
+            StorageCodec::new(codec.clone(), driver)
+                .threshold(threshold.unwrap_or(Threshold::Bytes(usize::MAX))),
+            threshold.is_some(),
+        )
+    });
     let work = async {
-        match op {
-            Op::Encode => codec.encode_payloads(payloads).await,
-            _ => codec.decode_payloads(payloads).await,
+        match (op, &stored) {
+            (Op::Encode, Some((storage, true))) => storage.encode_payloads(payloads).await,
+            (Op::Encode, _) => codec.encode_payloads(payloads).await,
+            (Op::Decode, Some((storage, _))) => {
+                storage.decode_payloads(payloads, preserve_references).await
+            }
+            (Op::Decode, None) => codec.decode_payloads(payloads).await,
+            (Op::Download, Some((storage, _))) => storage.download(payloads).await,
+            (Op::Download, None) => Ok(Vec::new()), // refused above
         }
     };
     let out = match tokio::time::timeout(config.kms_timeout, work).await {
@@ -227,6 +269,16 @@ async fn codec_call(
         Body::from(wire::render(&out)),
     )
         .into_response())
+}
+
+/// `?preserveStorageRefs=true` (the Web UI's; case-insensitive): return external-storage
+/// references as they are instead of resolving them.
+fn preserve_storage_refs(query: Option<&str>) -> bool {
+    query.unwrap_or("").split('&').any(|pair| {
+        pair.split_once('=').is_some_and(|(k, v)| {
+            k.eq_ignore_ascii_case("preserveStorageRefs") && v.eq_ignore_ascii_case("true")
+        })
+    })
 }
 
 /// Charges `calls` KMS calls to `caller`'s budget (`[server].kms_rate_limit`), before any is

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use sealbox_policy::ReloadablePolicy;
+use sealbox_policy::{ReloadablePolicy, StorageSettings};
+use sealbox_temporal::storage::{ObjectStoreDriver, StorageDriver, StorageError};
 
 use crate::auth::Authenticator;
 use crate::config::ServerConfig;
@@ -54,6 +55,9 @@ pub struct AppState {
     pub(crate) metrics: metrics::Metrics,
     audit: AuditSink,
     pub(crate) ready_cache: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
+    /// The external-storage driver of the policy's `[storage]` (URL, cap), opened on first
+    /// use and reopened when a reload changes them.
+    storage: Mutex<Option<(StorageSettings, Arc<dyn StorageDriver>)>>,
 }
 
 impl AppState {
@@ -75,6 +79,7 @@ impl AppState {
             metrics: metrics::Metrics::new(),
             audit,
             ready_cache: tokio::sync::Mutex::new(None),
+            storage: Mutex::new(None),
         }))
     }
 
@@ -135,6 +140,23 @@ impl AppState {
         self.runtime.store(Arc::new(runtime));
         *self.ready_cache.lock().await = None;
         Ok(())
+    }
+
+    /// The driver for `settings` (the policy snapshot's `[storage]`).
+    pub(crate) fn storage_driver(
+        &self,
+        settings: &StorageSettings,
+    ) -> Result<Arc<dyn StorageDriver>, StorageError> {
+        let mut slot = self.storage.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((open, driver)) = slot.as_ref()
+            && open == settings
+        {
+            return Ok(Arc::clone(driver));
+        }
+        let max = usize::try_from(settings.max_size).unwrap_or(usize::MAX);
+        let driver: Arc<dyn StorageDriver> = Arc::new(ObjectStoreDriver::open(&settings.url, max)?);
+        *slot = Some((settings.clone(), Arc::clone(&driver)));
+        Ok(driver)
     }
 
     pub(crate) fn write_audit(&self, line: serde_json::Value) {

@@ -54,38 +54,47 @@ impl CodecChain {
     }
 }
 
-impl PayloadCodec for CodecChain {
-    fn encode(
-        &self,
-        context: &SerializationContextData,
-        payloads: Vec<Payload>,
-    ) -> BoxFuture<'static, Result<Vec<Payload>, PayloadConversionError>> {
-        let codecs = self.codecs.clone();
-        let context = context.clone();
-        async move {
-            let mut payloads = payloads;
-            for codec in &codecs {
-                payloads = codec.encode(&context, payloads).await?;
-            }
-            Ok(payloads)
+/// What a codec's `encode` or `decode` returns.
+type PayloadsFuture = BoxFuture<'static, Result<Vec<Payload>, PayloadConversionError>>;
+
+/// One codec step: a codec's `encode` or `decode`.
+type Step = fn(&DynCodec, &SerializationContextData, Vec<Payload>) -> PayloadsFuture;
+
+/// Runs `step` of each of `codecs`, in order, each on what the one before returned.
+fn run_chain<'a>(
+    codecs: impl Iterator<Item = &'a DynCodec>,
+    context: &SerializationContextData,
+    payloads: Vec<Payload>,
+    step: Step,
+) -> PayloadsFuture {
+    let codecs: Vec<DynCodec> = codecs.cloned().collect();
+    let context = context.clone();
+    async move {
+        let mut payloads = payloads;
+        for codec in &codecs {
+            payloads = step(codec, &context, payloads).await?;
         }
-        .boxed()
+        Ok(payloads)
+    }
+    .boxed()
+}
+
+impl PayloadCodec for CodecChain {
+    fn encode(&self, context: &SerializationContextData, payloads: Vec<Payload>) -> PayloadsFuture {
+        run_chain(
+            self.codecs.iter(),
+            context,
+            payloads,
+            |codec, context, payloads| codec.encode(context, payloads),
+        )
     }
 
-    fn decode(
-        &self,
-        context: &SerializationContextData,
-        payloads: Vec<Payload>,
-    ) -> BoxFuture<'static, Result<Vec<Payload>, PayloadConversionError>> {
-        let codecs = self.codecs.clone();
-        let context = context.clone();
-        async move {
-            let mut payloads = payloads;
-            for codec in codecs.iter().rev() {
-                payloads = codec.decode(&context, payloads).await?;
-            }
-            Ok(payloads)
-        }
-        .boxed()
+    fn decode(&self, context: &SerializationContextData, payloads: Vec<Payload>) -> PayloadsFuture {
+        run_chain(
+            self.codecs.iter().rev(),
+            context,
+            payloads,
+            |codec, context, payloads| codec.decode(context, payloads),
+        )
     }
 }

@@ -175,17 +175,10 @@ impl fmt::Debug for SealboxCodec {
     }
 }
 
-/// Builds a [`SealboxCodec`].
+/// Builds a [`SealboxCodec`]: the codec's settings, checked by [`SealboxCodecBuilder::build`].
 #[must_use]
 pub struct SealboxCodecBuilder {
-    source: KeySource,
-    namespace: String,
-    max_payload_bytes: usize,
-    legacy: LegacyFormats,
-    pass_through_foreign: bool,
-    require_encryption: Option<bool>,
-    compression: Option<Option<ZstdOptions>>,
-    decompression: ZstdOptions,
+    inner: Inner,
 }
 
 impl SealboxCodec {
@@ -259,7 +252,7 @@ impl SealboxCodec {
 
 impl SealboxCodecBuilder {
     fn new(source: KeySource, namespace: String) -> Self {
-        Self {
+        let inner = Inner {
             source,
             namespace,
             max_payload_bytes: TEMPORAL_PAYLOAD_LIMIT,
@@ -268,14 +261,16 @@ impl SealboxCodecBuilder {
             require_encryption: None,
             compression: None,
             decompression: ZstdOptions::default(),
-        }
+            counters: Counters::default(),
+        };
+        Self { inner }
     }
 
     /// Refuse payloads that are not encrypted on decode (see the codec's documentation).
     /// Default: the key policy's `require_encryption` (itself on by default); on for a codec
     /// built from a key-ring.
     pub fn require_encryption(mut self, yes: bool) -> Self {
-        self.require_encryption = Some(yes);
+        self.inner.require_encryption = Some(yes);
         self
     }
 
@@ -284,7 +279,7 @@ impl SealboxCodecBuilder {
     /// decompressed on decode whatever this says, but only when they come out of an
     /// envelope. See [`crate::ZstdCodec`] for the compression side channel.
     pub fn compression(mut self, options: Option<ZstdOptions>) -> Self {
-        self.compression = Some(options);
+        self.inner.compression = Some(options);
         self
     }
 
@@ -292,7 +287,8 @@ impl SealboxCodecBuilder {
     /// and `call_budget` per call (defaults 64 MiB and 128 MiB). The budget must be at least
     /// the largest payload a namespace stores, externally included.
     pub fn decompression_limits(mut self, max_decompressed: usize, call_budget: usize) -> Self {
-        self.decompression = self
+        self.inner.decompression = self
+            .inner
             .decompression
             .max_decompressed(max_decompressed)
             .call_budget(call_budget);
@@ -302,13 +298,13 @@ impl SealboxCodecBuilder {
     /// Refuse to produce payloads larger than this (protobuf-encoded). Default: 2 MiB,
     /// Temporal's default blob size limit. Lower it if your server is configured lower.
     pub fn max_payload_bytes(mut self, limit: usize) -> Self {
-        self.max_payload_bytes = limit;
+        self.inner.max_payload_bytes = limit;
         self
     }
 
     /// Legacy formats the decoder should read (migration from Temporal's samples or Proxy).
     pub fn legacy(mut self, legacy: LegacyFormats) -> Self {
-        self.legacy = legacy;
+        self.inner.legacy = legacy;
         self
     }
 
@@ -316,49 +312,41 @@ impl SealboxCodecBuilder {
     /// (for a chain where another codec decodes them). Default: fail with an error naming
     /// the format.
     pub fn pass_through_foreign(mut self, yes: bool) -> Self {
-        self.pass_through_foreign = yes;
+        self.inner.pass_through_foreign = yes;
         self
     }
 
     /// Checks the settings and builds the codec.
     pub fn build(self) -> Result<SealboxCodec, CodecError> {
-        if self.namespace.is_empty() {
+        let mut inner = self.inner;
+        if inner.namespace.is_empty() {
             return Err(CodecError::Config("the namespace must not be empty".into()));
         }
-        if self.max_payload_bytes == 0 {
+        if inner.max_payload_bytes == 0 {
             return Err(CodecError::Config(
                 "max_payload_bytes must be greater than zero".into(),
             ));
         }
-        self.decompression.validate()?;
-        if let Some(Some(c)) = &self.compression {
+        inner.decompression.validate()?;
+        if let Some(Some(c)) = &inner.compression {
             c.validate()?;
         }
-        let source = match self.source {
+        inner.source = match inner.source {
             KeySource::Fixed { keyring, .. } => KeySource::Fixed {
                 keyring,
                 context: EncryptionContext::new()
-                    .with(NAMESPACE_KEY, self.namespace.clone())
+                    .with(NAMESPACE_KEY, inner.namespace.clone())
                     .map_err(|e| CodecError::Config(format!("namespace: {e}")))?,
             },
             other => other,
         };
         // Resolve once so that a namespace the policy cannot serve fails now, not per call.
-        source
-            .resolve(&self.namespace)
-            .map_err(|e| CodecError::Config(format!("namespace `{}`: {e}", self.namespace)))?;
+        inner
+            .source
+            .resolve(&inner.namespace)
+            .map_err(|e| CodecError::Config(format!("namespace `{}`: {e}", inner.namespace)))?;
         Ok(SealboxCodec {
-            inner: Arc::new(Inner {
-                source,
-                namespace: self.namespace,
-                max_payload_bytes: self.max_payload_bytes,
-                legacy: self.legacy,
-                pass_through_foreign: self.pass_through_foreign,
-                require_encryption: self.require_encryption,
-                compression: self.compression,
-                decompression: self.decompression,
-                counters: Counters::default(),
-            }),
+            inner: Arc::new(inner),
         })
     }
 }

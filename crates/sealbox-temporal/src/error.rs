@@ -88,6 +88,22 @@ pub enum CodecError {
         /// The namespace whose policy requires encryption.
         namespace: String,
     },
+    /// External storage could not store or retrieve a payload (the error names the
+    /// reference, never payload data).
+    #[error("payload {index}: {source}")]
+    Storage {
+        /// Position of the payload in the call.
+        index: usize,
+        /// The driver's error.
+        #[source]
+        source: crate::storage::StorageError,
+    },
+    /// A payload given to `/download` is not an external-storage reference.
+    #[error("payload {index}: not an external-storage reference")]
+    NotAReference {
+        /// Position of the payload in the call.
+        index: usize,
+    },
     /// The codec's configuration is invalid.
     #[error("invalid codec configuration: {0}")]
     Config(String),

@@ -32,6 +32,7 @@ mod chain;
 mod codec;
 mod error;
 mod legacy;
+pub mod storage;
 mod zstd_codec;
 
 pub use chain::CodecChain;

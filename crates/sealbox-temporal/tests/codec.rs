@@ -31,6 +31,34 @@ fn base64_key(byte: u8) -> String {
     base64::engine::general_purpose::STANDARD.encode([byte; 32])
 }
 
+/// The policy `policy(k)` writes, where `k` is the path of a local KEK file (32 bytes of
+/// `byte`) in a fresh directory, which lives as long as the returned guard.
+async fn policy_with_local_key(
+    byte: u8,
+    policy: impl FnOnce(&str) -> String,
+) -> (tempfile::TempDir, Arc<PolicyKeyrings>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("kek");
+    sealbox_testkit::write_secret_file(&key, &base64_key(byte));
+    let text = policy(&key.display().to_string());
+    let config = PolicyConfig::from_toml(&text, "p").expect("valid");
+    let keyrings = PolicyKeyrings::build(config).await.expect("build");
+    (dir, Arc::new(keyrings))
+}
+
+/// `data` as one `json/plain` payload encoded by `chain`, checking that the KEK the payload
+/// names starts with `kek_prefix`.
+async fn encode_json(chain: &CodecChain, data: &str, kek_prefix: &str) -> Vec<Payload> {
+    let ctx = SerializationContextData::None;
+    let sealed = chain
+        .encode(&ctx, vec![payload("json/plain", data.as_bytes())])
+        .await
+        .expect("encode");
+    let kek = meta(&sealed[0], "encryption-key-id").expect("kid");
+    assert!(kek.starts_with(kek_prefix), "{kek}");
+    sealed
+}
+
 fn meta<'a>(p: &'a Payload, key: &str) -> Option<&'a str> {
     p.metadata
         .get(key)
@@ -254,17 +282,9 @@ async fn payload_over_the_limit_is_refused_with_advice() {
 
 #[tokio::test]
 async fn encode_fails_closed_when_the_kms_is_down() {
-    let bao = sealbox_testkit::servers::OpenBao::start();
-    bao.enable_transit("transit");
-    bao.create_key("transit", "k", true);
+    let bao = sealbox_testkit::servers::OpenBao::start_with_transit_keys(&["k"]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let token = dir.path().join("token");
-    std::fs::write(&token, &bao.root_token).expect("token");
-    let text = format!(
-        "version = 1\n[vault]\nauth = \"token\"\ntoken_file = \"{}\"\n[default]\nactive = \"vault+http://{}/transit/keys/k\"\n",
-        token.display(),
-        bao.addr.trim_start_matches("http://")
-    );
+    let text = bao.token_policy(dir.path(), "k");
     let policy = PolicyKeyrings::build(PolicyConfig::from_toml(&text, "t").expect("policy"))
         .await
         .expect("build");
@@ -533,18 +553,12 @@ async fn plaintext_is_refused_where_encryption_is_required() {
 
 #[tokio::test]
 async fn the_key_policy_decides_require_encryption_per_namespace() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key = dir.path().join("kek");
-    sealbox_testkit::write_secret_file(&key, &base64_key(4));
-    let text = format!(
-        "version = 1\n[default]\nactive = \"local:///d?file={k}\"\n[[rule]]\nnamespace = \"migrating\"\nactive = \"local:///d?file={k}\"\nrequire_encryption = false\n",
-        k = key.display()
-    );
-    let policy = Arc::new(
-        PolicyKeyrings::build(PolicyConfig::from_toml(&text, "p").expect("valid"))
-            .await
-            .expect("build"),
-    );
+    let (_dir, policy) = policy_with_local_key(4, |k| {
+        format!(
+            "version = 1\n[default]\nactive = \"local:///d?file={k}\"\n[[rule]]\nnamespace = \"migrating\"\nactive = \"local:///d?file={k}\"\nrequire_encryption = false\n"
+        )
+    })
+    .await;
     let ctx = SerializationContextData::None;
     let plain = vec![payload("json/plain", b"\"old\"")];
     let strict = CodecChain::from_policy(Arc::clone(&policy), "payments").expect("chain");
@@ -631,11 +645,9 @@ async fn sealed_zstd_bombs_are_refused_within_the_call_budget() {
 
 #[tokio::test]
 async fn policy_codec_applies_the_namespace_rule_and_its_compression() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key = dir.path().join("kek");
-    sealbox_testkit::write_secret_file(&key, &base64_key(9));
-    let text = format!(
-        r#"version = 1
+    let (_dir, policy) = policy_with_local_key(9, |k| {
+        format!(
+            r#"version = 1
 [default]
 active = "local:///plain?file={k}"
 
@@ -647,26 +659,14 @@ algorithm = "zstd"
 min_size = "1KiB"
 [rule.context]
 region = "eu"
-"#,
-        k = key.display()
-    );
-    let policy = Arc::new(
-        PolicyKeyrings::build(PolicyConfig::from_toml(&text, "p").expect("valid"))
-            .await
-            .expect("build"),
-    );
+"#
+        )
+    })
+    .await;
     let ctx = SerializationContextData::None;
     let data = "repetitive ".repeat(500);
     let big = CodecChain::from_policy(Arc::clone(&policy), "big-data").expect("chain");
-    let sealed = big
-        .encode(&ctx, vec![payload("json/plain", data.as_bytes())])
-        .await
-        .expect("encode");
-    assert!(
-        meta(&sealed[0], "encryption-key-id")
-            .expect("kid")
-            .starts_with("local:big")
-    );
+    let sealed = encode_json(&big, &data, "local:big").await;
     let header = sealbox_core::inspect(&sealed[0].data).expect("header");
     assert_eq!(header.context.get("region"), Some("eu"));
     assert!(sealed[0].data.len() < data.len() / 4, "the rule compresses");
@@ -676,15 +676,7 @@ region = "eu"
     );
 
     let plain = CodecChain::from_policy(policy, "other").expect("chain");
-    let sealed = plain
-        .encode(&ctx, vec![payload("json/plain", data.as_bytes())])
-        .await
-        .expect("encode");
-    assert!(
-        meta(&sealed[0], "encryption-key-id")
-            .expect("kid")
-            .starts_with("local:plain")
-    );
+    let sealed = encode_json(&plain, &data, "local:plain").await;
     assert!(
         sealed[0].data.len() > data.len(),
         "the default does not compress"

@@ -14,15 +14,31 @@ use sealbox_aws::{AwsKms, AwsKmsConfig};
 use sealbox_keyring::Keyring;
 use sealbox_local::LocalKek;
 use sealbox_temporal::{CodecError, LegacyFormats, Payload, SealboxCodec};
-use sealbox_testkit::servers::{Moto, find_tool, workspace_root};
+use sealbox_testkit::servers::{Moto, find_tool, json_stdout, workspace_root};
 use secrecy::SecretBox;
 
 const SAMPLES_KEY: [u8; 32] = [0x42; 32];
 
+/// What the independent writer produced, with the KMS its Proxy payloads' keys are wrapped
+/// by.
 struct Legacy {
     _moto: Moto,
     kms: Arc<AwsKms>,
-    out: serde_json::Value,
+    /// Temporal samples payloads, with their original encoding and data.
+    samples: Vec<(Payload, String, String)>,
+    /// Temporal Proxy payloads, likewise.
+    proxy: Vec<(Payload, String, String)>,
+    /// The KEK URI Proxy names its KMS key by.
+    kek_uri: String,
+}
+
+impl Legacy {
+    /// The legacy formats configured right: the samples key and the Proxy KEK.
+    fn formats(&self) -> LegacyFormats {
+        LegacyFormats::new()
+            .samples_key("test-key-id", SecretBox::new(Box::new(SAMPLES_KEY)))
+            .proxy_kek(self.kek_uri.clone(), self.kms.clone())
+    }
 }
 
 async fn generate() -> Legacy {
@@ -38,12 +54,10 @@ async fn generate() -> Legacy {
         .arg(&moto.endpoint)
         .output()
         .expect("run make_payloads.py");
-    assert!(
-        run.status.success(),
-        "make_payloads.py failed (install its packages with scripts/setup-tools.sh): {}",
-        String::from_utf8_lossy(&run.stderr)
+    let out = json_stdout(
+        "make_payloads.py failed (install its packages with scripts/setup-tools.sh)",
+        &run,
     );
-    let out: serde_json::Value = serde_json::from_slice(&run.stdout).expect("JSON");
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "t"))
@@ -59,7 +73,9 @@ async fn generate() -> Legacy {
     Legacy {
         _moto: moto,
         kms,
-        out,
+        samples: items(&out["samples"]),
+        proxy: items(&out["proxy"]),
+        kek_uri: out["kek_uri"].as_str().expect("uri").to_owned(),
     }
 }
 
@@ -103,22 +119,17 @@ fn check(decoded: &[Payload], expected: &[(Payload, String, String)]) {
 #[tokio::test]
 async fn reads_samples_and_proxy_payloads_from_an_independent_writer() {
     let l = generate().await;
-    let samples = items(&l.out["samples"]);
-    let proxy = items(&l.out["proxy"]);
-    let kek_uri = l.out["kek_uri"].as_str().expect("uri");
-    let legacy = LegacyFormats::new()
-        .samples_key("test-key-id", SecretBox::new(Box::new(SAMPLES_KEY)))
-        .proxy_kek(kek_uri, l.kms.clone());
-    let codec = codec(legacy);
+    let (samples, proxy) = (&l.samples, &l.proxy);
+    let codec = codec(l.formats());
 
     let all: Vec<Payload> = samples
         .iter()
-        .chain(&proxy)
+        .chain(proxy)
         .map(|(p, _, _)| p.clone())
         .collect();
     let decoded = codec.decode_payloads(all).await.expect("decode legacy");
-    check(&decoded[..2], &samples);
-    check(&decoded[2..], &proxy);
+    check(&decoded[..2], samples);
+    check(&decoded[2..], proxy);
     assert_eq!(codec.stats().legacy_decoded, 4);
 
     // Migration: what we read back, we write in our own format.
@@ -140,9 +151,7 @@ async fn reads_samples_and_proxy_payloads_from_an_independent_writer() {
 #[tokio::test]
 async fn wrong_key_tampering_and_unknown_keys_are_errors() {
     let l = generate().await;
-    let samples = items(&l.out["samples"]);
-    let proxy = items(&l.out["proxy"]);
-    let kek_uri = l.out["kek_uri"].as_str().expect("uri");
+    let (samples, proxy) = (&l.samples, &l.proxy);
 
     // Wrong static key.
     let wrong = codec(
@@ -156,11 +165,7 @@ async fn wrong_key_tampering_and_unknown_keys_are_errors() {
     assert!(err.to_string().contains("authentication failed"), "{err}");
 
     // Right key, one flipped ciphertext bit.
-    let right = codec(
-        LegacyFormats::new()
-            .samples_key("test-key-id", SecretBox::new(Box::new(SAMPLES_KEY)))
-            .proxy_kek(kek_uri, l.kms.clone()),
-    );
+    let right = codec(l.formats());
     let mut tampered = samples[1].0.clone();
     tampered.data[20] ^= 0x80;
     assert!(right.decode_payloads(vec![tampered]).await.is_err());
@@ -186,7 +191,7 @@ async fn wrong_key_tampering_and_unknown_keys_are_errors() {
         .decode_payloads(vec![proxy[0].0.clone()])
         .await
         .expect_err("no proxy kek");
-    assert!(err.to_string().contains(kek_uri), "{err}");
+    assert!(err.to_string().contains(&l.kek_uri), "{err}");
     let err = none
         .decode_payloads(vec![samples[0].0.clone()])
         .await

@@ -9,19 +9,29 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use sealbox_core::{
-    DataKey, EncryptionContext, Error, GeneratedKey, KeyDescription, KeyProvider, ProviderError,
-    ProviderErrorKind, WrappedKey, inspect,
+    DataKey, EncryptionContext, Error, KeyProvider, ProviderError, ProviderErrorKind, WrappedKey,
+    inspect,
 };
 use sealbox_keyring::{Keyring, LeaseLimits};
+
+use crate::fixtures::{Instrumented, assert_kind_in};
 use tokio::sync::Semaphore;
 
 /// What the suite needs from a provider's test setup.
 #[async_trait]
 pub trait Harness: Send + Sync {
+    /// Providers for two distinct KEKs in the same KMS: the main one and a second one.
+    fn keks(&self) -> [Arc<dyn KeyProvider>; 2];
     /// A provider for the main KEK.
-    fn provider(&self) -> Arc<dyn KeyProvider>;
-    /// A provider for a second, distinct KEK in the same KMS.
-    fn other(&self) -> Arc<dyn KeyProvider>;
+    fn provider(&self) -> Arc<dyn KeyProvider> {
+        let [main, _] = self.keks();
+        main
+    }
+    /// A provider for the second, distinct KEK in the same KMS.
+    fn other(&self) -> Arc<dyn KeyProvider> {
+        let [_, second] = self.keks();
+        second
+    }
     /// A provider configured for a KEK that does not exist.
     async fn missing(&self) -> Result<Arc<dyn KeyProvider>, ProviderError>;
     /// Rotates the main KEK on the server: new wrapping version, old ones still unwrap.
@@ -118,16 +128,21 @@ pub async fn wrong_key_fails(h: &dyn Harness) {
         .await
         .expect_err("B must not unwrap A's ciphertext");
     // AWS KMS answers IncorrectKeyException (InvalidWrappedKey); moto AccessDeniedException.
-    assert!(
-        matches!(
-            err.kind(),
-            ProviderErrorKind::InvalidWrappedKey
-                | ProviderErrorKind::NotFound
-                | ProviderErrorKind::PermissionDenied
-        ),
-        "{err}"
+    assert_kind_in(
+        &err,
+        &[
+            ProviderErrorKind::InvalidWrappedKey,
+            ProviderErrorKind::NotFound,
+            ProviderErrorKind::PermissionDenied,
+        ],
     );
     assert!(!err.is_retryable(), "{err}");
+}
+
+/// The KEK version an envelope's header names.
+fn kek_version(envelope: &[u8]) -> Option<String> {
+    let header = inspect(envelope).expect("header");
+    header.kek().key_version().map(str::to_owned)
 }
 
 /// Envelopes sealed before a server-side rotation stay readable; new data uses the new
@@ -140,11 +155,7 @@ pub async fn rotation_and_rewrap(h: &dyn Harness) {
         .seal(&c, b"sealed before rotation")
         .await
         .expect("seal");
-    let old_version = inspect(&old)
-        .expect("header")
-        .kek()
-        .key_version()
-        .map(str::to_owned);
+    let old_version = kek_version(&old);
     h.rotate().await;
 
     let fresh_ring = Keyring::builder(p.clone()).build().expect("keyring");
@@ -156,22 +167,14 @@ pub async fn rotation_and_rewrap(h: &dyn Harness) {
         .seal(&c, b"sealed after rotation")
         .await
         .expect("seal");
-    let new_version = inspect(&new)
-        .expect("header")
-        .kek()
-        .key_version()
-        .map(str::to_owned);
+    let new_version = kek_version(&new);
     let rewrapped = fresh_ring.rewrap(&c, &old).await.expect("rewrap");
     assert_eq!(
         fresh_ring.stats().rewrap_calls,
         1,
         "same KEK: the provider's own rewrap is used"
     );
-    let rewrapped_version = inspect(&rewrapped)
-        .expect("header")
-        .kek()
-        .key_version()
-        .map(str::to_owned);
+    let rewrapped_version = kek_version(&rewrapped);
     if h.versioned() {
         assert_ne!(
             old_version, new_version,
@@ -267,45 +270,6 @@ pub async fn kms_call_counts(h: &dyn Harness) {
     assert_eq!(reader.stats().kms_calls(), 3);
 }
 
-/// Counts unwrap calls and holds them at a gate.
-#[derive(Debug)]
-struct Gate {
-    inner: Arc<dyn KeyProvider>,
-    calls: AtomicUsize,
-    gate: Semaphore,
-}
-
-#[async_trait]
-impl KeyProvider for Gate {
-    fn provider_id(&self) -> &str {
-        self.inner.provider_id()
-    }
-    fn key_id(&self) -> &str {
-        self.inner.key_id()
-    }
-    async fn generate_data_key(
-        &self,
-        c: &EncryptionContext,
-    ) -> Result<GeneratedKey, ProviderError> {
-        self.inner.generate_data_key(c).await
-    }
-    async fn wrap(&self, k: &DataKey, c: &EncryptionContext) -> Result<WrappedKey, ProviderError> {
-        self.inner.wrap(k, c).await
-    }
-    async fn unwrap(
-        &self,
-        w: &WrappedKey,
-        c: &EncryptionContext,
-    ) -> Result<DataKey, ProviderError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let _permit = self.gate.acquire().await.expect("gate");
-        self.inner.unwrap(w, c).await
-    }
-    async fn describe(&self) -> Result<KeyDescription, ProviderError> {
-        self.inner.describe().await
-    }
-}
-
 /// 64 concurrent opens of one envelope in a fresh key-ring make exactly one KMS call.
 pub async fn concurrent_opens_one_call(h: &dyn Harness) {
     let p = h.provider();
@@ -318,10 +282,10 @@ pub async fn concurrent_opens_one_call(h: &dyn Harness) {
             .await
             .expect("seal"),
     );
-    let gate = Arc::new(Gate {
-        inner: p,
-        calls: AtomicUsize::new(0),
-        gate: Semaphore::new(0),
+    let unwrap_gate = Arc::new(Semaphore::new(0));
+    let gate = Arc::new(Instrumented {
+        unwrap_gate: Some(unwrap_gate.clone()),
+        ..Instrumented::new(p)
     });
     let reader = Keyring::builder(gate.clone()).build().expect("keyring");
     let started = Arc::new(AtomicUsize::new(0));
@@ -333,17 +297,17 @@ pub async fn concurrent_opens_one_call(h: &dyn Harness) {
             reader.open(&c, &env).await
         }));
     }
-    while started.load(Ordering::SeqCst) < 64 || gate.calls.load(Ordering::SeqCst) == 0 {
+    while started.load(Ordering::SeqCst) < 64 || gate.unwrap_calls.load(Ordering::SeqCst) == 0 {
         tokio::task::yield_now().await;
     }
     for _ in 0..1000 {
         tokio::task::yield_now().await;
     }
-    gate.gate.add_permits(Semaphore::MAX_PERMITS / 2);
+    unwrap_gate.add_permits(Semaphore::MAX_PERMITS / 2);
     for t in tasks {
         assert_eq!(t.await.expect("task").expect("open"), b"x");
     }
-    assert_eq!(gate.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(gate.unwrap_calls.load(Ordering::SeqCst), 1);
     assert_eq!(reader.stats().unwrap_calls, 1);
 }
 
@@ -364,12 +328,12 @@ pub async fn missing_key_is_a_typed_error(h: &dyn Harness) {
         .generate_data_key(&ctx("a"))
         .await
         .expect_err("missing key");
-    assert!(
-        matches!(
-            err.kind(),
-            ProviderErrorKind::NotFound | ProviderErrorKind::PermissionDenied
-        ),
-        "{err}"
+    assert_kind_in(
+        &err,
+        &[
+            ProviderErrorKind::NotFound,
+            ProviderErrorKind::PermissionDenied,
+        ],
     );
     assert!(
         err.to_string().contains(p.key_id()),
@@ -383,37 +347,23 @@ pub async fn missing_key_is_a_typed_error(h: &dyn Harness) {
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:path) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn conformance_round_trip() {
-            $crate::conformance::round_trip(&$make().await).await;
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn conformance_wrong_context_fails() {
-            $crate::conformance::wrong_context_fails(&$make().await).await;
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn conformance_wrong_key_fails() {
-            $crate::conformance::wrong_key_fails(&$make().await).await;
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn conformance_rotation_and_rewrap() {
-            $crate::conformance::rotation_and_rewrap(&$make().await).await;
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn conformance_rewrap_across_keks() {
-            $crate::conformance::rewrap_across_keks(&$make().await).await;
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn conformance_kms_call_counts() {
-            $crate::conformance::kms_call_counts(&$make().await).await;
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn conformance_concurrent_opens_one_call() {
-            $crate::conformance::concurrent_opens_one_call(&$make().await).await;
-        }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn conformance_missing_key_is_a_typed_error() {
-            $crate::conformance::missing_key_is_a_typed_error(&$make().await).await;
-        }
+        $crate::conformance_tests!(@each $make;
+            conformance_round_trip => round_trip,
+            conformance_wrong_context_fails => wrong_context_fails,
+            conformance_wrong_key_fails => wrong_key_fails,
+            conformance_rotation_and_rewrap => rotation_and_rewrap,
+            conformance_rewrap_across_keks => rewrap_across_keks,
+            conformance_kms_call_counts => kms_call_counts,
+            conformance_concurrent_opens_one_call => concurrent_opens_one_call,
+            conformance_missing_key_is_a_typed_error => missing_key_is_a_typed_error,
+        );
+    };
+    (@each $make:path; $($test:ident => $check:ident,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                $crate::conformance::$check(&$make().await).await;
+            }
+        )*
     };
 }

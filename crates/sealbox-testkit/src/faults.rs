@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// A running fault endpoint; stops when dropped.
 pub struct FaultyHttp {
@@ -19,13 +19,7 @@ pub struct FaultyHttp {
 impl FaultyHttp {
     /// Answers every request with `status`, `content_type` and `body`.
     pub async fn always(status: u16, content_type: &'static str, body: &'static str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("bind: {e}"));
-        let port = listener
-            .local_addr()
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("addr: {e}"));
+        let (listener, endpoint) = crate::servers::bind_loopback_http().await;
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
         let task = tokio::spawn(async move {
@@ -35,7 +29,7 @@ impl FaultyHttp {
             }
         });
         Self {
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint,
             requests,
             task,
         }

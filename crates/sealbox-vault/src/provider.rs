@@ -117,42 +117,15 @@ impl VaultTransit {
 
         let session = match (config.auth, token) {
             (_, Some(token)) => Session::with_token(&key_id, transport, &token),
-            (
-                VaultAuth::AppRole {
-                    mount,
-                    role_id,
-                    secret_id,
-                },
-                None,
-            ) => {
-                let login = Login::AppRole {
-                    mount,
-                    role_id,
-                    secret_id,
-                };
-                Session::with_login(&key_id, transport, login).await?
-            }
-            (
-                VaultAuth::Kubernetes {
-                    mount,
-                    role,
-                    jwt_path,
-                },
-                None,
-            ) => {
-                let login = Login::Kubernetes {
-                    mount,
-                    role,
-                    jwt_path,
-                };
-                Session::with_login(&key_id, transport, login).await?
-            }
-            (VaultAuth::Token(_) | VaultAuth::TokenFromEnv, None) => {
-                return Err(err(
-                    ProviderErrorKind::Misconfigured,
-                    "no Vault token".into(),
-                ));
-            }
+            (auth, None) => match Login::new(auth) {
+                Ok(login) => Session::with_login(&key_id, transport, login).await?,
+                Err(_) => {
+                    return Err(err(
+                        ProviderErrorKind::Misconfigured,
+                        "no Vault token".into(),
+                    ));
+                }
+            },
         };
         let session = Arc::new(session);
 

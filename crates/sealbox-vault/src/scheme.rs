@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sealbox_core::scheme::{SchemeSettings, UriParts, duration_setting, toml_error, with_query};
-use sealbox_core::{
-    KekRef, KekScheme, KekUri, KeyProvider, ProviderError, ProviderErrorKind, SettingError,
+use sealbox_core::scheme::{
+    self, SchemeSettings, UriParts, duration_setting, toml_error, with_query,
 };
+use sealbox_core::{KekRef, KekScheme, KekUri, KeyProvider, ProviderError, SettingError};
 use secrecy::SecretString;
 use serde::Deserialize;
 use toml::Spanned;
@@ -101,12 +101,7 @@ fn key_id(namespace: Option<&str>, mount: &str, key: &str) -> String {
 }
 
 fn misconfigured(kek: &KekUri, message: impl Into<String>) -> ProviderError {
-    ProviderError::new(
-        PROVIDER_ID,
-        kek.as_str(),
-        ProviderErrorKind::Misconfigured,
-        message,
-    )
+    scheme::misconfigured(PROVIDER_ID, kek, message)
 }
 
 fn read_secret(

@@ -8,6 +8,7 @@
 
 mod login;
 mod maintenance;
+mod request;
 mod transport;
 
 use std::future::Future;
@@ -16,7 +17,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use async_trait::async_trait;
 use sealbox_core::ProviderError;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{Mutex, Notify};
@@ -27,6 +27,7 @@ use crate::error::map_error;
 
 pub(crate) use login::Login;
 pub(crate) use maintenance::spawn_maintenance;
+pub(crate) use request::JsonRequest;
 pub(crate) use transport::{Transport, build_http, parse_address, token_is_sendable};
 
 use transport::TokenClient;
@@ -67,6 +68,25 @@ pub(crate) struct Lease {
     /// A renewal was refused and there is no way to log in: nothing left to try.
     dead: bool,
 }
+
+impl Lease {
+    /// A lease of generation `token_generation` obtained now.
+    fn new(client: Arc<TokenClient>, token_generation: u64, timing: LeaseTiming) -> Self {
+        Self {
+            client,
+            token_generation,
+            obtained: Instant::now(),
+            timing,
+            dead: false,
+        }
+    }
+
+    /// This lease's token as renewed now (same client and generation), lasting `timing`.
+    fn renewed(&self, timing: LeaseTiming) -> Self {
+        Self::new(self.client.clone(), self.token_generation, timing)
+    }
+}
+
 /// Counters of token maintenance.
 #[derive(Default)]
 pub(crate) struct Counters {
@@ -131,13 +151,7 @@ impl Session {
             key_id: key_id.to_owned(),
             transport,
             login,
-            lease: ArcSwap::from_pointee(Lease {
-                client,
-                token_generation: 0,
-                obtained: Instant::now(),
-                timing,
-                dead: false,
-            }),
+            lease: ArcSwap::from_pointee(Lease::new(client, 0, timing)),
             refresh: Mutex::new(()),
             wake: Arc::new(Notify::new()),
             counters: Counters::default(),
@@ -149,7 +163,7 @@ impl Session {
     pub(crate) async fn lookup_token(&self) -> Result<(), ProviderError> {
         let _guard = self.refresh.lock().await;
         let lease = self.lease.load_full();
-        let info = match vaultrs::api::exec_with_result(&lease.client.0, LookupSelf).await {
+        let info = match vaultrs::api::exec_with_result(&lease.client.0, lookup_self()).await {
             Ok(info) => info,
             Err(e) => {
                 let e = map_error(&self.key_id, "token lookup-self", e);
@@ -183,13 +197,7 @@ impl Session {
                 "the Vault token is not renewable: calls will fail once it expires (use a renewable or periodic token, or AppRole / Kubernetes auth)"
             );
         }
-        self.lease.store(Arc::new(Lease {
-            client: lease.client.clone(),
-            token_generation: lease.token_generation,
-            obtained: Instant::now(),
-            timing,
-            dead: false,
-        }));
+        self.lease.store(Arc::new(lease.renewed(timing)));
         Ok(())
     }
 
@@ -234,7 +242,7 @@ impl Session {
         if current.token_generation != seen.token_generation {
             return Ok(true);
         }
-        if vaultrs::api::exec_with_result(&current.client.0, LookupSelf)
+        if vaultrs::api::exec_with_result(&current.client.0, lookup_self())
             .await
             .is_ok()
         {
@@ -256,13 +264,9 @@ impl Session {
         };
         let (token, timing) = login.login(&self.transport, &self.key_id).await?;
         let client = Arc::new(self.transport.client(&token));
-        self.lease.store(Arc::new(Lease {
-            client,
-            token_generation: current.token_generation + 1,
-            obtained: Instant::now(),
-            timing,
-            dead: false,
-        }));
+        let generation = current.token_generation + 1;
+        self.lease
+            .store(Arc::new(Lease::new(client, generation, timing)));
         self.counters.logins.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -273,7 +277,14 @@ fn is_forbidden(e: &ClientError) -> bool {
 }
 
 /// `GET auth/token/lookup-self`, reading only the lease fields (not the token ID).
-struct LookupSelf;
+fn lookup_self() -> JsonRequest<LookupSelfData> {
+    JsonRequest::get("auth/token/lookup-self")
+}
+
+/// `POST auth/token/renew-self` without an increment (Vault renews by the token's own TTL).
+fn renew_self() -> JsonRequest<()> {
+    JsonRequest::post("auth/token/renew-self", None)
+}
 
 #[derive(serde::Deserialize)]
 struct LookupSelfData {
@@ -285,37 +296,4 @@ struct LookupSelfData {
     period: Option<u64>,
     #[serde(default)]
     renewable: Option<bool>,
-}
-
-#[async_trait]
-impl rustify::Endpoint for LookupSelf {
-    type Response = LookupSelfData;
-    const REQUEST_BODY_TYPE: rustify::enums::RequestType = rustify::enums::RequestType::JSON;
-    const RESPONSE_BODY_TYPE: rustify::enums::ResponseType = rustify::enums::ResponseType::JSON;
-
-    fn path(&self) -> String {
-        "auth/token/lookup-self".into()
-    }
-
-    fn method(&self) -> rustify::enums::RequestMethod {
-        rustify::enums::RequestMethod::GET
-    }
-}
-
-/// `POST auth/token/renew-self` without an increment (Vault renews by the token's own TTL).
-struct RenewSelf;
-
-#[async_trait]
-impl rustify::Endpoint for RenewSelf {
-    type Response = ();
-    const REQUEST_BODY_TYPE: rustify::enums::RequestType = rustify::enums::RequestType::JSON;
-    const RESPONSE_BODY_TYPE: rustify::enums::ResponseType = rustify::enums::ResponseType::JSON;
-
-    fn path(&self) -> String {
-        "auth/token/renew-self".into()
-    }
-
-    fn method(&self) -> rustify::enums::RequestMethod {
-        rustify::enums::RequestMethod::POST
-    }
 }

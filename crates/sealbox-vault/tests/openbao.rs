@@ -1,7 +1,7 @@
 //! The Transit provider against a real OpenBao dev server started by each test: the shared
 //! conformance suite (derived and associated-data keys) and Vault-specific failures.
 
-use sealbox_testkit::fixtures::ctx;
+use sealbox_testkit::fixtures::{assert_kind_in, ctx};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,11 +59,8 @@ async fn associated_data_harness() -> Transit {
 
 #[async_trait]
 impl Harness for Transit {
-    fn provider(&self) -> Arc<dyn KeyProvider> {
-        self.a.clone()
-    }
-    fn other(&self) -> Arc<dyn KeyProvider> {
-        self.b.clone()
+    fn keks(&self) -> [Arc<dyn KeyProvider>; 2] {
+        [self.a.clone(), self.b.clone()]
     }
     async fn missing(&self) -> Result<Arc<dyn KeyProvider>, ProviderError> {
         connect(&self.bao, "no-such-key")
@@ -188,12 +185,9 @@ async fn an_unreachable_server_fails_fast_with_a_clear_error() {
     let err = VaultTransit::connect(config)
         .await
         .expect_err("nothing listens there");
-    assert!(
-        matches!(
-            err.kind(),
-            ProviderErrorKind::Unavailable | ProviderErrorKind::Timeout
-        ),
-        "{err}"
+    assert_kind_in(
+        &err,
+        &[ProviderErrorKind::Unavailable, ProviderErrorKind::Timeout],
     );
     assert!(err.is_retryable(), "{err}");
     assert!(err.to_string().contains("cannot reach Vault"), "{err}");
@@ -211,11 +205,7 @@ async fn approle_login_works_and_a_bad_secret_id_is_permission_denied() {
         role_id: role_id.clone(),
         secret_id: SecretString::from("wrong".to_owned()),
     };
-    let p = Arc::new(
-        VaultTransit::connect(VaultTransitConfig::new(&h.bao.addr, "kek-a", auth))
-            .await
-            .expect("AppRole login"),
-    );
+    let p = Arc::new(connect_as(&h.bao, auth).await.expect("AppRole login"));
     let keyring = Keyring::builder(p).build().expect("keyring");
     let env = keyring.seal(&ctx("a"), b"approle").await.expect("seal");
     let reader = Keyring::builder(h.a.clone()).build().expect("keyring");
@@ -224,15 +214,15 @@ async fn approle_login_works_and_a_bad_secret_id_is_permission_denied() {
         b"approle"
     );
 
-    let err = VaultTransit::connect(VaultTransitConfig::new(&h.bao.addr, "kek-a", wrong_secret))
+    let err = connect_as(&h.bao, wrong_secret)
         .await
         .expect_err("bad secret id");
-    assert!(
-        matches!(
-            err.kind(),
-            ProviderErrorKind::PermissionDenied | ProviderErrorKind::Protocol
-        ),
-        "{err}"
+    assert_kind_in(
+        &err,
+        &[
+            ProviderErrorKind::PermissionDenied,
+            ProviderErrorKind::Protocol,
+        ],
     );
     assert!(err.to_string().contains("AppRole login"), "{err}");
 }
@@ -407,6 +397,17 @@ const SEALBOX_POLICY: &str = r#"path "transit/keys/kek-a" { capabilities = ["rea
 
 /// An AppRole `sealbox` with `role_options` (e.g. `token_ttl=3s`), whose tokens carry the
 /// `sealbox` policy; returns its credentials.
+/// A provider for `kek-a` that authenticates with `auth`.
+async fn connect_as(bao: &OpenBao, auth: VaultAuth) -> Result<VaultTransit, ProviderError> {
+    VaultTransit::connect(VaultTransitConfig::new(&bao.addr, "kek-a", auth)).await
+}
+
+/// A provider for `kek-a` logged in with AppRole (see [`approle`]).
+async fn approle_provider(bao: &OpenBao, role_options: &[&str]) -> VaultTransit {
+    let auth = approle(bao, role_options);
+    connect_as(bao, auth).await.expect("AppRole login")
+}
+
 fn approle(bao: &OpenBao, role_options: &[&str]) -> VaultAuth {
     bao.cli(&["auth", "enable", "approle"]);
     bao.token_with_policy("sealbox", SEALBOX_POLICY);
@@ -505,10 +506,7 @@ async fn a_renewable_token_is_renewed_before_it_expires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approle_tokens_past_their_max_ttl_are_replaced_by_logging_in_again() {
     let h = derived_harness().await;
-    let auth = approle(&h.bao, &["token_ttl=3s", "token_max_ttl=3s"]);
-    let p = VaultTransit::connect(VaultTransitConfig::new(&h.bao.addr, "kek-a", auth))
-        .await
-        .expect("AppRole login");
+    let p = approle_provider(&h.bao, &["token_ttl=3s", "token_max_ttl=3s"]).await;
     assert_eq!(p.session_stats().logins, 1);
 
     keep_calling(&p, Duration::from_secs(10)).await;
@@ -527,12 +525,7 @@ async fn approle_tokens_past_their_max_ttl_are_replaced_by_logging_in_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_approle_token_is_replaced_on_permission_denied() {
     let h = derived_harness().await;
-    let auth = approle(&h.bao, &["token_ttl=1h"]);
-    let p = Arc::new(
-        VaultTransit::connect(VaultTransitConfig::new(&h.bao.addr, "kek-a", auth))
-            .await
-            .expect("AppRole login"),
-    );
+    let p = Arc::new(approle_provider(&h.bao, &["token_ttl=1h"]).await);
     let g = p.generate_data_key(&ctx("a")).await.expect("generate");
 
     h.bao
@@ -559,10 +552,7 @@ async fn a_revoked_approle_token_is_replaced_on_permission_denied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_provider_stops_token_maintenance() {
     let h = derived_harness().await;
-    let auth = approle(&h.bao, &["token_ttl=2s", "token_max_ttl=2s"]);
-    let p = VaultTransit::connect(VaultTransitConfig::new(&h.bao.addr, "kek-a", auth))
-        .await
-        .expect("AppRole login");
+    let p = approle_provider(&h.bao, &["token_ttl=2s", "token_max_ttl=2s"]).await;
     round_trip(&p, "before drop").await;
     drop(p);
     let count = || {

@@ -9,7 +9,6 @@ use sealbox_core::{
     DataKey, EncryptionContext, GeneratedKey, KekRef, KeyDescription, KeyProvider, ProviderError,
     ProviderErrorKind, WrappedKey,
 };
-use zeroize::Zeroizing;
 
 use super::AwsKms;
 use crate::PROVIDER_ID;
@@ -62,30 +61,11 @@ impl KeyProvider for AwsKms {
             .send()
             .await
             .map_err(|e| self.map("GenerateDataKey", e))?;
-        // Zeroize: take the SDK `Blob`'s Vec out (no copy) into `Zeroizing` first, before any
-        // check below can return early and drop `out` with the key in it.
-        let plaintext = Zeroizing::new(
-            out.plaintext
-                .take()
-                .ok_or_else(|| {
-                    self.err(
-                        ProviderErrorKind::Protocol,
-                        "GenerateDataKey returned no plaintext",
-                    )
-                })?
-                .into_inner(),
-        );
+        let plaintext = self.take_plaintext("GenerateDataKey", &mut out.plaintext)?;
         self.check_reported_key("GenerateDataKey", out.key_id(), ProviderErrorKind::Protocol)?;
         let data_key = DataKey::try_from_slice(&plaintext)
             .map_err(|e| self.err(ProviderErrorKind::Protocol, e.to_string()))?;
-        let blob = out.ciphertext_blob.ok_or_else(|| {
-            self.err(
-                ProviderErrorKind::Protocol,
-                "GenerateDataKey returned no ciphertext",
-            )
-        })?;
-        let wrapped = WrappedKey::new(self.kek_ref()?, blob.into_inner())
-            .map_err(|e| self.err(ProviderErrorKind::Protocol, e.to_string()))?;
+        let wrapped = self.wrapped_from("GenerateDataKey", out.ciphertext_blob)?;
         Ok(GeneratedKey { data_key, wrapped })
     }
 
@@ -109,14 +89,7 @@ impl KeyProvider for AwsKms {
             .await
             .map_err(|e| self.map("Encrypt", e))?;
         self.check_reported_key("Encrypt", out.key_id(), ProviderErrorKind::Protocol)?;
-        let blob = out.ciphertext_blob.ok_or_else(|| {
-            self.err(
-                ProviderErrorKind::Protocol,
-                "Encrypt returned no ciphertext",
-            )
-        })?;
-        WrappedKey::new(self.kek_ref()?, blob.into_inner())
-            .map_err(|e| self.err(ProviderErrorKind::Protocol, e.to_string()))
+        self.wrapped_from("Encrypt", out.ciphertext_blob)
     }
 
     async fn unwrap(
@@ -152,14 +125,7 @@ impl KeyProvider for AwsKms {
             ProviderErrorKind::InvalidWrappedKey,
         )?;
         self.check_reported_key("ReEncrypt", out.key_id(), ProviderErrorKind::Protocol)?;
-        let blob = out.ciphertext_blob.ok_or_else(|| {
-            self.err(
-                ProviderErrorKind::Protocol,
-                "ReEncrypt returned no ciphertext",
-            )
-        })?;
-        WrappedKey::new(self.kek_ref()?, blob.into_inner())
-            .map_err(|e| self.err(ProviderErrorKind::Protocol, e.to_string()))
+        self.wrapped_from("ReEncrypt", out.ciphertext_blob)
     }
 
     async fn describe(&self) -> Result<KeyDescription, ProviderError> {

@@ -75,6 +75,8 @@ pub struct PolicyConfig {
     pub default: Policy,
     /// Rules in file order; the first match wins.
     pub rules: Vec<Rule>,
+    /// External storage, when configured.
+    pub storage: Option<StorageSettings>,
     /// Each compiled-in scheme's validated settings table (`[vault]`, `[aws]`, …).
     settings: SchemeTable,
 }
@@ -134,6 +136,32 @@ pub struct Policy {
     /// write to Temporal's store. Temporal's null payloads and external-storage references
     /// are accepted either way. Turn off only while migrating a namespace to encryption.
     pub require_encryption: bool,
+    /// Which payloads go to external storage (`[storage]`); default: payloads of 256 KiB
+    /// and more when `[storage]` is configured, none otherwise.
+    pub external_storage: ExternalStorage,
+}
+
+/// A namespace's use of external storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExternalStorage {
+    /// Nothing is stored outside Temporal (references are still read where `[storage]` is
+    /// configured).
+    Off,
+    /// Payloads whose sealed protobuf size is at least this many bytes.
+    Threshold(u64),
+    /// Every payload: history holds only references.
+    Always,
+}
+
+/// `[storage]`: where external storage keeps (sealed) payloads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StorageSettings {
+    /// `s3://BUCKET[/PREFIX]` (credentials, region and endpoint from the `AWS_*`
+    /// environment), `file:///DIR`, or `memory://` (tests).
+    pub url: String,
+    /// The largest payload stored or retrieved (default 50 MiB, at most 1 GiB).
+    pub max_size: u64,
 }
 
 impl Policy {
@@ -199,6 +227,7 @@ impl PolicyConfig {
             text,
             file: name,
             errors: Vec::new(),
+            storage_configured: false,
         };
         let raw: RawFile = match toml::from_str(text) {
             Ok(raw) => raw,

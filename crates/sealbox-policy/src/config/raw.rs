@@ -14,6 +14,15 @@ pub(super) struct RawFile {
     pub(super) default: Option<Spanned<RawPolicy>>,
     #[serde(default)]
     pub(super) rule: Vec<Spanned<RawPolicy>>,
+    pub(super) storage: Option<Spanned<RawStorage>>,
+}
+
+/// `[storage]`: where external storage keeps payloads.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStorage {
+    pub(super) url: Spanned<String>,
+    pub(super) max_size: Option<Spanned<String>>,
 }
 
 /// `[default]` or a `[[rule]]` (which adds `namespace`, refused in `[default]`).
@@ -29,6 +38,7 @@ pub(super) struct RawPolicy {
     pub(super) context: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     pub(super) access: Option<Spanned<RawAccess>>,
     pub(super) require_encryption: Option<bool>,
+    pub(super) external_storage: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -18,6 +18,7 @@ pub(super) struct Validator<'a> {
     pub(super) text: &'a str,
     pub(super) file: &'a str,
     pub(super) errors: Vec<ConfigError>,
+    pub(super) storage_configured: bool,
 }
 
 impl Validator<'_> {
@@ -58,6 +59,8 @@ impl Validator<'_> {
             );
         }
         self.top_level_keys();
+        let storage = raw.storage.and_then(|s| self.storage(s));
+        self.storage_configured = storage.is_some();
         let Some(default_raw) = raw.default else {
             self.err(
                 0..0,
@@ -154,6 +157,7 @@ impl Validator<'_> {
             source: self.file.to_owned(),
             default,
             rules,
+            storage,
             settings,
         })
     }
@@ -164,7 +168,7 @@ impl Validator<'_> {
         let Ok(table) = toml::de::DeTable::parse(self.text) else {
             return;
         };
-        let mut known: Vec<&str> = vec!["version", "default", "rule", "server"];
+        let mut known: Vec<&str> = vec!["version", "default", "rule", "server", "storage"];
         known.extend(crate::schemes().iter().filter_map(|s| s.section()));
         let unknown: Vec<_> = table
             .get_ref()
@@ -303,6 +307,17 @@ impl Validator<'_> {
             .require_encryption
             .or(inherit.map(|p| p.require_encryption))
             .unwrap_or(true);
+        let external_storage = match &parts.external_storage {
+            Some(v) => self.external_storage(v, &format!("{field}.external_storage"))?,
+            None => inherit.map_or(
+                if self.storage_configured {
+                    ExternalStorage::Threshold(256 * 1024)
+                } else {
+                    ExternalStorage::Off
+                },
+                |p| p.external_storage,
+            ),
+        };
         Some(Policy {
             name: name.to_owned(),
             active: active?,
@@ -312,7 +327,52 @@ impl Validator<'_> {
             context,
             access,
             require_encryption,
+            external_storage,
         })
+    }
+
+    fn storage(&mut self, raw: Spanned<RawStorage>) -> Option<StorageSettings> {
+        let s = raw.into_inner();
+        let url = s.url.get_ref().clone();
+        let known = ["s3://", "file:///", "memory://"];
+        if !known.iter().any(|k| url.starts_with(k)) {
+            self.err(
+                s.url.span(),
+                "storage.url",
+                format!("`{url}` is not a store this build reads (s3://BUCKET[/PREFIX], file:///DIR, memory://)"),
+            );
+            return None;
+        }
+        let max_size = match &s.max_size {
+            Some(m) => self.size(m, "storage.max_size")?,
+            None => 50 * 1024 * 1024,
+        };
+        if !(1..=1024 * 1024 * 1024).contains(&max_size) {
+            self.err(
+                s.max_size.map_or(0..0, |m| m.span()),
+                "storage.max_size",
+                "must be 1 byte to 1 GiB",
+            );
+            return None;
+        }
+        Some(StorageSettings { url, max_size })
+    }
+
+    fn external_storage(&mut self, v: &Spanned<String>, field: &str) -> Option<ExternalStorage> {
+        let setting = match v.get_ref().as_str() {
+            "off" => return Some(ExternalStorage::Off),
+            "always" => ExternalStorage::Always,
+            _ => ExternalStorage::Threshold(self.size(v, field)?),
+        };
+        if !self.storage_configured {
+            self.err(
+                v.span(),
+                field,
+                "external storage needs a [storage] table saying where payloads go",
+            );
+            return None;
+        }
+        Some(setting)
     }
 
     fn duration(&mut self, s: &Spanned<String>, field: &str) -> Option<Duration> {

@@ -72,19 +72,12 @@ async fn an_anonymous_server_answers_only_to_loopback_host_names() {
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("kek");
     sealbox_testkit::write_secret_file(&key, &B64.encode([9u8; 32]));
-    let path = dir.path().join("p.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "version = 1\n[default]\nactive = \"local:///a?file={}\"\n[server]\nanonymous = [\"encode\", \"decode\"]\nallowed_hosts = [\"codec.localtest\"]\naudit_log = \"{}\"\n",
-            key.display(),
-            dir.path().join("audit").display()
-        ),
-    )
-    .expect("policy");
-    let policy = Arc::new(ReloadablePolicy::load(&path).await.expect("policy"));
-    let app =
-        app(AppState::new(policy, ServerConfig::from_file(&path).expect("cfg")).expect("state"));
+    let text = format!(
+        "version = 1\n[default]\nactive = \"local:///a?file={}\"\n[server]\nanonymous = [\"encode\", \"decode\"]\nallowed_hosts = [\"codec.localtest\"]\naudit_log = \"{}\"\n",
+        key.display(),
+        dir.path().join("audit").display()
+    );
+    let app = app(state_from(&dir.path().join("p.toml"), &text).await);
     for (host, want) in [
         ("localhost:8089", StatusCode::OK),
         ("127.0.0.1:8089", StatusCode::OK),

@@ -22,70 +22,29 @@ async fn jwt_failure_modes_are_401() {
         }
     };
     let k = rsa("rsa1.pem");
+    // Alice's RS256 token with `extra` claims, or without `claim`.
+    let alice_with = |extra: Value| token(&k, Algorithm::RS256, "rsa1", claims("alice", extra));
+    let alice_without = |claim: &str| {
+        let mut c = claims("alice", json!({}));
+        c.as_object_mut().expect("obj").remove(claim);
+        token(&k, Algorithm::RS256, "rsa1", c)
+    };
     // Valid RS256 and ES256 tokens pass.
     assert_eq!(try_token(alice()).await.status, StatusCode::OK);
     let es = token(&ec(), Algorithm::ES256, "ec1", claims("alice", json!({})));
     assert_eq!(try_token(es).await.status, StatusCode::OK);
 
     let cases: Vec<(&str, String)> = vec![
-        (
-            "expired",
-            token(
-                &k,
-                Algorithm::RS256,
-                "rsa1",
-                claims("alice", json!({"exp": now() - 3600})),
-            ),
-        ),
-        (
-            "not yet valid",
-            token(
-                &k,
-                Algorithm::RS256,
-                "rsa1",
-                claims("alice", json!({"nbf": now() + 3600})),
-            ),
-        ),
-        (
-            "wrong issuer",
-            token(
-                &k,
-                Algorithm::RS256,
-                "rsa1",
-                claims("alice", json!({"iss": "https://other"})),
-            ),
-        ),
-        (
-            "wrong audience",
-            token(
-                &k,
-                Algorithm::RS256,
-                "rsa1",
-                claims("alice", json!({"aud": "someone-else"})),
-            ),
-        ),
-        ("no exp", {
-            let mut c = claims("alice", json!({}));
-            c.as_object_mut().expect("obj").remove("exp");
-            token(&k, Algorithm::RS256, "rsa1", c)
-        }),
+        ("expired", alice_with(json!({"exp": now() - 3600}))),
+        ("not yet valid", alice_with(json!({"nbf": now() + 3600}))),
+        ("wrong issuer", alice_with(json!({"iss": "https://other"}))),
+        ("wrong audience", alice_with(json!({"aud": "someone-else"}))),
+        ("no exp", alice_without("exp")),
         // Signed by the same JWKS (a shared, multi-tenant identity provider) but meant for
         // nobody in particular: jsonwebtoken alone would accept these.
-        ("no iss", {
-            let mut c = claims("alice", json!({}));
-            c.as_object_mut().expect("obj").remove("iss");
-            token(&k, Algorithm::RS256, "rsa1", c)
-        }),
-        ("no aud", {
-            let mut c = claims("alice", json!({}));
-            c.as_object_mut().expect("obj").remove("aud");
-            token(&k, Algorithm::RS256, "rsa1", c)
-        }),
-        ("no sub", {
-            let mut c = claims("alice", json!({}));
-            c.as_object_mut().expect("obj").remove("sub");
-            token(&k, Algorithm::RS256, "rsa1", c)
-        }),
+        ("no iss", alice_without("iss")),
+        ("no aud", alice_without("aud")),
+        ("no sub", alice_without("sub")),
         (
             "signed by an unknown key",
             token(
@@ -149,9 +108,7 @@ async fn unknown_kid_refreshes_the_jwks() {
     let a = bearer(&rotated);
     let h = [("authorization", a.as_str()), ("x-namespace", "payments")];
     assert_eq!(
-        call(&fx.app, Method::POST, "/decode", &h, &body)
-            .await
-            .status,
+        post_status(&fx.app, "/decode", &h, &body).await,
         StatusCode::UNAUTHORIZED
     );
     // The identity provider rotates in a new key; the next request finds it.
@@ -161,9 +118,7 @@ async fn unknown_kid_refreshes_the_jwks() {
         .keys
         .push(jwk(&rsa("rsa2.pem"), Algorithm::RS256, "rsa2"));
     assert_eq!(
-        call(&fx.app, Method::POST, "/decode", &h, &body)
-            .await
-            .status,
+        post_status(&fx.app, "/decode", &h, &body).await,
         StatusCode::OK
     );
 }
@@ -172,20 +127,9 @@ async fn unknown_kid_refreshes_the_jwks() {
 async fn id_token_in_authorization_extras_when_required() {
     let fx = fixture_app("", true).await;
     let body = json!({"payloads": []}).to_string();
-    let k = rsa("rsa1.pem");
     // The access token and the ID token (the UI's audience) name the same user.
-    let access = bearer(&token(
-        &k,
-        Algorithm::RS256,
-        "rsa1",
-        claims("alice", json!({})),
-    ));
-    let id = token(
-        &k,
-        Algorithm::RS256,
-        "rsa1",
-        claims("alice", json!({"aud": "web-ui"})),
-    );
+    let access = bearer(&alice());
+    let id = jwt_as("alice", json!({"aud": "web-ui"}));
     let h = [
         ("authorization", access.as_str()),
         ("x-namespace", "payments"),
@@ -193,34 +137,26 @@ async fn id_token_in_authorization_extras_when_required() {
     let missing = call(&fx.app, Method::POST, "/decode", &h, &body).await;
     assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
     assert!(missing.body.contains("Authorization-Extras"));
-    let with = [
-        ("authorization", access.as_str()),
-        ("authorization-extras", id.as_str()),
-        ("x-namespace", "payments"),
-    ];
-    assert_eq!(
-        call(&fx.app, Method::POST, "/decode", &with, &body)
-            .await
-            .status,
-        StatusCode::OK
-    );
+    // The access token with `extras` as the ID token.
+    let with_extras = |extras: String| {
+        let (app, body, access) = (fx.app.clone(), body.clone(), access.clone());
+        async move {
+            let h = [
+                ("authorization", access.as_str()),
+                ("authorization-extras", extras.as_str()),
+                ("x-namespace", "payments"),
+            ];
+            post_status(&app, "/decode", &h, &body).await
+        }
+    };
+    assert_eq!(with_extras(id).await, StatusCode::OK);
     let forged = token(
         &rsa("rsa2.pem"),
         Algorithm::RS256,
         "rsa1",
         claims("alice", json!({})),
     );
-    let bad = [
-        ("authorization", access.as_str()),
-        ("authorization-extras", forged.as_str()),
-        ("x-namespace", "payments"),
-    ];
-    assert_eq!(
-        call(&fx.app, Method::POST, "/decode", &bad, &body)
-            .await
-            .status,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(with_extras(forged).await, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

@@ -9,9 +9,7 @@ async fn per_client_rate_limit_answers_429() {
     let a = bearer(&alice());
     let h = [("authorization", a.as_str()), ("x-namespace", "payments")];
     assert_eq!(
-        call(&fx.app, Method::POST, "/decode", &h, &body)
-            .await
-            .status,
+        post_status(&fx.app, "/decode", &h, &body).await,
         StatusCode::OK
     );
     // A burst over 1 request/s is refused; asserting on the burst keeps a stall of over a
@@ -39,9 +37,7 @@ async fn per_client_rate_limit_answers_429() {
     ));
     let other = [("authorization", sam.as_str()), ("x-namespace", "orders")];
     assert_eq!(
-        call(&fx.app, Method::POST, "/decode", &other, &body)
-            .await
-            .status,
+        post_status(&fx.app, "/decode", &other, &body).await,
         StatusCode::OK
     );
 }
@@ -72,9 +68,7 @@ async fn kms_work_per_request_and_per_caller_is_bounded() {
     );
     // Once the keys are cached (the writer knows them), the same request costs nothing.
     assert_eq!(
-        call(&writer, Method::POST, "/decode", &h, &sealed.body)
-            .await
-            .status,
+        post_status(&writer, "/decode", &h, &sealed.body).await,
         StatusCode::OK
     );
     drop(state);

@@ -22,6 +22,7 @@ mod limits;
 mod ops;
 mod permissions;
 mod protocol;
+mod storage;
 mod temporal_e2e;
 mod tls;
 mod webui;
@@ -105,6 +106,31 @@ pub(crate) async fn jwks_server(set: Arc<Mutex<JwkSet>>) -> (String, tokio::task
     (format!("http://{addr}/jwks"), task)
 }
 
+/// The server state from the policy file `path`, written with `text` first: the policy and
+/// its `[server]` settings.
+pub(crate) async fn state_from(path: &std::path::Path, text: &str) -> Arc<AppState> {
+    std::fs::write(path, text).expect("policy");
+    let policy = Arc::new(ReloadablePolicy::load(path).await.expect("policy"));
+    AppState::new(policy, ServerConfig::from_file(path).expect("cfg")).expect("state")
+}
+
+/// Serves `state` as `sealbox serve` does (with the peer's address) on a free loopback port,
+/// in the background; its URL, `http://127.0.0.1:PORT`.
+pub(crate) async fn serve_on_loopback(state: Arc<AppState>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await;
+    });
+    format!("http://{addr}")
+}
+
 pub(crate) async fn fixture_app(extra_server: &str, use_id_token: bool) -> Fx {
     fixture_with(extra_server, &format!("use_id_token = {use_id_token}")).await
 }
@@ -161,11 +187,7 @@ id_token_audience = ["web-ui"]
         audit = audit.display(),
         token = token_file.display(),
     );
-    let path = dir.path().join("policy.toml");
-    std::fs::write(&path, &text).expect("policy");
-    let config = ServerConfig::from_file(&path).expect("server config");
-    let policy = Arc::new(ReloadablePolicy::load(&path).await.expect("policy"));
-    let state = AppState::new(policy, config).expect("state");
+    let state = state_from(&dir.path().join("policy.toml"), &text).await;
     Fx {
         app: app(state),
         jwks,
@@ -213,6 +235,16 @@ pub(crate) async fn call(
         headers,
         body: String::from_utf8_lossy(&bytes).into_owned(),
     }
+}
+
+/// `POST path` with `headers` and `body`: the answer's status.
+pub(crate) async fn post_status(
+    app: &Router,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> StatusCode {
+    call(app, Method::POST, path, headers, body).await.status
 }
 
 pub(crate) fn plain(data: &str) -> Value {
@@ -263,17 +295,11 @@ pub(crate) async fn one_key_per_payload_app(
     if !key.exists() {
         sealbox_testkit::write_secret_file(&key, &B64.encode([3u8; 32]));
     }
-    let path = dir.join(format!("p{}.toml", server.len()));
-    std::fs::write(
-        &path,
-        format!(
-            "version = 1\n[default]\nactive = \"local:///q?file={}\"\n[default.lease]\nmax_payloads = 1\n[server]\nanonymous = [\"encode\", \"decode\"]\naudit_log = \"{}\"\n{server}\n",
-            key.display(),
-            dir.join("audit").display()
-        ),
-    )
-    .expect("policy");
-    let policy = Arc::new(ReloadablePolicy::load(&path).await.expect("policy"));
-    let state = AppState::new(policy, ServerConfig::from_file(&path).expect("cfg")).expect("state");
+    let text = format!(
+        "version = 1\n[default]\nactive = \"local:///q?file={}\"\n[default.lease]\nmax_payloads = 1\n[server]\nanonymous = [\"encode\", \"decode\"]\naudit_log = \"{}\"\n{server}\n",
+        key.display(),
+        dir.join("audit").display()
+    );
+    let state = state_from(&dir.join(format!("p{}.toml", server.len())), &text).await;
     (app(state.clone()), state)
 }

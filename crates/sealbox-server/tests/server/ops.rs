@@ -97,27 +97,18 @@ async fn exposure_rules_refuse_unsafe_public_listeners() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_kms_gives_504_not_a_hung_request() {
-    let bao = sealbox_testkit::servers::OpenBao::start();
-    bao.enable_transit("transit");
-    bao.create_key("transit", "k", true);
+    let bao = sealbox_testkit::servers::OpenBao::start_with_transit_keys(&["k"]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let token = dir.path().join("token");
-    std::fs::write(&token, &bao.root_token).expect("token");
     let text = format!(
-        "version = 1\n[vault]\nauth = \"token\"\ntoken_file = \"{}\"\n[default]\nactive = \"vault+http://{}/transit/keys/k\"\n[server]\nanonymous = [\"encode\", \"decode\"]\nkms_timeout = \"1s\"\naudit_log = \"{}\"\n",
-        token.display(),
-        bao.addr.trim_start_matches("http://"),
+        "{}[server]\nanonymous = [\"encode\", \"decode\"]\nkms_timeout = \"1s\"\naudit_log = \"{}\"\n",
+        bao.token_policy(dir.path(), "k"),
         dir.path().join("audit").display()
     );
-    let path = dir.path().join("p.toml");
-    std::fs::write(&path, text).expect("policy");
-    let policy = Arc::new(ReloadablePolicy::load(&path).await.expect("policy"));
-    let state = AppState::new(policy, ServerConfig::from_file(&path).expect("cfg")).expect("state");
-    let app = app(state);
+    let app = app(state_from(&dir.path().join("p.toml"), &text).await);
     let body = json!({"payloads": [plain("\"x\"")]}).to_string();
     let h = [("x-namespace", "ns")];
     assert_eq!(
-        call(&app, Method::POST, "/encode", &h, &body).await.status,
+        post_status(&app, "/encode", &h, &body).await,
         StatusCode::OK
     );
     bao.freeze();
@@ -279,13 +270,8 @@ async fn sighup_reload_revokes_tokens_and_keeps_a_broken_file_out() {
         t
     };
     let path = dir.path().join("p.toml");
-    std::fs::write(
-        &path,
-        policy_text(&[("a", &a), ("b", &b)], "https://one.test"),
-    )
-    .expect("w");
-    let policy = Arc::new(ReloadablePolicy::load(&path).await.expect("policy"));
-    let state = AppState::new(policy, ServerConfig::from_file(&path).expect("cfg")).expect("state");
+    let text = policy_text(&[("a", &a), ("b", &b)], "https://one.test");
+    let state = state_from(&path, &text).await;
     let app = app(state.clone());
     let status = |t: &'static str| {
         let app = app.clone();

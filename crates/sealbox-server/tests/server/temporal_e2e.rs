@@ -3,12 +3,9 @@
 //! (no plaintext) and with `--codec-endpoint` (plain and `{namespace}` forms) and
 //! `--codec-auth` (plaintext).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use sealbox_testkit::servers::{TemporalDev, find_tool, json_stdout, workspace_root};
 
-use sealbox_policy::ReloadablePolicy;
-use sealbox_server::{AppState, ServerConfig, app};
-use sealbox_testkit::servers::{TemporalDev, find_tool, workspace_root};
+use crate::{serve_on_loopback, state_from};
 
 const TOKEN: &str = "e2e-token-0123456789abcdef";
 
@@ -23,22 +20,7 @@ async fn codec_server(dir: &std::path::Path) -> String {
         dir.join("audit.jsonl").display(),
         token.display()
     );
-    let path = dir.join("policy.toml");
-    std::fs::write(&path, text).expect("policy");
-    let policy = Arc::new(ReloadablePolicy::load(&path).await.expect("policy"));
-    let state = AppState::new(policy, ServerConfig::from_file(&path).expect("cfg")).expect("state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(
-            listener,
-            app(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await;
-    });
-    format!("http://{addr}")
+    serve_on_loopback(state_from(&dir.join("policy.toml"), &text).await).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,12 +50,7 @@ async fn python_worker_and_temporal_cli_through_the_codec_server() {
         .output()
         .await
         .expect("run the Python worker");
-    assert!(
-        out.status.success(),
-        "Python SDK worker failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: serde_json::Value = serde_json::from_slice(&out.stdout).expect("result JSON");
+    let result = json_stdout("Python SDK worker failed", &out);
     assert_eq!(result["result"], format!("Hello, {secret}!"));
 
     let show = |extra: Vec<String>| {
@@ -107,13 +84,16 @@ async fn python_worker_and_temporal_cli_through_the_codec_server() {
         "payloads are binary/encrypted"
     );
 
-    let decoded = show(vec![
-        "--codec-endpoint".into(),
-        endpoint.clone(),
-        "--codec-auth".into(),
-        auth.clone(),
-    ])
-    .expect("show with codec");
+    // Through the codec server at `codec_endpoint`, with the token.
+    let show_decoded = |codec_endpoint: String| {
+        show(vec![
+            "--codec-endpoint".into(),
+            codec_endpoint,
+            "--codec-auth".into(),
+            auth.clone(),
+        ])
+    };
+    let decoded = show_decoded(endpoint.clone()).expect("show with codec");
     assert!(
         decoded.contains(&visible),
         "the CLI shows plaintext through the codec:\n{decoded}"
@@ -122,13 +102,8 @@ async fn python_worker_and_temporal_cli_through_the_codec_server() {
         decoded.contains("anNvbi9wbGFpbg=="),
         "decoded payloads are json/plain again"
     );
-    let templated = show(vec![
-        "--codec-endpoint".into(),
-        format!("{endpoint}/{{namespace}}"),
-        "--codec-auth".into(),
-        auth.clone(),
-    ])
-    .expect("show with {namespace} endpoint");
+    let templated =
+        show_decoded(format!("{endpoint}/{{namespace}}")).expect("show with {namespace} endpoint");
     assert!(templated.contains(&visible));
     // Without credentials the codec server refuses: no plaintext.
     match show(vec!["--codec-endpoint".into(), endpoint.clone()]) {

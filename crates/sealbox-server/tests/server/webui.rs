@@ -3,13 +3,11 @@
 //! fetched by the browser from our codec server across origins (CORS preflight included).
 //! The screenshot is kept in `target/test-artifacts/webui-decoded.png`.
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 
-use sealbox_policy::ReloadablePolicy;
-use sealbox_server::{AppState, ServerConfig, app};
 use sealbox_testkit::servers::{TemporalDev, free_port, workspace_root};
+
+use crate::{serve_on_loopback, state_from};
 
 fn tool(path: &str, install: &str) -> String {
     assert!(
@@ -39,21 +37,8 @@ async fn web_ui_shows_the_decoded_input() {
         key.display(),
         dir.path().join("audit.jsonl").display()
     );
-    let path = dir.path().join("policy.toml");
-    std::fs::write(&path, text).expect("policy");
-    let policy = Arc::new(ReloadablePolicy::load(&path).await.expect("policy"));
-    let state = AppState::new(policy, ServerConfig::from_file(&path).expect("cfg")).expect("state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(
-            listener,
-            app(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await;
-    });
+    let state = state_from(&dir.path().join("policy.toml"), &text).await;
+    let endpoint = serve_on_loopback(state).await;
 
     let temporal = TemporalDev::start_with_ui(&[], &endpoint, ui_port);
     let secret = "Ada Lovelace card 5500-0000-0000-0004";

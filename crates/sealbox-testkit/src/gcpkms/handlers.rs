@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::crypto::{decrypt, encrypt};
 use super::state::{CryptoKey, Emu, KeyVersion, VersionState, key_json, random, version_json};
-use super::wire::{error, not_found, ok};
+use super::wire::{error, invalid_argument, not_found, ok};
 
 /// One KMS request: logs it, checks its bearer token, parses its body, and routes it.
 pub(super) async fn kms(
@@ -43,8 +43,10 @@ pub(super) async fn kms(
             get_or_patch_version(&emu, &method, &resource, &segments, &req)
         }
         ("POST", Some("updatePrimaryVersion"), 8) => update_primary(&emu, &resource, &req),
-        ("POST", Some("encrypt"), 8 | 10) => encrypt(&emu, &resource, &segments, &req),
-        ("POST", Some("decrypt"), 8) => decrypt(&emu, &resource, &req),
+        ("POST", Some("encrypt"), 8 | 10) => {
+            encrypt(&emu, &resource, &segments, &req).unwrap_or_else(|e| e)
+        }
+        ("POST", Some("decrypt"), 8) => decrypt(&emu, &resource, &req).unwrap_or_else(|e| e),
         _ => error(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
@@ -80,13 +82,8 @@ fn parse_body(body: &Bytes) -> Result<Value, Response> {
     if body.is_empty() {
         return Ok(json!({}));
     }
-    serde_json::from_slice(body).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "INVALID_ARGUMENT",
-            format!("Invalid JSON payload received. {e}"),
-        )
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| invalid_argument(format!("Invalid JSON payload received. {e}")))
 }
 
 /// Splits `resource:verb` (a custom method such as `:encrypt`) from the resource path.
@@ -100,11 +97,7 @@ fn split_verb(path: &str) -> (String, Option<String>) {
 /// `POST projects/*/locations/*/keyRings?keyRingId=…`
 fn create_key_ring(emu: &Emu, resource: &str, query: &HashMap<String, String>) -> Response {
     let Some(id) = query.get("keyRingId") else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "INVALID_ARGUMENT",
-            "keyRingId is required",
-        );
+        return invalid_argument("keyRingId is required");
     };
     let name = format!("{resource}/{id}");
     let mut inner = emu.lock();
@@ -127,11 +120,7 @@ fn create_crypto_key(
     req: &Value,
 ) -> Response {
     let Some(id) = query.get("cryptoKeyId") else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "INVALID_ARGUMENT",
-            "cryptoKeyId is required",
-        );
+        return invalid_argument("cryptoKeyId is required");
     };
     let purpose_ok = match &req["purpose"] {
         Value::String(s) => s == "ENCRYPT_DECRYPT",
@@ -139,11 +128,7 @@ fn create_crypto_key(
         _ => false,
     };
     if !purpose_ok {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "INVALID_ARGUMENT",
-            "only purpose ENCRYPT_DECRYPT is emulated",
-        );
+        return invalid_argument("only purpose ENCRYPT_DECRYPT is emulated");
     }
     let name = format!("{resource}/{id}");
     let mut inner = emu.lock();
@@ -228,11 +213,7 @@ fn get_or_patch_version(
             Value::Number(x) if x.as_u64() == Some(1) => VersionState::Enabled,
             Value::Number(x) if x.as_u64() == Some(2) => VersionState::Disabled,
             _ => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "INVALID_ARGUMENT",
-                    "state must be ENABLED or DISABLED",
-                );
+                return invalid_argument("state must be ENABLED or DISABLED");
             }
         };
         if k.versions[n - 1].state == VersionState::Destroyed {

@@ -103,18 +103,12 @@ impl GcpKmsEmulator {
             .route("/token", post(token::token))
             .route("/v1/{*path}", any(handlers::kms))
             .with_state(emu.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("bind: {e}"));
-        let port = listener
-            .local_addr()
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("addr: {e}"));
+        let (listener, endpoint) = crate::servers::bind_loopback_http().await;
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         Self {
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint,
             preshared_token,
             emu,
             task,
@@ -124,6 +118,14 @@ impl GcpKmsEmulator {
     /// The token endpoint to put in a service account's `token_uri`.
     pub fn token_uri(&self) -> String {
         format!("{}/token", self.endpoint)
+    }
+
+    /// Starts the emulator with one service account it trusts (see [`GcpKmsEmulator::trust`]).
+    pub async fn start_with_trusted_account() -> (Self, ServiceAccount) {
+        let emu = Self::start().await;
+        let sa = ServiceAccount::generate(&emu.token_uri());
+        emu.trust(&sa);
+        (emu, sa)
     }
 
     /// Trusts `sa` for the JWT-bearer flow.

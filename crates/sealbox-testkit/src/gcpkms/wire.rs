@@ -22,6 +22,11 @@ pub(super) fn error(
         .into_response()
 }
 
+/// A 400 `INVALID_ARGUMENT` error.
+pub(super) fn invalid_argument(message: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message)
+}
+
 pub(super) fn not_found(what: impl fmt::Display) -> Response {
     error(
         StatusCode::NOT_FOUND,
@@ -46,23 +51,11 @@ pub(super) fn b64(bytes: &[u8]) -> String {
 pub(super) fn unb64(v: &Value, field: &str) -> Result<Vec<u8>, Response> {
     match v.get(field) {
         None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => {
-            STANDARD
-                .decode(s)
-                .or_else(|_| URL_SAFE.decode(s))
-                .map_err(|_| {
-                    error(
-                        StatusCode::BAD_REQUEST,
-                        "INVALID_ARGUMENT",
-                        format!("Invalid value at '{field}': not base64"),
-                    )
-                })
-        }
-        Some(_) => Err(error(
-            StatusCode::BAD_REQUEST,
-            "INVALID_ARGUMENT",
-            format!("Invalid value at '{field}'"),
-        )),
+        Some(Value::String(s)) => STANDARD
+            .decode(s)
+            .or_else(|_| URL_SAFE.decode(s))
+            .map_err(|_| invalid_argument(format!("Invalid value at '{field}': not base64"))),
+        Some(_) => Err(invalid_argument(format!("Invalid value at '{field}'"))),
     }
 }
 
@@ -70,25 +63,15 @@ pub(super) fn unb64(v: &Value, field: &str) -> Result<Vec<u8>, Response> {
 pub(super) fn int64(v: &Value, field: &str) -> Result<Option<u64>, Response> {
     match v.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => s.parse().map(Some).map_err(|_| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "INVALID_ARGUMENT",
-                format!("Invalid value at '{field}'"),
-            )
-        }),
-        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "INVALID_ARGUMENT",
-                format!("Invalid value at '{field}'"),
-            )
-        }),
-        Some(_) => Err(error(
-            StatusCode::BAD_REQUEST,
-            "INVALID_ARGUMENT",
-            format!("Invalid value at '{field}'"),
-        )),
+        Some(Value::String(s)) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| invalid_argument(format!("Invalid value at '{field}'"))),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| invalid_argument(format!("Invalid value at '{field}'"))),
+        Some(_) => Err(invalid_argument(format!("Invalid value at '{field}'"))),
     }
 }
 
@@ -105,12 +88,8 @@ pub(super) fn check_crc(
     match given {
         None => Ok(false),
         Some(c) if c == crc(data) => Ok(true),
-        Some(_) => Err(error(
-            StatusCode::BAD_REQUEST,
-            "INVALID_ARGUMENT",
-            format!(
-                "The checksum in field {crc_field} did not match the data in field {data_field}."
-            ),
-        )),
+        Some(_) => Err(invalid_argument(format!(
+            "The checksum in field {crc_field} did not match the data in field {data_field}."
+        ))),
     }
 }

@@ -1,6 +1,5 @@
 //! Batch unwrap: one `decrypt` request with `batch_input` for many wrapped keys.
 
-use async_trait::async_trait;
 use sealbox_core::{DataKey, EncryptionContext, ProviderError, ProviderErrorKind, WrappedKey};
 use vaultrs::error::ClientError;
 use zeroize::Zeroizing;
@@ -9,6 +8,7 @@ use super::VaultTransit;
 use super::key_provider::context_b64;
 use crate::ContextBinding;
 use crate::error::map_error;
+use crate::session::JsonRequest;
 
 impl VaultTransit {
     /// One `decrypt` request with `batch_input` for all items; per-item failures (wrong
@@ -38,15 +38,15 @@ impl VaultTransit {
         if !batch.is_empty() {
             let body =
                 serde_json::json!({ "batch_input": batch, "partial_failure_response_code": 207 });
+            // `POST {mount}/decrypt/{name}` with `batch_input`: many unwraps in one HTTP
+            // request. Partial failures are answered with 207 so the per-item results can be read.
             let path = format!("{}/decrypt/{}", self.mount, self.key);
-            let body = body.to_string().into_bytes();
+            let body = Zeroizing::new(body.to_string().into_bytes());
             let response = self
                 .session
                 .call("batch decrypt", |lease| {
-                    let endpoint = BatchDecrypt {
-                        path: path.clone(),
-                        body: body.clone(),
-                    };
+                    let endpoint: JsonRequest<BatchDecryptResponse> =
+                        JsonRequest::post(path.clone(), Some(body.clone()));
                     async move { vaultrs::api::exec_with_result(&lease.client.0, endpoint).await }
                 })
                 .await;
@@ -100,13 +100,6 @@ impl VaultTransit {
     }
 }
 
-/// `POST {mount}/decrypt/{name}` with `batch_input`: many unwraps in one HTTP request.
-/// Partial failures are answered with 207 so the per-item results can be read.
-struct BatchDecrypt {
-    path: String,
-    body: Vec<u8>,
-}
-
 #[derive(serde::Deserialize)]
 struct BatchDecryptResponse {
     batch_results: Vec<BatchItem>,
@@ -118,23 +111,4 @@ struct BatchItem {
     plaintext: Option<String>,
     #[serde(default)]
     error: Option<String>,
-}
-
-#[async_trait]
-impl rustify::Endpoint for BatchDecrypt {
-    type Response = BatchDecryptResponse;
-    const REQUEST_BODY_TYPE: rustify::enums::RequestType = rustify::enums::RequestType::JSON;
-    const RESPONSE_BODY_TYPE: rustify::enums::ResponseType = rustify::enums::ResponseType::JSON;
-
-    fn path(&self) -> String {
-        self.path.clone()
-    }
-
-    fn method(&self) -> rustify::enums::RequestMethod {
-        rustify::enums::RequestMethod::POST
-    }
-
-    fn body(&self) -> Result<Option<Vec<u8>>, rustify::errors::ClientError> {
-        Ok(Some(self.body.clone()))
-    }
 }

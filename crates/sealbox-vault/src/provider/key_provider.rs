@@ -1,4 +1,5 @@
-//! The [`KeyProvider`] implementation: data keys, wrap, unwrap, rewrap, describe.
+//! The [`KeyProvider`] implementation: data keys, wrap, unwrap, rewrap, describe; and the
+//! Transit `encrypt`/`decrypt` calls it shares with the associated-data self-test.
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -11,6 +12,7 @@ use vaultrs::api::transit::requests::{
     DataKeyType, DecryptDataRequestBuilder, EncryptDataRequestBuilder,
     GenerateDataKeyRequestBuilder, RewrapDataRequestBuilder,
 };
+use vaultrs::transit::data;
 use zeroize::Zeroizing;
 
 use super::VaultTransit;
@@ -19,6 +21,80 @@ use crate::{ContextBinding, PROVIDER_ID};
 pub(super) fn context_b64(context: &EncryptionContext) -> String {
     B64.encode(context.encode())
 }
+
+/// How a Transit request binds its (base64) context: as the key-derivation `context` of a
+/// derived key, or as `associated_data`.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Binding<'a> {
+    Context(&'a str),
+    AssociatedData(&'a str),
+}
+
+/// A Transit data call and its input.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum TransitCall<'a> {
+    /// `encrypt` of a base64 plaintext.
+    Encrypt { plaintext: &'a str },
+    /// `decrypt` of a Transit ciphertext.
+    Decrypt { ciphertext: &'a str },
+}
+
+/// A default `$builder` (Transit's encrypt or decrypt request options) with the context set
+/// as `$binding` says: one builder for both request types, which share these two setters.
+macro_rules! bound_options {
+    ($builder:ty, $binding:expr) => {{
+        let mut opts = <$builder>::default();
+        match $binding {
+            Binding::Context(c) => opts.context(c),
+            Binding::AssociatedData(a) => opts.associated_data(a),
+        };
+        opts
+    }};
+}
+
+impl VaultTransit {
+    /// How this key binds `context` (base64): derived keys as `context`, others as
+    /// `associated_data`.
+    fn bind<'a>(&self, context: &'a str) -> Binding<'a> {
+        match self.binding {
+            ContextBinding::Derived => Binding::Context(context),
+            ContextBinding::AssociatedData => Binding::AssociatedData(context),
+        }
+    }
+
+    /// One Transit `encrypt` or `decrypt` call under this key, bound as `binding` says;
+    /// returns the ciphertext or the (base64) plaintext, zeroized on drop. `op` names the
+    /// call in errors.
+    pub(super) async fn transit(
+        &self,
+        op: &str,
+        call: TransitCall<'_>,
+        binding: Binding<'_>,
+    ) -> Result<Zeroizing<String>, ProviderError> {
+        let (mount, key) = (&self.mount, &self.key);
+        self.session
+            .call(op, |lease| async move {
+                let client = &lease.client.0;
+                let out = match call {
+                    TransitCall::Encrypt { plaintext } => {
+                        let mut opts = bound_options!(EncryptDataRequestBuilder, binding);
+                        data::encrypt(client, mount, key, plaintext, Some(&mut opts))
+                            .await?
+                            .ciphertext
+                    }
+                    TransitCall::Decrypt { ciphertext } => {
+                        let mut opts = bound_options!(DecryptDataRequestBuilder, binding);
+                        data::decrypt(client, mount, key, ciphertext, Some(&mut opts))
+                            .await?
+                            .plaintext
+                    }
+                };
+                Ok(Zeroizing::new(out))
+            })
+            .await
+    }
+}
+
 #[async_trait]
 impl KeyProvider for VaultTransit {
     fn provider_id(&self) -> &str {
@@ -40,22 +116,21 @@ impl KeyProvider for VaultTransit {
             return Ok(sealbox_core::GeneratedKey { data_key, wrapped });
         }
         let context = context_b64(context);
+        let (mount, key, context) = (&self.mount, &self.key, &context);
         let resp = self
             .session
-            .call("datakey", |lease| {
-                let context = &context;
-                async move {
-                    let mut opts = GenerateDataKeyRequestBuilder::default();
-                    opts.context(context.clone()).bits(256u16);
-                    vaultrs::transit::generate::data_key(
-                        &lease.client.0,
-                        &self.mount,
-                        &self.key,
-                        DataKeyType::Plaintext,
-                        Some(&mut opts),
-                    )
-                    .await
-                }
+            .call("datakey", |lease| async move {
+                let mut opts = GenerateDataKeyRequestBuilder::default();
+                opts.context(context).bits(256u16);
+                let plaintext = DataKeyType::Plaintext;
+                vaultrs::transit::generate::data_key(
+                    &lease.client.0,
+                    mount,
+                    key,
+                    plaintext,
+                    Some(&mut opts),
+                )
+                .await
             })
             .await?;
         let plaintext = Zeroizing::new(resp.plaintext.ok_or_else(|| {
@@ -76,28 +151,11 @@ impl KeyProvider for VaultTransit {
     ) -> Result<WrappedKey, ProviderError> {
         let plaintext = Zeroizing::new(B64.encode(data_key.expose_secret()));
         let context = context_b64(context);
-        let resp = self
-            .session
-            .call("encrypt", |lease| {
-                let (plaintext, context) = (&*plaintext, &context);
-                async move {
-                    let mut opts = EncryptDataRequestBuilder::default();
-                    match self.binding {
-                        ContextBinding::Derived => opts.context(context.clone()),
-                        ContextBinding::AssociatedData => opts.associated_data(context.clone()),
-                    };
-                    vaultrs::transit::data::encrypt(
-                        &lease.client.0,
-                        &self.mount,
-                        &self.key,
-                        plaintext,
-                        Some(&mut opts),
-                    )
-                    .await
-                }
-            })
-            .await?;
-        self.wrapped_from(resp.ciphertext)
+        let call = TransitCall::Encrypt {
+            plaintext: &plaintext,
+        };
+        let ciphertext = self.transit("encrypt", call, self.bind(&context)).await?;
+        self.wrapped_from(ciphertext.to_string())
     }
 
     async fn unwrap(
@@ -107,28 +165,8 @@ impl KeyProvider for VaultTransit {
     ) -> Result<DataKey, ProviderError> {
         let ct = self.ciphertext_of(wrapped)?;
         let context = context_b64(context);
-        let resp = self
-            .session
-            .call("decrypt", |lease| {
-                let context = &context;
-                async move {
-                    let mut opts = DecryptDataRequestBuilder::default();
-                    match self.binding {
-                        ContextBinding::Derived => opts.context(context.clone()),
-                        ContextBinding::AssociatedData => opts.associated_data(context.clone()),
-                    };
-                    vaultrs::transit::data::decrypt(
-                        &lease.client.0,
-                        &self.mount,
-                        &self.key,
-                        ct,
-                        Some(&mut opts),
-                    )
-                    .await
-                }
-            })
-            .await?;
-        let plaintext = Zeroizing::new(resp.plaintext);
+        let call = TransitCall::Decrypt { ciphertext: ct };
+        let plaintext = self.transit("decrypt", call, self.bind(&context)).await?;
         self.decode_key(&plaintext)
     }
 
@@ -149,22 +187,13 @@ impl KeyProvider for VaultTransit {
             ContextBinding::Derived => {
                 let ct = self.ciphertext_of(wrapped)?;
                 let context = context_b64(context);
+                let (mount, key, context) = (&self.mount, &self.key, &context);
                 let resp = self
                     .session
-                    .call("rewrap", |lease| {
-                        let context = &context;
-                        async move {
-                            let mut opts = RewrapDataRequestBuilder::default();
-                            opts.context(context.clone());
-                            vaultrs::transit::data::rewrap(
-                                &lease.client.0,
-                                &self.mount,
-                                &self.key,
-                                ct,
-                                Some(&mut opts),
-                            )
-                            .await
-                        }
+                    .call("rewrap", |lease| async move {
+                        let mut opts = RewrapDataRequestBuilder::default();
+                        opts.context(context);
+                        data::rewrap(&lease.client.0, mount, key, ct, Some(&mut opts)).await
                     })
                     .await?;
                 self.wrapped_from(resp.ciphertext)

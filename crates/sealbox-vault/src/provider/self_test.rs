@@ -4,11 +4,10 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use sealbox_core::{DataKey, ProviderError, ProviderErrorKind};
-use vaultrs::api::transit::requests::{DecryptDataRequestBuilder, EncryptDataRequestBuilder};
-use vaultrs::api::transit::responses::DecryptDataResponse;
 use zeroize::Zeroizing;
 
 use super::VaultTransit;
+use super::key_provider::{Binding, TransitCall};
 
 impl VaultTransit {
     /// For a non-derived key: encrypts a random probe with associated data A, then checks
@@ -22,26 +21,14 @@ impl VaultTransit {
         let plaintext = Zeroizing::new(B64.encode(probe.expose_secret()));
         let ad_a = B64.encode(b"sealbox associated-data self-test: A");
         let ad_b = B64.encode(b"sealbox associated-data self-test: B");
+        let encrypt = TransitCall::Encrypt {
+            plaintext: &plaintext,
+        };
         let encrypted = self
-            .session
-            .call("self-test encrypt", |lease| {
-                let (plaintext, ad_a) = (&*plaintext, &ad_a);
-                async move {
-                    let mut opts = EncryptDataRequestBuilder::default();
-                    opts.associated_data(ad_a.clone());
-                    vaultrs::transit::data::encrypt(
-                        &lease.client.0,
-                        &self.mount,
-                        &self.key,
-                        plaintext,
-                        Some(&mut opts),
-                    )
-                    .await
-                }
-            })
+            .transit("self-test encrypt", encrypt, Binding::AssociatedData(&ad_a))
             .await;
         let ciphertext = match encrypted {
-            Ok(resp) => resp.ciphertext,
+            Ok(ciphertext) => ciphertext,
             Err(e) if e.kind() == ProviderErrorKind::PermissionDenied => {
                 tracing::warn!(
                     key_id = %self.key_id,
@@ -52,45 +39,30 @@ impl VaultTransit {
             }
             Err(e) => return Err(e),
         };
-        let decrypt_with = |ad: String| {
-            let ciphertext = &ciphertext;
-            async move {
-                self.session
-                    .call("self-test decrypt", |lease| {
-                        let ad = &ad;
-                        async move {
-                            let mut opts = DecryptDataRequestBuilder::default();
-                            opts.associated_data(ad.clone());
-                            vaultrs::transit::data::decrypt(
-                                &lease.client.0,
-                                &self.mount,
-                                &self.key,
-                                ciphertext,
-                                Some(&mut opts),
-                            )
-                            .await
-                        }
-                    })
-                    .await
-            }
-        };
-        let classify = |result: Result<DecryptDataResponse, ProviderError>| match result {
-            Ok(resp) => {
-                let opened = Zeroizing::new(resp.plaintext);
-                Ok(if *opened == *plaintext {
-                    Probe::Opened
-                } else {
-                    Probe::OpenedOther
-                })
-            }
+        let classify = |result: Result<Zeroizing<String>, ProviderError>| match result {
+            Ok(opened) => Ok(if *opened == *plaintext {
+                Probe::Opened
+            } else {
+                Probe::OpenedOther
+            }),
             Err(e) => match e.kind() {
                 ProviderErrorKind::InvalidWrappedKey => Ok(Probe::Rejected),
                 ProviderErrorKind::PermissionDenied => Ok(Probe::Denied),
                 _ => Err(e),
             },
         };
-        let wrong = classify(decrypt_with(ad_b).await)?;
-        let right = classify(decrypt_with(ad_a).await)?;
+        let decrypt = TransitCall::Decrypt {
+            ciphertext: &ciphertext,
+        };
+        let op = "self-test decrypt";
+        let wrong = classify(
+            self.transit(op, decrypt, Binding::AssociatedData(&ad_b))
+                .await,
+        )?;
+        let right = classify(
+            self.transit(op, decrypt, Binding::AssociatedData(&ad_a))
+                .await,
+        )?;
         match judge_associated_data(wrong, right) {
             AdVerdict::Enforced => Ok(()),
             AdVerdict::Ignored => Err(self.err(

@@ -1,37 +1,34 @@
 //! Logging in (AppRole, Kubernetes) and the login requests, whose bodies are zeroized.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sealbox_core::{ProviderError, ProviderErrorKind};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
 use super::LeaseTiming;
+use super::request::JsonRequest;
 use super::transport::{Transport, token_is_sendable};
-use crate::PROVIDER_ID;
 use crate::error::map_error;
+use crate::{PROVIDER_ID, VaultAuth};
 
-/// How to log in again (token auth cannot).
-pub(crate) enum Login {
-    AppRole {
-        mount: String,
-        role_id: String,
-        secret_id: SecretString,
-    },
-    Kubernetes {
-        mount: String,
-        role: String,
-        jwt_path: PathBuf,
-    },
-}
+/// How to log in again: an AppRole or Kubernetes [`VaultAuth`] (token auth cannot).
+pub(crate) struct Login(VaultAuth);
 
 impl Login {
+    /// The login of `auth`, or `auth` back when it is token auth, which cannot log in.
+    pub(crate) fn new(auth: VaultAuth) -> Result<Self, VaultAuth> {
+        match auth {
+            VaultAuth::AppRole { .. } | VaultAuth::Kubernetes { .. } => Ok(Self(auth)),
+            VaultAuth::Token(_) | VaultAuth::TokenFromEnv => Err(auth),
+        }
+    }
+
     pub(crate) fn operation(&self) -> &'static str {
-        match self {
-            Login::AppRole { .. } => "AppRole login",
-            Login::Kubernetes { .. } => "Kubernetes login",
+        match self.0 {
+            VaultAuth::Kubernetes { .. } => "Kubernetes login",
+            _ => "AppRole login",
         }
     }
 
@@ -42,35 +39,36 @@ impl Login {
         key_id: &str,
     ) -> Result<(Zeroizing<String>, LeaseTiming), ProviderError> {
         let anonymous = transport.client("");
-        let result = match self {
-            Login::AppRole {
+        let endpoint = match &self.0 {
+            VaultAuth::AppRole {
                 mount,
                 role_id,
                 secret_id,
-            } => {
-                let endpoint = LoginRequest::new(
-                    mount,
-                    &AppRoleBody {
-                        role_id,
-                        secret_id: secret_id.expose_secret(),
-                    },
-                )
-                .map_err(|e| {
-                    ProviderError::new(PROVIDER_ID, key_id, ProviderErrorKind::Protocol, e)
-                })?;
-                vaultrs::api::auth(&anonymous.0, endpoint).await
-            }
-            Login::Kubernetes {
+            } => login_request(
+                mount,
+                &AppRoleBody {
+                    role_id,
+                    secret_id: secret_id.expose_secret(),
+                },
+            )
+            .map_err(|e| ProviderError::new(PROVIDER_ID, key_id, ProviderErrorKind::Protocol, e))?,
+            VaultAuth::Kubernetes {
                 mount,
                 role,
                 jwt_path,
-            } => {
-                let endpoint = kubernetes_login_request(mount, role, jwt_path).map_err(|e| {
-                    ProviderError::new(PROVIDER_ID, key_id, ProviderErrorKind::Misconfigured, e)
-                })?;
-                vaultrs::api::auth(&anonymous.0, endpoint).await
+            } => kubernetes_login_request(mount, role, jwt_path).map_err(|e| {
+                ProviderError::new(PROVIDER_ID, key_id, ProviderErrorKind::Misconfigured, e)
+            })?,
+            VaultAuth::Token(_) | VaultAuth::TokenFromEnv => {
+                return Err(ProviderError::new(
+                    PROVIDER_ID,
+                    key_id,
+                    ProviderErrorKind::Misconfigured,
+                    "token auth cannot log in",
+                ));
             }
         };
+        let result = vaultrs::api::auth(&anonymous.0, endpoint).await;
         let auth = result.map_err(|e| map_error(key_id, self.operation(), e))?;
         let token = Zeroizing::new(auth.client_token);
         if token.is_empty() || !token_is_sendable(&token) {
@@ -96,30 +94,16 @@ impl Login {
 
 /// `POST auth/<mount>/login` with a JSON body holding a credential; the body is zeroized when
 /// the request is dropped (vaultrs's own login requests keep the secret in a plain `String`).
-pub(crate) struct LoginRequest {
-    path: String,
-    body: Zeroizing<Vec<u8>>,
-}
+pub(crate) type LoginRequest = JsonRequest<()>;
 
-impl LoginRequest {
-    fn new(mount: &str, body: &impl serde::Serialize) -> Result<Self, String> {
-        let body = serde_json::to_vec(body)
-            .map(Zeroizing::new)
-            .map_err(|e| format!("cannot encode the login request: {e}"))?;
-        Ok(Self {
-            path: format!("auth/{}/login", mount.trim_matches('/')),
-            body,
-        })
-    }
-}
-
-impl std::fmt::Debug for LoginRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoginRequest")
-            .field("path", &self.path)
-            .field("body", &"<redacted>")
-            .finish()
-    }
+fn login_request(mount: &str, body: &impl serde::Serialize) -> Result<LoginRequest, String> {
+    let body = serde_json::to_vec(body)
+        .map(Zeroizing::new)
+        .map_err(|e| format!("cannot encode the login request: {e}"))?;
+    Ok(JsonRequest::post(
+        format!("auth/{}/login", mount.trim_matches('/')),
+        Some(body),
+    ))
 }
 
 #[derive(serde::Serialize)]
@@ -132,25 +116,6 @@ struct AppRoleBody<'a> {
 struct KubernetesBody<'a> {
     role: &'a str,
     jwt: &'a str,
-}
-
-#[async_trait]
-impl rustify::Endpoint for LoginRequest {
-    type Response = ();
-    const REQUEST_BODY_TYPE: rustify::enums::RequestType = rustify::enums::RequestType::JSON;
-    const RESPONSE_BODY_TYPE: rustify::enums::ResponseType = rustify::enums::ResponseType::JSON;
-
-    fn path(&self) -> String {
-        self.path.clone()
-    }
-
-    fn method(&self) -> rustify::enums::RequestMethod {
-        rustify::enums::RequestMethod::POST
-    }
-
-    fn body(&self) -> Result<Option<Vec<u8>>, rustify::errors::ClientError> {
-        Ok(Some(self.body.to_vec()))
-    }
 }
 
 /// The Kubernetes login request, with the service-account JWT read from `jwt_path` **now**:
@@ -173,7 +138,7 @@ pub(crate) fn kubernetes_login_request(
             jwt_path.display()
         ));
     }
-    LoginRequest::new(mount, &KubernetesBody { role, jwt })
+    login_request(mount, &KubernetesBody { role, jwt })
 }
 
 #[cfg(test)]
@@ -186,7 +151,7 @@ mod tests {
         let path = dir.path().join("token");
         std::fs::write(&path, "first.jwt\n").expect("write");
         let body = |req: &LoginRequest| -> serde_json::Value {
-            serde_json::from_slice(&req.body).expect("JSON body")
+            serde_json::from_slice(req.body.as_deref().expect("a body")).expect("JSON body")
         };
         let req = kubernetes_login_request("kubernetes", "sealbox", &path).expect("request");
         assert_eq!(req.path, "auth/kubernetes/login");

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use sealbox_core::{ProviderError, ProviderErrorKind};
 use tokio::sync::Notify;
-use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use super::{Lease, LeaseTiming, RenewSelf, Session};
+use super::{Lease, LeaseTiming, Session, renew_self};
 use crate::error::map_error;
 
 /// What the maintenance task does next.
@@ -65,7 +64,7 @@ pub(crate) fn plan(
 impl Session {
     /// Renews the token (renew-self) and swaps in its new lease. The caller holds `refresh`.
     async fn renew_locked(&self, current: &Lease) -> Result<(), ProviderError> {
-        let auth = vaultrs::api::auth(&current.client.0, RenewSelf)
+        let auth = vaultrs::api::auth(&current.client.0, renew_self())
             .await
             .map_err(|e| map_error(&self.key_id, "token renew-self", e))?;
         drop(Zeroizing::new(auth.client_token));
@@ -86,18 +85,12 @@ impl Session {
                 );
             }
         }
-        self.lease.store(Arc::new(Lease {
-            client: current.client.clone(),
-            token_generation: current.token_generation,
-            obtained: Instant::now(),
-            timing: LeaseTiming {
-                ttl,
-                base_ttl: current.timing.base_ttl,
-                renewable: auth.renewable,
-                capped,
-            },
-            dead: false,
-        }));
+        self.lease.store(Arc::new(current.renewed(LeaseTiming {
+            ttl,
+            base_ttl: current.timing.base_ttl,
+            renewable: auth.renewable,
+            capped,
+        })));
         self.counters.renewals.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

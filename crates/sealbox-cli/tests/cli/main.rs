@@ -7,6 +7,8 @@ use std::process::{Command, Output, Stdio};
 use base64::Engine;
 use sealbox_testkit::servers::OpenBao;
 
+mod rotate;
+
 fn sealbox() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sealbox"));
     cmd.env_remove("SEALBOX_CONFIG")

@@ -1,0 +1,495 @@
+//! `temporal://` inventory and check against histories written through the Sealbox codec on
+//! a real Temporal dev server: workflow inputs, memos, signals, results and failures (with a
+//! nested cause) sealed under two KEKs, plus plaintext payloads (user metadata, termination
+//! details), an external-storage reference and, in a second namespace, a damaged envelope.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sealbox_policy::PolicyKeyrings;
+use sealbox_rotate::Retire;
+use sealbox_rotate::temporal::{self, ScanOptions, TemporalError, TemporalSource};
+use sealbox_temporal::{
+    EXTERNAL_STORAGE_REFERENCE_TYPE, FORMAT_ENVELOPE_V1, Payload, SealboxCodec, data_converter,
+};
+use sealbox_testkit::servers::{TemporalDev, free_port};
+use temporalio_client::grpc::WorkflowService;
+use temporalio_client::tonic::IntoRequest;
+use temporalio_client::{
+    Client, ClientOptions, Connection, ConnectionOptions, UntypedSignal, UntypedWorkflow,
+    UntypedWorkflowHandle, WorkflowSignalOptions, WorkflowStartOptions, WorkflowTerminateOptions,
+};
+use temporalio_common::MemoValues;
+use temporalio_common::data_converters::RawValue;
+use temporalio_common::protos::temporal::api::command::v1::{
+    Command, CompleteWorkflowExecutionCommandAttributes, FailWorkflowExecutionCommandAttributes,
+    command,
+};
+use temporalio_common::protos::temporal::api::common::v1::Payloads;
+use temporalio_common::protos::temporal::api::enums::v1::{CommandType, TaskQueueKind};
+use temporalio_common::protos::temporal::api::failure::v1::{
+    ApplicationFailureInfo, Failure, failure::FailureInfo,
+};
+use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
+use temporalio_common::protos::temporal::api::workflowservice::v1::{
+    ListWorkflowExecutionsRequest, PollWorkflowTaskQueueRequest,
+    RespondWorkflowTaskCompletedRequest,
+};
+
+use crate::engine::{keys, policy};
+
+/// The namespace whose histories hold envelopes under two KEKs.
+const NS: &str = "rotation";
+/// A namespace whose only history holds a damaged envelope.
+const DAMAGED_NS: &str = "rotation-damaged";
+
+fn json(value: &str) -> Payload {
+    Payload {
+        metadata: HashMap::from([("encoding".to_owned(), b"json/plain".to_vec())]),
+        data: serde_json::to_vec(value).expect("json"),
+        ..Payload::default()
+    }
+}
+
+/// A plain (unsealed) external-storage reference, as an SDK with claim check writes it.
+fn reference() -> Payload {
+    Payload {
+        metadata: HashMap::from([
+            ("encoding".to_owned(), b"json/protobuf".to_vec()),
+            (
+                "messageType".to_owned(),
+                EXTERNAL_STORAGE_REFERENCE_TYPE.as_bytes().to_vec(),
+            ),
+        ]),
+        data: br#"{"driverName":"aws.s3driver","claimData":{"bucket":"b","key":"k"}}"#.to_vec(),
+        ..Payload::default()
+    }
+}
+
+async fn connection(address: &str) -> Connection {
+    let url = url::Url::parse(&format!("http://{address}")).expect("url");
+    Connection::connect(
+        ConnectionOptions::new(url)
+            .identity("sealbox-rotate-test".to_owned())
+            .build(),
+    )
+    .await
+    .expect("connect to the dev server")
+}
+
+/// A codec sealing under `policy`'s active KEK for [`NS`].
+fn codec(policy: &Arc<PolicyKeyrings>) -> SealboxCodec {
+    SealboxCodec::from_policy(policy.clone(), NS)
+        .build()
+        .expect("codec")
+}
+
+fn client(connection: &Connection, namespace: &str, codec: Option<SealboxCodec>) -> Client {
+    let options = match codec {
+        Some(c) => ClientOptions::new(namespace.to_owned())
+            .data_converter(data_converter(c))
+            .build(),
+        None => ClientOptions::new(namespace.to_owned()).build(),
+    };
+    Client::new(connection.clone(), options).expect("client")
+}
+
+async fn start(
+    client: &Client,
+    id: &str,
+    input: Payload,
+    options: WorkflowStartOptions,
+) -> (UntypedWorkflowHandle<Client>, String) {
+    let handle = client
+        .start_workflow(
+            UntypedWorkflow::new("Charge"),
+            RawValue::new(vec![input]),
+            options,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("start {id}: {e}"));
+    let run_id = handle.info().run_id.clone().expect("run id");
+    (handle, run_id)
+}
+
+async fn signal(handle: &UntypedWorkflowHandle<Client>, value: &str) {
+    handle
+        .signal(
+            UntypedSignal::new("poke"),
+            RawValue::new(vec![json(value)]),
+            WorkflowSignalOptions::default(),
+        )
+        .await
+        .expect("signal");
+}
+
+/// Acts as the worker for one workflow task on `task_queue`: answers it with `command`.
+async fn answer_task(connection: &Connection, task_queue: &str, command: Command) {
+    let mut svc = connection.clone();
+    let task = svc
+        .poll_workflow_task_queue(
+            PollWorkflowTaskQueueRequest {
+                namespace: NS.into(),
+                task_queue: Some(TaskQueue {
+                    name: task_queue.into(),
+                    kind: TaskQueueKind::Normal as i32,
+                    ..TaskQueue::default()
+                }),
+                identity: "sealbox-rotate-test".into(),
+                ..PollWorkflowTaskQueueRequest::default()
+            }
+            .into_request(),
+        )
+        .await
+        .expect("poll")
+        .into_inner();
+    assert!(
+        !task.task_token.is_empty(),
+        "no workflow task on {task_queue}"
+    );
+    svc.respond_workflow_task_completed(
+        RespondWorkflowTaskCompletedRequest {
+            task_token: task.task_token,
+            commands: vec![command],
+            identity: "sealbox-rotate-test".into(),
+            namespace: NS.into(),
+            ..RespondWorkflowTaskCompletedRequest::default()
+        }
+        .into_request(),
+    )
+    .await
+    .expect("respond");
+}
+
+async fn sealed(codec: &SealboxCodec, value: &str) -> Payload {
+    let mut out = codec
+        .encode_payloads(vec![json(value)])
+        .await
+        .expect("seal");
+    assert_eq!(out.len(), 1);
+    out.remove(0)
+}
+
+/// Waits (bounded) until visibility lists `runs` in `namespace`: listing is eventually
+/// consistent on the dev server.
+async fn await_visible(connection: &Connection, namespace: &str, runs: &[&str]) {
+    let want: HashSet<&str> = runs.iter().copied().collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut svc = connection.clone();
+    loop {
+        let listed = svc
+            .list_workflow_executions(
+                ListWorkflowExecutionsRequest {
+                    namespace: namespace.into(),
+                    page_size: 100,
+                    ..ListWorkflowExecutionsRequest::default()
+                }
+                .into_request(),
+            )
+            .await
+            .expect("list")
+            .into_inner();
+        let seen: HashSet<String> = listed
+            .executions
+            .into_iter()
+            .filter_map(|e| e.execution.map(|e| e.run_id))
+            .collect();
+        if want.iter().all(|r| seen.contains(*r)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "visibility never listed {want:?} in {namespace} (saw {seen:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn name(kek: &sealbox_core::KekRef) -> String {
+    format!("{}:{}", kek.provider(), kek.key_id())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventory_and_check_walk_every_history_of_a_namespace() {
+    let server = TemporalDev::start(&[NS, DAMAGED_NS]);
+    let k = keys();
+    // Policy A seals under `local:///old`, policy B under `local:///new`.
+    let policy_a = Arc::new(policy(&k.old, &[], 100).await);
+    let policy_b = Arc::new(policy(&k.new, &[k.old.as_str()], 100).await);
+    let (codec_a, codec_b) = (codec(&policy_a), codec(&policy_b));
+    let conn = connection(&server.address).await;
+    let client_a = client(&conn, NS, Some(codec_a.clone()));
+    let client_b = client(&conn, NS, Some(codec_b.clone()));
+
+    // a-1: sealed input, memo, signal and result (A); a plaintext summary (user metadata).
+    let mut memo = MemoValues::new();
+    memo.insert("customer", "Ada Lovelace".to_owned());
+    let (a1, run_a1) = start(
+        &client_a,
+        "a-1",
+        json("card 4111 1111 1111 1111"),
+        WorkflowStartOptions::new("tq-a-1", "a-1")
+            .memo(memo)
+            .static_summary("charge a-1")
+            .build(),
+    )
+    .await;
+    signal(&a1, "retry please").await;
+    let result = sealed(&codec_a, "receipt a-1").await;
+    answer_task(
+        &conn,
+        "tq-a-1",
+        Command {
+            command_type: CommandType::CompleteWorkflowExecution as i32,
+            attributes: Some(
+                command::Attributes::CompleteWorkflowExecutionCommandAttributes(
+                    CompleteWorkflowExecutionCommandAttributes {
+                        result: Some(Payloads {
+                            payloads: vec![result],
+                        }),
+                    },
+                ),
+            ),
+            ..Command::default()
+        },
+    )
+    .await;
+
+    // a-2: sealed input and signal (A); terminated with plaintext details and a reference.
+    let (a2, run_a2) = start(
+        &client_a,
+        "a-2",
+        json("card 5500 0000 0000 0004"),
+        WorkflowStartOptions::new("tq-a-2", "a-2").build(),
+    )
+    .await;
+    signal(&a2, "hold").await;
+    a2.terminate(
+        WorkflowTerminateOptions::builder()
+            .reason("test")
+            .details(Payloads {
+                payloads: vec![json("terminated by the test"), reference()],
+            })
+            .build(),
+    )
+    .await
+    .expect("terminate");
+
+    // b-1: sealed input (B); failed with a sealed failure whose cause is sealed too.
+    let (_b1, run_b1) = start(
+        &client_b,
+        "b-1",
+        json("card 3714 496353 98431"),
+        WorkflowStartOptions::new("tq-b-1", "b-1").build(),
+    )
+    .await;
+    let failure = Failure {
+        message: "Encoded failure".into(),
+        encoded_attributes: Some(
+            sealed(&codec_b, r#"{"message":"card declined","stack_trace":""}"#).await,
+        ),
+        cause: Some(Box::new(Failure {
+            message: "Encoded failure".into(),
+            encoded_attributes: Some(
+                sealed(&codec_b, r#"{"message":"issuer said no","stack_trace":""}"#).await,
+            ),
+            ..Failure::default()
+        })),
+        failure_info: Some(FailureInfo::ApplicationFailureInfo(
+            ApplicationFailureInfo {
+                r#type: "Declined".into(),
+                non_retryable: true,
+                ..ApplicationFailureInfo::default()
+            },
+        )),
+        ..Failure::default()
+    };
+    answer_task(
+        &conn,
+        "tq-b-1",
+        Command {
+            command_type: CommandType::FailWorkflowExecution as i32,
+            attributes: Some(command::Attributes::FailWorkflowExecutionCommandAttributes(
+                FailWorkflowExecutionCommandAttributes {
+                    failure: Some(failure),
+                },
+            )),
+            ..Command::default()
+        },
+    )
+    .await;
+
+    // b-2: sealed input (B), left running.
+    let (_b2, run_b2) = start(
+        &client_b,
+        "b-2",
+        json("card 6011 0009 9013 9424"),
+        WorkflowStartOptions::new("tq-b-2", "b-2").build(),
+    )
+    .await;
+
+    // The damaged namespace: an input marked as a Sealbox envelope whose data is not one
+    // (written through a client without a codec, so it reaches history as it is).
+    let raw = client(&conn, DAMAGED_NS, None);
+    let mut bad = json("not an envelope");
+    bad.metadata
+        .insert("encoding".into(), b"binary/encrypted".to_vec());
+    bad.metadata.insert(
+        "sealbox-format".into(),
+        FORMAT_ENVELOPE_V1.as_bytes().to_vec(),
+    );
+    let (_d, run_d) = start(
+        &raw,
+        "d-1",
+        bad,
+        WorkflowStartOptions::new("tq-d-1", "d-1").build(),
+    )
+    .await;
+
+    await_visible(&conn, NS, &[&run_a1, &run_a2, &run_b1, &run_b2]).await;
+    await_visible(&conn, DAMAGED_NS, &[&run_d]).await;
+
+    // Inventory, with tiny pages (listing and history paging) and with the defaults.
+    let source =
+        TemporalSource::parse(&format!("temporal://{}/{NS}", server.address)).expect("url");
+    let paged = ScanOptions {
+        concurrency: 2,
+        list_page_size: 1,
+        history_page_size: 2,
+    };
+    let inv = temporal::inventory(&source, &paged, &name)
+        .await
+        .expect("inventory");
+    assert_eq!(
+        temporal::inventory(&source, &ScanOptions::default(), &name)
+            .await
+            .expect("inventory"),
+        inv,
+        "paging changes nothing"
+    );
+    assert_eq!(inv.executions, 4, "{inv:?}");
+    let per_kek: BTreeMap<&str, u64> = inv
+        .inventory
+        .by_kek
+        .iter()
+        .map(|k| (k.kek.as_str(), k.count))
+        .collect();
+    // A: a-1 input, memo, signal, result; a-2 input, signal. B: b-1 input, failure and its
+    // cause; b-2 input.
+    assert_eq!(
+        per_kek,
+        BTreeMap::from([("local:new", 4), ("local:old", 6)]),
+        "{inv:?}"
+    );
+    assert!(
+        inv.inventory
+            .by_kek
+            .iter()
+            .all(|k| k.bytes > 0 && k.external == 0)
+    );
+    // The summary (user metadata) and the termination details (a JSON payload and a
+    // reference) are plaintext.
+    assert_eq!(inv.inventory.not_envelopes, 3, "{inv:?}");
+    assert_eq!(inv.external_references, 1, "{inv:?}");
+    assert_eq!(inv.inventory.damaged, 0);
+    assert_eq!(inv.inventory.total, 13);
+    assert!(inv.events >= 4 * 2, "{inv:?}");
+
+    // check: a KEK present → 1 with examples naming the events.
+    let old = Retire::resolve(&k.old, &policy_a).await.expect("resolve");
+    let hit = temporal::check(&source, &old, None, &paged).await;
+    assert_eq!(hit.exit_code(), 1, "{hit:?}");
+    assert_eq!(hit.report.in_use, 6);
+    assert!(hit.report.complete && hit.errors.is_empty(), "{hit:?}");
+    assert_eq!(hit.report.scanned, 13);
+    assert_eq!(hit.executions, 4);
+    assert!(
+        hit.report.examples.contains(&format!("a-1/{run_a1}#1")),
+        "the started event of a-1 holds a sealed input: {:?}",
+        hit.report.examples
+    );
+    assert!(
+        hit.report
+            .examples
+            .iter()
+            .all(|e| e.starts_with(&format!("a-1/{run_a1}#"))
+                || e.starts_with(&format!("a-2/{run_a2}#"))),
+        "{:?}",
+        hit.report.examples
+    );
+    let new = Retire::resolve(&k.new, &policy_b).await.expect("resolve");
+    let hit = temporal::check(&source, &new, None, &ScanOptions::default()).await;
+    assert_eq!((hit.exit_code(), hit.report.in_use), (1, 4), "{hit:?}");
+    assert!(
+        hit.report.examples.contains(&format!("b-2/{run_b2}#1")),
+        "{:?}",
+        hit.report.examples
+    );
+
+    // check: a KEK absent (or a version no envelope names) → 0, every history walked.
+    let gone = Retire::KeyId {
+        provider: "local".into(),
+        key_id: "gone".into(),
+    };
+    for (retire, version) in [(&gone, None), (&old, Some("999"))] {
+        let free = temporal::check(&source, retire, version, &paged).await;
+        assert_eq!(free.exit_code(), 0, "{free:?}");
+        assert!(free.report.complete && free.report.examples.is_empty());
+        assert_eq!((free.report.scanned, free.executions), (13, 4));
+        assert_eq!(free.external_references, 1);
+    }
+
+    // A damaged envelope makes the scan incomplete, never "free".
+    let damaged =
+        TemporalSource::parse(&format!("temporal://{}/{DAMAGED_NS}", server.address)).expect("url");
+    let inv = temporal::inventory(&damaged, &paged, &name)
+        .await
+        .expect("inventory");
+    assert_eq!(
+        (inv.inventory.total, inv.inventory.damaged, inv.executions),
+        (1, 1, 1)
+    );
+    let incomplete = temporal::check(&damaged, &gone, None, &paged).await;
+    assert_eq!(incomplete.exit_code(), 3, "{incomplete:?}");
+    assert_eq!(incomplete.report.damaged, 1);
+
+    // A namespace that does not exist cannot be listed: incomplete, and inventory fails.
+    let missing =
+        TemporalSource::parse(&format!("temporal://{}/no-such-namespace", server.address))
+            .expect("url");
+    let report = temporal::check(&missing, &gone, None, &paged).await;
+    assert_eq!(report.exit_code(), 3, "{report:?}");
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.contains("no-such-namespace")),
+        "{report:?}"
+    );
+    assert!(matches!(
+        temporal::inventory(&missing, &paged, &name).await,
+        Err(TemporalError::List { .. })
+    ));
+}
+
+#[tokio::test]
+async fn an_unreachable_frontend_is_incomplete_never_free() {
+    let source = TemporalSource::parse(&format!("temporal://127.0.0.1:{}/default", free_port()))
+        .expect("url");
+    let gone = Retire::KeyId {
+        provider: "local".into(),
+        key_id: "gone".into(),
+    };
+    let report = temporal::check(&source, &gone, None, &ScanOptions::default()).await;
+    assert_eq!(report.exit_code(), 3, "{report:?}");
+    assert!(!report.report.complete);
+    assert!(
+        report.errors.iter().any(|e| e.contains("cannot connect")),
+        "{report:?}"
+    );
+    assert!(matches!(
+        temporal::inventory(&source, &ScanOptions::default(), &name).await,
+        Err(TemporalError::Connect { .. })
+    ));
+}

@@ -1,0 +1,413 @@
+//! Storage drivers: where stored payloads go, shaped like Temporal's `StorageDriver`
+//! (store payloads, get claims; retrieve payloads from claims), and the `object_store`
+//! driver compatible with Temporal's official `aws.s3driver`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+use crate::Payload;
+
+/// The official S3 driver's name; objects Sealbox writes to S3 carry it, so other SDKs'
+/// drivers read them.
+pub const S3_DRIVER: &str = "aws.s3driver";
+/// The driver name of a local-directory store (Sealbox only).
+pub const FILE_DRIVER: &str = "sealbox.filedriver";
+/// Default cap on one stored payload, as Temporal's drivers: 50 MiB.
+pub const DEFAULT_MAX_SIZE: usize = 50 * 1024 * 1024;
+
+/// Who stores or retrieves: the namespace (keys are written under it, and a key naming a
+/// namespace must name this one to be read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageContext {
+    /// The Temporal namespace.
+    pub namespace: String,
+}
+
+/// A driver's claim: what it needs to retrieve one payload.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StorageClaim {
+    /// The claim's data (for `aws.s3driver`: `bucket`, `key`, `hash_algorithm`, `hash_value`).
+    pub claim_data: BTreeMap<String, String>,
+}
+
+/// Why a payload could not be stored or retrieved. Names the reference (bucket and key),
+/// never payload data.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// No object under the claim's key.
+    #[error("external storage: no object at `{key}`")]
+    NotFound {
+        /// The object key.
+        key: String,
+    },
+    /// The object's SHA-256 is not the claim's: it was changed after it was stored.
+    #[error("external storage: object `{key}` does not match its claim's SHA-256 (tampered?)")]
+    HashMismatch {
+        /// The object key.
+        key: String,
+    },
+    /// The object (or the payload to store) is over the size cap.
+    #[error("external storage: `{key}` is {size} bytes, over the {limit}-byte cap")]
+    TooLarge {
+        /// The object key.
+        key: String,
+        /// Its size.
+        size: u64,
+        /// The cap.
+        limit: usize,
+    },
+    /// The claim names a bucket this driver does not serve.
+    #[error("external storage: bucket `{bucket}` is not the configured bucket")]
+    ForeignBucket {
+        /// The claim's bucket.
+        bucket: String,
+    },
+    /// The key was written for another namespace.
+    #[error("external storage: object `{key}` belongs to another namespace than `{namespace}`")]
+    WrongNamespace {
+        /// The object key.
+        key: String,
+        /// The caller's namespace.
+        namespace: String,
+    },
+    /// The claim or reference is malformed, or names another driver.
+    #[error("external storage: {0}")]
+    Invalid(String),
+    /// The store failed.
+    #[error("external storage: {0}")]
+    Backend(String),
+}
+
+/// Stores payloads outside Temporal and retrieves them by claim.
+#[async_trait]
+pub trait StorageDriver: Send + Sync + fmt::Debug {
+    /// The name written into references.
+    fn name(&self) -> &str;
+
+    /// Stores `payloads` (already encoded by the codec); one claim per payload, in order.
+    async fn store(
+        &self,
+        context: &StorageContext,
+        payloads: &[Payload],
+    ) -> Result<Vec<StorageClaim>, StorageError>;
+
+    /// Retrieves the payloads of `claims`, in order, each checked against its claim.
+    async fn retrieve(
+        &self,
+        context: &StorageContext,
+        claims: &[StorageClaim],
+    ) -> Result<Vec<Payload>, StorageError>;
+}
+
+/// A driver over an `object_store` bucket (S3, a local directory, memory), with the claims
+/// and object keys of Temporal's official S3 driver: objects are content-addressed
+/// (`v0/ns/<namespace>/d/sha256/<hex>`), stored only if absent, and verified against the
+/// claim's SHA-256 before they are parsed.
+pub struct ObjectStoreDriver {
+    name: String,
+    bucket: String,
+    /// Keys are written and read under this prefix (`""` or `"a/b/"`).
+    prefix: String,
+    store: Arc<dyn ObjectStore>,
+    max_size: usize,
+}
+
+impl fmt::Debug for ObjectStoreDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectStoreDriver")
+            .field("name", &self.name)
+            .field("bucket", &self.bucket)
+            .field("max_size", &self.max_size)
+            .finish()
+    }
+}
+
+/// Percent-encodes a key segment as Temporal's drivers do: every UTF-8 byte outside
+/// `A–Z a–z 0–9 ! - _ . * ' ( )`; an empty segment is `null`.
+pub fn key_segment(s: &str) -> String {
+    if s.is_empty() {
+        return "null".into();
+    }
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"!-_.*'()".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn claim_get<'a>(claim: &'a StorageClaim, names: &[&str]) -> Option<&'a str> {
+    names
+        .iter()
+        .find_map(|n| claim.claim_data.get(*n))
+        .map(String::as_str)
+}
+
+impl ObjectStoreDriver {
+    /// A driver named `name` over `store`, which holds bucket `bucket` (the name claims
+    /// carry). Objects are capped at [`DEFAULT_MAX_SIZE`].
+    pub fn new(
+        name: impl Into<String>,
+        bucket: impl Into<String>,
+        store: Arc<dyn ObjectStore>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            bucket: bucket.into(),
+            prefix: String::new(),
+            store,
+            max_size: DEFAULT_MAX_SIZE,
+        }
+    }
+
+    /// Opens the store of a `[storage] url`: `s3://BUCKET[/PREFIX]` (as `aws.s3driver`;
+    /// credentials, region and endpoint from the `AWS_*` environment; see [`super::open_s3`]),
+    /// `file:///DIR` (created if missing) or `memory://`.
+    pub fn open(url: &str, max_size: usize) -> Result<Self, StorageError> {
+        let driver = if url.starts_with("s3://") {
+            let s3 = super::open_s3(url, &[]).map_err(StorageError::Invalid)?;
+            let mut d = Self::new(S3_DRIVER, s3.bucket, s3.store);
+            if !s3.prefix.is_empty() {
+                d.prefix = format!("{}/", s3.prefix);
+            }
+            d
+        } else if let Some(dir) = url.strip_prefix("file://") {
+            if !dir.starts_with('/') {
+                return Err(StorageError::Invalid(format!(
+                    "`{url}`: expected file:///ABSOLUTE/DIR"
+                )));
+            }
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StorageError::Backend(format!("create {dir}: {e}")))?;
+            let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
+                .map_err(|e| StorageError::Backend(format!("open {dir}: {e}")))?;
+            Self::new(FILE_DRIVER, "local", Arc::new(fs))
+        } else if url == "memory://" {
+            Self::new(
+                FILE_DRIVER,
+                "memory",
+                Arc::new(object_store::memory::InMemory::new()),
+            )
+        } else {
+            return Err(StorageError::Invalid(format!(
+                "`{}` is not a store this build reads (s3://BUCKET[/PREFIX], file:///DIR, memory://)",
+                sealbox_core::transport::redact_endpoint(url)
+            )));
+        };
+        Ok(driver.max_size(max_size))
+    }
+
+    /// Sets the cap on one stored payload.
+    #[must_use]
+    pub fn max_size(mut self, bytes: usize) -> Self {
+        self.max_size = bytes;
+        self
+    }
+
+    /// The cap on one stored payload.
+    pub fn size_cap(&self) -> usize {
+        self.max_size
+    }
+
+    /// The object key of a payload whose protobuf bytes hash to `hex`.
+    fn key_for(&self, namespace: &str, hex: &str) -> String {
+        format!(
+            "{}v0/ns/{}/d/sha256/{hex}",
+            self.prefix,
+            key_segment(namespace)
+        )
+    }
+
+    /// Checks a claim against this driver and the caller: the bucket, a `v0/` key, the
+    /// namespace segment when the key has one, the hash's form.
+    fn check_claim<'a>(
+        &self,
+        context: &StorageContext,
+        claim: &'a StorageClaim,
+    ) -> Result<(&'a str, [u8; 32]), StorageError> {
+        let bucket = claim_get(claim, &["bucket"])
+            .ok_or_else(|| StorageError::Invalid("the claim names no bucket".into()))?;
+        if bucket != self.bucket {
+            return Err(StorageError::ForeignBucket {
+                bucket: bucket.to_owned(),
+            });
+        }
+        let key = claim_get(claim, &["key"])
+            .ok_or_else(|| StorageError::Invalid("the claim names no key".into()))?;
+        if !key.starts_with("v0/")
+            || key
+                .split('/')
+                .any(|s| s.is_empty() || s == "." || s == "..")
+        {
+            return Err(StorageError::Invalid(format!(
+                "`{key}` is not a v0/… object key"
+            )));
+        }
+        if let Some(rest) = key.strip_prefix("v0/ns/") {
+            let ns = rest.split('/').next().unwrap_or_default();
+            if ns != key_segment(&context.namespace) {
+                return Err(StorageError::WrongNamespace {
+                    key: key.to_owned(),
+                    namespace: context.namespace.clone(),
+                });
+            }
+        }
+        let algorithm = claim_get(claim, &["hash_algorithm", "hashAlgorithm"]).unwrap_or("");
+        if algorithm != "sha256" {
+            return Err(StorageError::Invalid(format!(
+                "`{key}`: hash algorithm `{algorithm}` (only sha256 is read)"
+            )));
+        }
+        let hex_value = claim_get(claim, &["hash_value", "hashValue"]).unwrap_or("");
+        let mut hash = [0u8; 32];
+        if hex_value.len() != 64
+            || !hex_value
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            || hex::decode_to_slice(hex_value, &mut hash).is_err()
+        {
+            return Err(StorageError::Invalid(format!(
+                "`{key}`: the claim's hash is not 64 lowercase hex digits"
+            )));
+        }
+        Ok((key, hash))
+    }
+
+    async fn store_one(
+        &self,
+        context: &StorageContext,
+        payload: &Payload,
+    ) -> Result<StorageClaim, StorageError> {
+        let bytes = payload.encode_to_vec();
+        let hex = hex::encode(Sha256::digest(&bytes));
+        let key = self.key_for(&context.namespace, &hex);
+        if bytes.len() > self.max_size {
+            return Err(StorageError::TooLarge {
+                key,
+                size: bytes.len() as u64,
+                limit: self.max_size,
+            });
+        }
+        let path = ObjectPath::from(key.as_str());
+        match self.store.head(&path).await {
+            Ok(_) => {} // content-addressed: the same bytes are there already
+            Err(object_store::Error::NotFound { .. }) => {
+                let options = PutOptions {
+                    mode: PutMode::Create,
+                    ..PutOptions::default()
+                };
+                match self
+                    .store
+                    .put_opts(&path, PutPayload::from(bytes), options)
+                    .await
+                {
+                    Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+                    Err(e) => return Err(StorageError::Backend(format!("store `{key}`: {e}"))),
+                }
+            }
+            Err(e) => return Err(StorageError::Backend(format!("look up `{key}`: {e}"))),
+        }
+        let mut claim_data = BTreeMap::new();
+        claim_data.insert("bucket".into(), self.bucket.clone());
+        claim_data.insert("key".into(), key);
+        claim_data.insert("hash_algorithm".into(), "sha256".into());
+        claim_data.insert("hash_value".into(), hex);
+        Ok(StorageClaim { claim_data })
+    }
+
+    async fn retrieve_one(
+        &self,
+        context: &StorageContext,
+        claim: &StorageClaim,
+    ) -> Result<Payload, StorageError> {
+        let (key, hash) = self.check_claim(context, claim)?;
+        let path = ObjectPath::from(key);
+        let got = self.store.get(&path).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => StorageError::NotFound {
+                key: key.to_owned(),
+            },
+            e => StorageError::Backend(format!("read `{key}`: {e}")),
+        })?;
+        if got.meta.size > self.max_size as u64 {
+            return Err(StorageError::TooLarge {
+                key: key.to_owned(),
+                size: got.meta.size,
+                limit: self.max_size,
+            });
+        }
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(|e| StorageError::Backend(format!("read `{key}`: {e}")))?;
+        if bytes.len() > self.max_size {
+            return Err(StorageError::TooLarge {
+                key: key.to_owned(),
+                size: bytes.len() as u64,
+                limit: self.max_size,
+            });
+        }
+        if Sha256::digest(&bytes).as_slice() != hash {
+            return Err(StorageError::HashMismatch {
+                key: key.to_owned(),
+            });
+        }
+        Payload::decode(bytes.as_ref())
+            .map_err(|e| StorageError::Invalid(format!("`{key}` is not a protobuf Payload: {e}")))
+    }
+}
+
+#[async_trait]
+impl StorageDriver for ObjectStoreDriver {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn store(
+        &self,
+        context: &StorageContext,
+        payloads: &[Payload],
+    ) -> Result<Vec<StorageClaim>, StorageError> {
+        let mut claims = Vec::with_capacity(payloads.len());
+        for p in payloads {
+            claims.push(self.store_one(context, p).await?);
+        }
+        Ok(claims)
+    }
+
+    async fn retrieve(
+        &self,
+        context: &StorageContext,
+        claims: &[StorageClaim],
+    ) -> Result<Vec<Payload>, StorageError> {
+        let mut out = Vec::with_capacity(claims.len());
+        for c in claims {
+            out.push(self.retrieve_one(context, c).await?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_segments_are_encoded_as_temporals_drivers_do() {
+        assert_eq!(key_segment("payments-eu_1.x"), "payments-eu_1.x");
+        assert_eq!(key_segment(""), "null");
+        assert_eq!(key_segment("a/b c"), "a%2Fb%20c");
+        assert_eq!(key_segment("é"), "%C3%A9");
+        assert_eq!(key_segment("!*'()"), "!*'()");
+    }
+}
