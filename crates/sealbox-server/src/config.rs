@@ -35,6 +35,7 @@ struct RawServer {
     #[serde(default)]
     allowed_hosts: Vec<String>,
     readyz_detail: Option<bool>,
+    path_namespace: Option<bool>,
     metrics: Option<String>,
     #[serde(default)]
     token: Vec<RawToken>,
@@ -229,6 +230,12 @@ pub struct ServerConfig {
     pub allowed_hosts: Vec<String>,
     /// Whether `/readyz` answers with the KMS errors (default `false`: they go to the log).
     pub readyz_detail: bool,
+    /// Whether the route shape is `/{namespace}/decode`: the namespace is the path segment
+    /// before the operation, and an `X-Namespace` that disagrees is refused (400), so an
+    /// ingress that authorizes by path cannot be bypassed by the header. Default `false`:
+    /// the namespace comes from `X-Namespace` only, and a prefix such as `/codec/decode` is
+    /// never taken for a namespace.
+    pub path_namespace: bool,
     /// Who may read `/metrics`.
     pub metrics: MetricsAccess,
     /// Static bearer tokens.
@@ -255,6 +262,7 @@ impl Default for ServerConfig {
             kms_rate_limit: 0,
             allowed_hosts: Vec::new(),
             readyz_detail: false,
+            path_namespace: false,
             metrics: MetricsAccess::Public,
             tokens: Vec::new(),
             jwt: None,
@@ -355,6 +363,7 @@ impl ServerConfig {
         }
         c.allowed_hosts = raw.allowed_hosts;
         c.readyz_detail = raw.readyz_detail.unwrap_or(false);
+        c.path_namespace = raw.path_namespace.unwrap_or(false);
         c.metrics = match raw.metrics.as_deref() {
             None | Some("public") => MetricsAccess::Public,
             Some("authenticated") => MetricsAccess::Authenticated,

@@ -98,23 +98,43 @@ impl FromRequestParts<Arc<AppState>> for Namespace {
 
     async fn from_request_parts(
         parts: &mut Parts,
-        _state: &Arc<AppState>,
+        state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let namespace = match parts.headers.get("x-namespace") {
-            Some(v) => v
-                .to_str()
-                .map_err(|_| ApiError::bad_request("X-Namespace is not ASCII"))?
-                .to_owned(),
-            None => parts
-                .extensions
-                .get::<PathNamespace>()
-                .map(|p| p.0.clone())
-                .ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "no namespace: send an X-Namespace header or call /{{namespace}}{}",
+        let path_namespace = runtime_of(parts, state).config.path_namespace;
+        let header = match parts.headers.get("x-namespace") {
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| ApiError::bad_request("X-Namespace is not ASCII"))?
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        let path = parts.extensions.get::<PathNamespace>().map(|p| p.0.clone());
+        let namespace = if path_namespace {
+            match (header, path) {
+                (Some(h), Some(p)) if h != p => {
+                    return Err(ApiError::bad_request(format!(
+                        "X-Namespace `{}` disagrees with the path's namespace `{}`",
+                        h.escape_debug(),
+                        p.escape_debug()
+                    )));
+                }
+                (_, Some(p)) => p,
+                (_, None) => {
+                    return Err(ApiError::bad_request(format!(
+                        "no namespace in the path: this server takes it from \
+                         /{{namespace}}{} ([server].path_namespace)",
                         parts.uri.path()
-                    ))
-                })?,
+                    )));
+                }
+            }
+        } else {
+            header.ok_or_else(|| {
+                ApiError::bad_request(
+                    "no namespace: send an X-Namespace header (or set [server].path_namespace \
+                     = true to take it from /{namespace}/decode)",
+                )
+            })?
         };
         if namespace.is_empty() {
             return Err(ApiError::bad_request("empty namespace"));

@@ -53,10 +53,56 @@ async fn encode_then_decode_round_trips_in_order_under_any_prefix() {
             "{path}"
         );
     }
-    // Namespace from the path when there is no header.
+    // By default the namespace comes from X-Namespace only: a path segment is never taken
+    // for one (`/codec/decode` is a prefix, not namespace `codec`).
     let h2 = [("authorization", auth.as_str())];
     let dec = call(&fx.app, Method::POST, "/payments/decode", &h2, &mixed).await;
+    assert_eq!(dec.status, StatusCode::BAD_REQUEST, "{}", dec.body);
+    assert!(dec.body.contains("X-Namespace"), "{}", dec.body);
+}
+
+/// `[server] path_namespace = true`: the route shape is `/{namespace}/decode`; the path names
+/// the namespace, a disagreeing X-Namespace is refused (an ingress that authorizes by path
+/// cannot be bypassed by the header), and a path without a namespace is refused.
+#[tokio::test]
+async fn with_path_namespaces_the_path_wins_and_the_header_must_agree() {
+    let fx = fixture_app("path_namespace = true", false).await;
+    let auth = bearer(&alice());
+    let body = json!({"payloads": [plain("\"one\"")]}).to_string();
+    let only_auth = [("authorization", auth.as_str())];
+    let enc = call(
+        &fx.app,
+        Method::POST,
+        "/codec/payments/encode",
+        &only_auth,
+        &body,
+    )
+    .await;
+    assert_eq!(enc.status, StatusCode::OK, "{}", enc.body);
+    let agreeing = [
+        ("authorization", auth.as_str()),
+        ("x-namespace", "payments"),
+    ];
+    let dec = call(
+        &fx.app,
+        Method::POST,
+        "/payments/decode",
+        &agreeing,
+        &enc.body,
+    )
+    .await;
     assert_eq!(dec.status, StatusCode::OK, "{}", dec.body);
+    // alice may decode `payments` only; a header naming it on another path is refused.
+    let bypass = [
+        ("authorization", auth.as_str()),
+        ("x-namespace", "payments"),
+    ];
+    let r = call(&fx.app, Method::POST, "/team-a/decode", &bypass, &enc.body).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body.contains("disagrees with the path"), "{}", r.body);
+    let r = call(&fx.app, Method::POST, "/decode", &agreeing, &enc.body).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body.contains("no namespace in the path"), "{}", r.body);
 }
 
 #[tokio::test]
