@@ -150,15 +150,22 @@ async fn codec_call(
         ));
     }
     let preserve_references = preserve_storage_refs(parts.uri.query());
-    let body = axum::body::to_bytes(body, config.max_body)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("request body over the {}-byte limit", config.max_body),
-            )
-        })?;
+    // Where the namespace stores payloads externally, /encode takes payloads up to the
+    // storage cap (base64 in JSON: 4/3 of it, plus room for metadata).
+    let max_body = match (&policy.config().storage, op, tenant.policy.external_storage) {
+        (Some(st), Op::Encode, ExternalStorage::Always | ExternalStorage::Threshold(_)) => {
+            let cap = usize::try_from(st.max_size).unwrap_or(usize::MAX);
+            config.max_body.max(cap.saturating_mul(4) / 3 + 64 * 1024)
+        }
+        _ => config.max_body,
+    };
+    let body = axum::body::to_bytes(body, max_body).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request body over the {max_body}-byte limit"),
+        )
+    })?;
     let payloads = wire::parse(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "the body is not Temporal Payloads in protobuf JSON: {e}"

@@ -14,7 +14,7 @@ async fn storage_app(dir: &std::path::Path) -> Router {
          [default]\nactive = \"local:///s?file={key}\"\nexternal_storage = \"1KiB\"\n\
          [[rule]]\nnamespace = \"small\"\nactive = \"local:///s?file={key}\"\nexternal_storage = \"off\"\n\
          [[rule]]\nnamespace = \"pii\"\nactive = \"local:///s?file={key}\"\nexternal_storage = \"always\"\n\
-         [server]\nanonymous = [\"encode\", \"decode\"]\nmax_body = \"16MiB\"\naudit_log = \"{audit}\"\n",
+         [server]\nanonymous = [\"encode\", \"decode\"]\nmax_body = \"64KiB\"\naudit_log = \"{audit}\"\n",
         objects = dir.join("objects").display(),
         key = key.display(),
         audit = dir.join("audit").display(),
@@ -114,6 +114,30 @@ async fn large_payloads_are_stored_and_come_back_through_decode_and_download() {
     let r = call(&app, Method::POST, "/download", &headers("small"), &one).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
     assert!(r.body.contains("another namespace"), "{}", r.body);
+}
+
+/// With storage on for a namespace, /encode takes payloads up to the storage cap whatever
+/// `max_body` says (64 KiB here); without it, `max_body` holds.
+#[tokio::test]
+async fn body_limits_follow_the_storage_cap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = storage_app(dir.path()).await;
+    let large = format!("\"{}\"", "z".repeat(1_000_000));
+    let body = json!({"payloads": [plain(&large)]}).to_string();
+    let stored = call(&app, Method::POST, "/encode", &headers("payments"), &body).await;
+    assert_eq!(stored.status, StatusCode::OK, "{}", stored.body);
+    let refused = call(&app, Method::POST, "/encode", &headers("small"), &body).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        refused.body
+    );
+    // Over the storage cap (8 MiB) even where storage is on.
+    let huge = format!("\"{}\"", "z".repeat(9 * 1024 * 1024));
+    let body = json!({"payloads": [plain(&huge)]}).to_string();
+    let r = call(&app, Method::POST, "/encode", &headers("payments"), &body).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
 }
 
 #[tokio::test]
