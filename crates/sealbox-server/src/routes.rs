@@ -10,8 +10,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use sealbox_policy::ExternalStorage;
+use sealbox_temporal::Payload;
 use sealbox_temporal::storage::{StorageCodec, Threshold};
-use sealbox_temporal::{Payload, SealboxCodec};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::Principal;
@@ -214,17 +214,8 @@ async fn codec_call(
     // shows it as it is (counted in the audit line and metrics), since the history shows
     // the same bytes to anyone who can read it, and one forged payload must not hide the
     // rest of the event from an operator.
-    let mut builder =
-        SealboxCodec::from_policy(Arc::clone(&policy), namespace).require_encryption(false);
-    if let Some(settings) = &policy.config().storage {
-        // Payloads up to the storage cap reach the codec (they are stored, not put in history).
-        let cap = usize::try_from(settings.max_size).unwrap_or(usize::MAX);
-        builder = builder
-            .max_payload_bytes(cap.max(sealbox_temporal::TEMPORAL_PAYLOAD_LIMIT))
-            .decompression_limits(cap.max(64 << 20), cap.saturating_mul(2).max(128 << 20));
-    }
-    let codec = builder
-        .build()
+    let codec = s
+        .codec_for(&policy, namespace)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let stored = storage.map(|driver| {
         let threshold = match tenant.policy.external_storage {

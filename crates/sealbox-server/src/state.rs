@@ -7,8 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use sealbox_policy::{ReloadablePolicy, StorageSettings};
+use std::collections::HashMap;
+
+use sealbox_policy::{PolicyKeyrings, ReloadablePolicy, StorageSettings};
 use sealbox_temporal::storage::{ObjectStoreDriver, StorageDriver, StorageError};
+use sealbox_temporal::{CodecError, SealboxCodec};
 
 use crate::auth::Authenticator;
 use crate::config::ServerConfig;
@@ -58,6 +61,18 @@ pub struct AppState {
     /// The external-storage driver of the policy's `[storage]` (URL, cap), opened on first
     /// use and reopened when a reload changes them.
     storage: Mutex<Option<(StorageSettings, Arc<dyn StorageDriver>)>>,
+    /// Codecs built for the policy in force, by namespace; dropped when a reload puts another
+    /// policy in force.
+    codecs: Mutex<CodecCache>,
+}
+
+/// At most this many namespaces' codecs are kept (namespaces come from callers).
+const CODEC_CACHE_MAX: usize = 1024;
+
+#[derive(Default)]
+struct CodecCache {
+    policy: std::sync::Weak<PolicyKeyrings>,
+    by_namespace: HashMap<String, SealboxCodec>,
 }
 
 impl AppState {
@@ -80,6 +95,7 @@ impl AppState {
             audit,
             ready_cache: tokio::sync::Mutex::new(None),
             storage: Mutex::new(None),
+            codecs: Mutex::new(CodecCache::default()),
         }))
     }
 
@@ -140,6 +156,45 @@ impl AppState {
         self.runtime.store(Arc::new(runtime));
         *self.ready_cache.lock().await = None;
         Ok(())
+    }
+
+    /// The codec of `namespace` under `policy` (a snapshot of the policy in force), built
+    /// once per namespace and policy. It never refuses plaintext on decode (the server shows
+    /// it and counts it), and with `[storage]` it takes payloads up to the storage cap.
+    pub(crate) fn codec_for(
+        &self,
+        policy: &Arc<PolicyKeyrings>,
+        namespace: &str,
+    ) -> Result<SealboxCodec, CodecError> {
+        let mut cache = self.codecs.lock().unwrap_or_else(|e| e.into_inner());
+        let current = cache
+            .policy
+            .upgrade()
+            .is_some_and(|p| Arc::ptr_eq(&p, policy));
+        if !current || cache.by_namespace.len() >= CODEC_CACHE_MAX {
+            *cache = CodecCache {
+                policy: Arc::downgrade(policy),
+                by_namespace: HashMap::new(),
+            };
+        }
+        if let Some(codec) = cache.by_namespace.get(namespace) {
+            return Ok(codec.clone());
+        }
+        let mut builder =
+            SealboxCodec::from_policy(Arc::clone(policy), namespace).require_encryption(false);
+        if let Some(settings) = &policy.config().storage {
+            // Payloads up to the storage cap reach the codec (they are stored, not put in
+            // history); the decompression budget is at least the cap.
+            let cap = usize::try_from(settings.max_size).unwrap_or(usize::MAX);
+            builder = builder
+                .max_payload_bytes(cap.max(sealbox_temporal::TEMPORAL_PAYLOAD_LIMIT))
+                .decompression_limits(cap.max(64 << 20), cap.saturating_mul(2).max(128 << 20));
+        }
+        let codec = builder.build()?;
+        cache
+            .by_namespace
+            .insert(namespace.to_owned(), codec.clone());
+        Ok(codec)
     }
 
     /// The driver for `settings` (the policy snapshot's `[storage]`).

@@ -342,3 +342,52 @@ async fn sighup_reload_revokes_tokens_and_keeps_a_broken_file_out() {
     assert_eq!(status("token-b-0123456789abcdef").await, StatusCode::OK);
     assert_eq!(preflight("https://three.test").await, None);
 }
+
+/// Codecs are built once per namespace and policy: after a reload that moves the active KEK,
+/// new payloads name the new KEK (no stale cached codec), and the old ones still open.
+#[tokio::test]
+async fn a_reload_reaches_the_cached_codecs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ka, kb) = (dir.path().join("a.kek"), dir.path().join("b.kek"));
+    sealbox_testkit::write_secret_file(&ka, &B64.encode([1u8; 32]));
+    sealbox_testkit::write_secret_file(&kb, &B64.encode([2u8; 32]));
+    let text = |active: &str, old: &str| {
+        format!(
+            "version = 1\n[default]\nactive = \"{active}\"\ndecrypt_only = [{old}]\n[server]\nanonymous = [\"encode\", \"decode\"]\naudit_log = \"{}\"\n",
+            dir.path().join("audit").display()
+        )
+    };
+    let a = format!("local:///a?file={}", ka.display());
+    let b = format!("local:///b?file={}", kb.display());
+    let path = dir.path().join("p.toml");
+    let state = state_from(&path, &text(&a, "")).await;
+    let app = app(state.clone());
+    let h = [
+        ("x-namespace", "orders"),
+        ("content-type", "application/json"),
+    ];
+    let body = json!({"payloads": [plain("\"x\"")]}).to_string();
+    let kek_of = |r: &Resp| {
+        let v = r.json();
+        String::from_utf8(
+            B64.decode(
+                v["payloads"][0]["metadata"]["encryption-key-id"]
+                    .as_str()
+                    .expect("kid"),
+            )
+            .expect("b64"),
+        )
+        .expect("utf8")
+    };
+    let first = call(&app, Method::POST, "/encode", &h, &body).await;
+    assert!(kek_of(&first).starts_with("local:a"), "{}", kek_of(&first));
+    let again = call(&app, Method::POST, "/encode", &h, &body).await;
+    assert!(kek_of(&again).starts_with("local:a"));
+
+    std::fs::write(&path, text(&b, &format!("\"{a}\""))).expect("write");
+    state.reload(&path).await.expect("reload");
+    let after = call(&app, Method::POST, "/encode", &h, &body).await;
+    assert!(kek_of(&after).starts_with("local:b"), "{}", kek_of(&after));
+    let old = call(&app, Method::POST, "/decode", &h, &first.body).await;
+    assert_eq!(old.status, StatusCode::OK, "{}", old.body);
+}
