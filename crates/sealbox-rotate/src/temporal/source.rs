@@ -15,13 +15,13 @@ pub(super) struct Tls {
 
 /// A Temporal namespace to scan, parsed from a `temporal://` URL (see the
 /// [module documentation](self) for the URL, the TLS settings and the API key).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct TemporalSource {
     host: url::Host,
     port: u16,
     namespace: String,
     tls: Option<Tls>,
-    api_key: Option<String>,
+    api_key: Option<secrecy::SecretString>,
 }
 
 impl fmt::Debug for TemporalSource {
@@ -137,7 +137,7 @@ impl TemporalSource {
         let cert = setting("cert", "TEMPORAL_TLS_CERT_PATH");
         let key = setting("key", "TEMPORAL_TLS_KEY_PATH");
         let server_name = setting("server_name", "TEMPORAL_TLS_SERVER_NAME");
-        let api_key = env("TEMPORAL_API_KEY");
+        let api_key = env("TEMPORAL_API_KEY").map(secrecy::SecretString::from);
         let tls_files = ca.is_some() || cert.is_some() || key.is_some() || server_name.is_some();
         let use_tls = match tls_flag {
             Some(false) if tls_files => {
@@ -233,7 +233,11 @@ impl TemporalSource {
         let options = ConnectionOptions::new(target)
             .identity(format!("sealbox-rotate@{}", std::process::id()))
             .maybe_tls_options(tls)
-            .maybe_api_key(self.api_key.clone())
+            .maybe_api_key(
+                self.api_key
+                    .as_ref()
+                    .map(|k| secrecy::ExposeSecret::expose_secret(k).to_owned()),
+            )
             .connect_timeout(Duration::from_secs(10))
             .build();
         Connection::connect(options)
