@@ -171,15 +171,13 @@ pub(crate) async fn rotate(command: RotateCommand) -> Result<(), Failure> {
                 sealbox_rotate::check(store.as_ref(), &resolved, version.as_deref(), concurrency)
                     .await;
             let code = report.exit_code();
-            let what = match &version {
-                Some(v) => format!("{retire} version {v}"),
-                None => retire.clone(),
-            };
+            let what = retire_label(&retire, version.as_deref());
             if json {
-                let mut v = serde_json::to_value(&report).unwrap_or_default();
-                v["kek"] = json!(what);
-                v["exit_code"] = json!(code);
-                out!("{v}");
+                print_check_json(
+                    serde_json::to_value(&report).unwrap_or_default(),
+                    &what,
+                    code,
+                );
             } else {
                 match code {
                     0 => out!(
@@ -330,16 +328,14 @@ async fn temporal_check(
     )
     .await;
     let code = report.exit_code();
-    let what = match &version {
-        Some(v) => format!("{retire} version {v}"),
-        None => retire.to_owned(),
-    };
+    let what = retire_label(retire, version.as_deref());
     let r = &report.report;
     if json {
-        let mut v = serde_json::to_value(&report).unwrap_or_default();
-        v["kek"] = json!(what);
-        v["exit_code"] = json!(code);
-        out!("{v}");
+        print_check_json(
+            serde_json::to_value(&report).unwrap_or_default(),
+            &what,
+            code,
+        );
     } else {
         match code {
             0 => out!(
@@ -360,8 +356,9 @@ async fn temporal_check(
             }
             _ => {
                 out!(
-                    "incomplete: {} damaged payload(s), {} unreadable history(ies), or the \
-                     executions could not be listed to the end; {what} is NOT proven free",
+                    "incomplete: {} damaged payload(s), {} unreadable history(ies), unresolved \
+                     external-storage references, or executions not listed to the end; {what} \
+                     is NOT proven free",
                     r.damaged,
                     r.unreadable
                 );
@@ -369,13 +366,6 @@ async fn temporal_check(
                     out!("  {e}");
                 }
             }
-        }
-        if report.external_references > 0 {
-            out!(
-                "note: {} external-storage reference(s) point to objects outside history; \
-                 check their store too",
-                report.external_references
-            );
         }
     }
     if code == 0 {
@@ -494,4 +484,19 @@ fn progress_bar(mode: Mode) -> Arc<Bar> {
     bar.set_prefix(mode.done_word().to_owned());
     bar.enable_steady_tick(Duration::from_millis(200));
     Arc::new(Bar(bar))
+}
+
+/// `KEK_URI` or `KEK_URI version V`, for check reports.
+fn retire_label(retire: &str, version: Option<&str>) -> String {
+    match version {
+        Some(v) => format!("{retire} version {v}"),
+        None => retire.to_owned(),
+    }
+}
+
+/// A check report as one JSON document, with the KEK asked about and the exit code.
+fn print_check_json(mut v: serde_json::Value, what: &str, code: u8) {
+    v["kek"] = json!(what);
+    v["exit_code"] = json!(code);
+    out!("{v}");
 }

@@ -344,6 +344,22 @@ pub fn source_chain(e: &dyn std::error::Error) -> String {
     out.join(": ")
 }
 
+/// `e` and its sources, joined with `": "`, skipping a source whose message its parent's
+/// already contains (many errors repeat their source in their own message).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

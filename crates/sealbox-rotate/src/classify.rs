@@ -4,20 +4,9 @@
 use prost::Message;
 use sealbox_core::format::MAGIC;
 use sealbox_core::{EnvelopeHeader, inspect};
-
-/// The metadata key and value the Temporal codec marks a Sealbox payload with.
-const METADATA_FORMAT: &str = "sealbox-format";
-const FORMAT_ENVELOPE_V1: &[u8] = b"sealbox-envelope/1";
-
-/// Temporal's `temporal.api.common.v1.Payload`, as external storage keeps it (fields 1 and
-/// 2; others are skipped).
-#[derive(Clone, PartialEq, Message)]
-struct Payload {
-    #[prost(map = "string, bytes", tag = "1")]
-    metadata: std::collections::HashMap<String, Vec<u8>>,
-    #[prost(bytes = "vec", tag = "2")]
-    data: Vec<u8>,
-}
+use sealbox_temporal::{
+    ENCODING_ENCRYPTED, FORMAT_ENVELOPE_V1, METADATA_ENCODING, METADATA_FORMAT, Payload,
+};
 
 /// A stored object, classified.
 #[derive(Debug)]
@@ -42,7 +31,10 @@ pub(crate) fn classify(bytes: &[u8]) -> Item {
         };
     }
     match Payload::decode(bytes) {
-        Ok(p) if p.metadata.get(METADATA_FORMAT).map(Vec::as_slice) == Some(FORMAT_ENVELOPE_V1) => {
+        Ok(p)
+            if p.metadata.get(METADATA_FORMAT).map(Vec::as_slice)
+                == Some(FORMAT_ENVELOPE_V1.as_bytes()) =>
+        {
             match inspect(&p.data) {
                 Ok(h) => Item::External(Box::new(h)),
                 Err(e) => Item::Damaged(format!("damaged external-storage envelope: {e}")),
@@ -55,11 +47,18 @@ pub(crate) fn classify(bytes: &[u8]) -> Item {
 /// Encodes an external-storage object (tests and tools).
 pub fn external_storage_object(envelope: &[u8]) -> Vec<u8> {
     let mut metadata = std::collections::HashMap::new();
-    metadata.insert(METADATA_FORMAT.to_owned(), FORMAT_ENVELOPE_V1.to_vec());
-    metadata.insert("encoding".to_owned(), b"binary/encrypted".to_vec());
+    metadata.insert(
+        METADATA_FORMAT.to_owned(),
+        FORMAT_ENVELOPE_V1.as_bytes().to_vec(),
+    );
+    metadata.insert(
+        METADATA_ENCODING.to_owned(),
+        ENCODING_ENCRYPTED.as_bytes().to_vec(),
+    );
     Payload {
         metadata,
         data: envelope.to_vec(),
+        external_payloads: vec![],
     }
     .encode_to_vec()
 }

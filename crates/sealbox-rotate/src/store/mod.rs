@@ -350,27 +350,11 @@ pub(crate) fn redact_url(url: &str) -> String {
     }
 }
 
-/// `message` with every non-empty secret replaced by `***`.
-pub(crate) fn scrub(message: String, secrets: &[String]) -> String {
-    secrets
-        .iter()
-        .filter(|s| !s.is_empty())
-        .fold(message, |m, s| m.replace(s.as_str(), "***"))
-}
+pub(crate) use sealbox_core::error::error_chain;
 
-/// An error and its sources, joined with `: ` (skipping a source its parent already shows).
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
+/// `message` with every non-empty secret replaced by `***` (the storage module's).
+pub(crate) fn scrub(message: String, secrets: &[String]) -> String {
+    sealbox_temporal::storage::scrub(&message, secrets)
 }
 
 #[cfg(test)]

@@ -44,10 +44,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use sealbox_core::{EnvelopeHeader, KekRef, inspect};
-use sealbox_temporal::{
-    ENCODING_JSON_PROTOBUF, EXTERNAL_STORAGE_REFERENCE_TYPE, FORMAT_ENVELOPE_V1, METADATA_ENCODING,
-    METADATA_EXTERNAL_STORAGE_REFERENCE, METADATA_FORMAT, METADATA_MESSAGE_TYPE, Payload,
-};
+use sealbox_temporal::{FORMAT_ENVELOPE_V1, METADATA_ENCODING, METADATA_FORMAT, Payload};
 use serde::Serialize;
 use temporalio_client::tonic::{Code, IntoRequest};
 use temporalio_client::{
@@ -171,7 +168,8 @@ pub struct HistoryCheck {
     #[serde(flatten)]
     pub report: CheckReport,
     /// Payloads that are external-storage references: the objects they point to are not in
-    /// history and are not checked here (check their store).
+    /// history and are not checked here (check their store), so a namespace with any is
+    /// never proven free (exit 3 at best).
     pub external_references: u64,
     /// Runs whose history was read to the end.
     pub executions: u64,
@@ -255,6 +253,14 @@ pub async fn check(
     let t = scan.tally;
     let mut errors: Vec<String> = scan.list_error.iter().map(ToString::to_string).collect();
     errors.extend(scan.unread.iter().map(ToString::to_string));
+    if t.references > 0 {
+        // The objects they point to may name the KEK: unproven, so never "free".
+        errors.push(format!(
+            "{} external-storage reference(s) point to objects outside history, not checked \
+             here: check their store too",
+            t.references
+        ));
+    }
     errors.truncate(ERRORS);
     let mut examples = t.examples;
     examples.sort();
@@ -267,7 +273,10 @@ pub async fn check(
             examples,
             damaged: t.damaged,
             unreadable: scan.unread.len() as u64,
-            complete: scan.list_error.is_none() && scan.unread.is_empty() && t.damaged == 0,
+            complete: scan.list_error.is_none()
+                && scan.unread.is_empty()
+                && t.damaged == 0
+                && t.references == 0,
         },
         external_references: t.references,
         executions: scan.executions,

@@ -157,7 +157,9 @@ fn payloads_are_classified_by_marker_and_header() {
             ("encoding".to_owned(), b"json/protobuf".to_vec()),
             (
                 "messageType".to_owned(),
-                EXTERNAL_STORAGE_REFERENCE_TYPE.as_bytes().to_vec(),
+                sealbox_temporal::EXTERNAL_STORAGE_REFERENCE_TYPE
+                    .as_bytes()
+                    .to_vec(),
             ),
         ]),
         data: br#"{"driverName":"aws.s3driver","claimData":{}}"#.to_vec(),

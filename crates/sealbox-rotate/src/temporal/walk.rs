@@ -50,11 +50,10 @@ pub(super) fn classify_payload(p: &Payload) -> Classified {
 
 /// Whether `p` is an external-storage (claim check) reference.
 pub(super) fn is_external_reference(p: &Payload) -> bool {
-    let meta = |k: &str| p.metadata.get(k).map(Vec::as_slice);
-    p.metadata.contains_key(METADATA_EXTERNAL_STORAGE_REFERENCE)
-        || meta(METADATA_ENCODING) == Some(ENCODING_LEGACY_REFERENCE.as_bytes())
-        || (meta(METADATA_ENCODING) == Some(ENCODING_JSON_PROTOBUF.as_bytes())
-            && meta(METADATA_MESSAGE_TYPE) == Some(EXTERNAL_STORAGE_REFERENCE_TYPE.as_bytes()))
+    sealbox_temporal::storage::is_plain_reference(p)
+        || sealbox_temporal::storage::is_marked_reference(p)
+        || p.metadata.get(METADATA_ENCODING).map(Vec::as_slice)
+            == Some(ENCODING_LEGACY_REFERENCE.as_bytes())
 }
 
 /// Accumulates what a scan saw; one per run, merged.

@@ -203,28 +203,50 @@ async fn futures_keys(store: &dyn Store, n: usize) -> Vec<Vec<u8>> {
     out
 }
 
-/// A store in which another writer replaces one object right after the job reads it.
+/// A store with injected faults: another writer replaces `race`'s object right after the job
+/// reads it (once), and listing fails once `pages` pages have been listed, as a crash would
+/// stop a run.
 #[derive(Debug)]
-struct Racing {
+struct Faulty {
     inner: Arc<dyn Store>,
-    victim: String,
-    fired: AtomicBool,
-    replacement: Vec<u8>,
+    race: Option<(String, Vec<u8>)>,
+    raced: AtomicBool,
+    pages: AtomicUsize,
+}
+
+impl Faulty {
+    fn new(inner: Arc<dyn Store>) -> Self {
+        Self {
+            inner,
+            race: None,
+            raced: AtomicBool::new(false),
+            pages: AtomicUsize::new(usize::MAX),
+        }
+    }
 }
 
 #[async_trait]
-impl Store for Racing {
+impl Store for Faulty {
     fn describe(&self) -> String {
         self.inner.describe()
     }
     async fn list(&self, after: Option<&str>, limit: usize) -> Result<Vec<ObjectMeta>, StoreError> {
+        if self.pages.fetch_sub(1, Ordering::SeqCst) == 0 {
+            return Err(StoreError::Backend {
+                key: None,
+                message: "injected crash".into(),
+            });
+        }
         self.inner.list(after, limit).await
     }
     async fn read(&self, key: &str) -> Result<Object, StoreError> {
         let object = self.inner.read(key).await?;
-        if key == self.victim && !self.fired.swap(true, Ordering::SeqCst) {
+        if let Some((victim, replacement)) = &self.race
+            && key == victim
+            && !self.raced.swap(true, Ordering::SeqCst)
+        {
             self.inner
-                .replace(key, &object.version, self.replacement.clone())
+                .replace(key, &object.version, replacement.clone())
                 .await?;
         }
         Ok(object)
@@ -253,11 +275,9 @@ async fn a_concurrent_writer_is_never_overwritten() {
         .seal("tenant-1", b"the writer's data")
         .await
         .expect("seal");
-    let store = Racing {
-        inner: inner.clone(),
-        victim: key(7),
-        fired: AtomicBool::new(false),
-        replacement: writers.clone(),
+    let store = Faulty {
+        race: Some((key(7), writers.clone())),
+        ..Faulty::new(inner.clone())
     };
     let after = policy(&k.new, &[&k.old], 10).await;
     let report = run(&after, &store, &RunOptions::new(Mode::Rewrap))
@@ -311,43 +331,6 @@ async fn reencrypt_gives_fresh_data_keys_and_the_same_plaintexts() {
     assert_all_on(store.as_ref(), &after, 60, "new").await;
 }
 
-/// A store whose listing fails after `pages` pages, as a crash would stop a run.
-#[derive(Debug)]
-struct Crashing {
-    inner: Arc<dyn Store>,
-    pages: AtomicUsize,
-}
-
-#[async_trait]
-impl Store for Crashing {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    async fn list(&self, after: Option<&str>, limit: usize) -> Result<Vec<ObjectMeta>, StoreError> {
-        if self.pages.fetch_sub(1, Ordering::SeqCst) == 0 {
-            return Err(StoreError::Backend {
-                key: None,
-                message: "injected crash".into(),
-            });
-        }
-        self.inner.list(after, limit).await
-    }
-    async fn read(&self, key: &str) -> Result<Object, StoreError> {
-        self.inner.read(key).await
-    }
-    async fn replace(
-        &self,
-        key: &str,
-        expected: &Version,
-        bytes: Vec<u8>,
-    ) -> Result<Version, StoreError> {
-        self.inner.replace(key, expected, bytes).await
-    }
-    async fn create(&self, key: &str, bytes: Vec<u8>) -> Result<Version, StoreError> {
-        self.inner.create(key, bytes).await
-    }
-}
-
 #[tokio::test]
 async fn a_checkpointed_run_resumes_after_its_last_page() {
     let k = keys();
@@ -359,9 +342,9 @@ async fn a_checkpointed_run_resumes_after_its_last_page() {
     let mut options = RunOptions::new(Mode::Rewrap);
     options.checkpoint = Some(dir.path().join("run.json"));
     options.page_size = 10;
-    let crashing = Crashing {
-        inner: inner.clone(),
+    let crashing = Faulty {
         pages: AtomicUsize::new(4),
+        ..Faulty::new(inner.clone())
     };
     let err = run(&after, &crashing, &options).await.expect_err("crashes");
     assert!(matches!(err, RunError::Store(_)), "{err}");

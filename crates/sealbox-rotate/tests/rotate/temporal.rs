@@ -43,6 +43,8 @@ use crate::engine::{keys, policy};
 const NS: &str = "rotation";
 /// A namespace whose only history holds a damaged envelope.
 const DAMAGED_NS: &str = "rotation-damaged";
+/// A namespace with no histories: proven free of any KEK.
+const EMPTY_NS: &str = "rotation-empty";
 
 fn json(value: &str) -> Payload {
     Payload {
@@ -175,7 +177,7 @@ async fn sealed(codec: &SealboxCodec, value: &str) -> Payload {
 /// consistent on the dev server.
 async fn await_visible(connection: &Connection, namespace: &str, runs: &[&str]) {
     let want: HashSet<&str> = runs.iter().copied().collect();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(180);
     let mut svc = connection.clone();
     loop {
         let listed = svc
@@ -212,7 +214,7 @@ fn name(kek: &sealbox_core::KekRef) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inventory_and_check_walk_every_history_of_a_namespace() {
-    let server = TemporalDev::start(&[NS, DAMAGED_NS]);
+    let server = TemporalDev::start(&[NS, DAMAGED_NS, EMPTY_NS]);
     let k = keys();
     // Policy A seals under `local:///old`, policy B under `local:///new`.
     let policy_a = Arc::new(policy(&k.old, &[], 100).await);
@@ -401,7 +403,12 @@ async fn inventory_and_check_walk_every_history_of_a_namespace() {
     let hit = temporal::check(&source, &old, None, &paged).await;
     assert_eq!(hit.exit_code(), 1, "{hit:?}");
     assert_eq!(hit.report.in_use, 6);
-    assert!(hit.report.complete && hit.errors.is_empty(), "{hit:?}");
+    // Every history was read; only the unresolved reference keeps the scan from complete.
+    assert_eq!(hit.errors.len(), 1, "{hit:?}");
+    assert!(
+        hit.errors[0].contains("external-storage reference"),
+        "{hit:?}"
+    );
     assert_eq!(hit.report.scanned, 13);
     assert_eq!(hit.executions, 4);
     assert!(
@@ -427,18 +434,32 @@ async fn inventory_and_check_walk_every_history_of_a_namespace() {
         hit.report.examples
     );
 
-    // check: a KEK absent (or a version no envelope names) → 0, every history walked.
+    // check: a KEK absent (or a version no envelope names) is in no payload, every history
+    // walked; but the namespace holds an external-storage reference whose object is not
+    // checked here, so it is not proven free: 3, never 0.
     let gone = Retire::KeyId {
         provider: "local".into(),
         key_id: "gone".into(),
     };
     for (retire, version) in [(&gone, None), (&old, Some("999"))] {
         let free = temporal::check(&source, retire, version, &paged).await;
-        assert_eq!(free.exit_code(), 0, "{free:?}");
-        assert!(free.report.complete && free.report.examples.is_empty());
+        assert_eq!((free.exit_code(), free.report.in_use), (3, 0), "{free:?}");
+        assert!(!free.report.complete && free.report.examples.is_empty());
         assert_eq!((free.report.scanned, free.executions), (13, 4));
         assert_eq!(free.external_references, 1);
+        assert!(
+            free.errors
+                .iter()
+                .any(|e| e.contains("external-storage reference"))
+        );
     }
+
+    // A namespace listed to the end with nothing in it is free: 0.
+    let empty =
+        TemporalSource::parse(&format!("temporal://{}/{EMPTY_NS}", server.address)).expect("url");
+    let free = temporal::check(&empty, &gone, None, &paged).await;
+    assert_eq!(free.exit_code(), 0, "{free:?}");
+    assert!(free.report.complete);
 
     // A damaged envelope makes the scan incomplete, never "free".
     let damaged =

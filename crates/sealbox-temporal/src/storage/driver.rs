@@ -118,6 +118,8 @@ pub struct ObjectStoreDriver {
     prefix: String,
     store: Arc<dyn ObjectStore>,
     max_size: usize,
+    /// Secrets of the store's configuration, scrubbed from error messages.
+    secrets: Vec<String>,
 }
 
 impl fmt::Debug for ObjectStoreDriver {
@@ -168,7 +170,16 @@ impl ObjectStoreDriver {
             prefix: String::new(),
             store,
             max_size: DEFAULT_MAX_SIZE,
+            secrets: Vec::new(),
         }
+    }
+
+    /// A backend error naming what failed, its chain scrubbed of the store's secrets.
+    fn backend(&self, what: &str, e: &object_store::Error) -> StorageError {
+        StorageError::Backend(super::scrub(
+            &format!("{what}: {}", sealbox_core::error::error_chain(e)),
+            &self.secrets,
+        ))
     }
 
     /// Opens the store of a `[storage] url`: `s3://BUCKET[/PREFIX]` (as `aws.s3driver`;
@@ -178,6 +189,7 @@ impl ObjectStoreDriver {
         let driver = if url.starts_with("s3://") {
             let s3 = super::open_s3(url, &[]).map_err(StorageError::Invalid)?;
             let mut d = Self::new(S3_DRIVER, s3.bucket, s3.store);
+            d.secrets = s3.secrets;
             if !s3.prefix.is_empty() {
                 d.prefix = format!("{}/", s3.prefix);
             }
@@ -313,10 +325,10 @@ impl ObjectStoreDriver {
                     .await
                 {
                     Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
-                    Err(e) => return Err(StorageError::Backend(format!("store `{key}`: {e}"))),
+                    Err(e) => return Err(self.backend(&format!("store `{key}`"), &e)),
                 }
             }
-            Err(e) => return Err(StorageError::Backend(format!("look up `{key}`: {e}"))),
+            Err(e) => return Err(self.backend(&format!("look up `{key}`"), &e)),
         }
         let mut claim_data = BTreeMap::new();
         claim_data.insert("bucket".into(), self.bucket.clone());
@@ -337,7 +349,7 @@ impl ObjectStoreDriver {
             object_store::Error::NotFound { .. } => StorageError::NotFound {
                 key: key.to_owned(),
             },
-            e => StorageError::Backend(format!("read `{key}`: {e}")),
+            e => self.backend(&format!("read `{key}`"), &e),
         })?;
         if got.meta.size > self.max_size as u64 {
             return Err(StorageError::TooLarge {
@@ -349,7 +361,7 @@ impl ObjectStoreDriver {
         let bytes = got
             .bytes()
             .await
-            .map_err(|e| StorageError::Backend(format!("read `{key}`: {e}")))?;
+            .map_err(|e| self.backend(&format!("read `{key}`"), &e))?;
         if bytes.len() > self.max_size {
             return Err(StorageError::TooLarge {
                 key: key.to_owned(),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use object_store::ClientConfigKey;
 use object_store::ObjectStore;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
+use sealbox_core::error::error_chain;
 use sealbox_core::transport::{EndpointLabels, check_endpoint, redact_endpoint};
 
 /// An opened S3 location.
@@ -40,15 +41,6 @@ pub fn scrub(message: &str, secrets: &[String]) -> String {
         .iter()
         .filter(|s| !s.is_empty())
         .fold(message.to_owned(), |m, s| m.replace(s.as_str(), "***"))
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let chain = sealbox_core::error::source_chain(e);
-    if chain.is_empty() {
-        e.to_string()
-    } else {
-        format!("{e}: {chain}")
-    }
 }
 
 const S3_FORM: &str = "expected `s3://bucket[/prefix]`, with credentials, region and endpoint \
