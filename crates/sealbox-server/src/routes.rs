@@ -217,29 +217,28 @@ async fn codec_call(
     let codec = s
         .codec_for(&policy, namespace)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // With [storage], every call goes through the storage codec: it stores what is over the
+    // namespace's threshold (nothing when it is "off") and holds what stays inline to
+    // Temporal's 2 MiB, whatever the codec's own (storage-sized) limit.
     let stored = storage.map(|driver| {
         let threshold = match tenant.policy.external_storage {
-            ExternalStorage::Always => Some(Threshold::Always),
+            ExternalStorage::Always => Threshold::Always,
             ExternalStorage::Threshold(n) => {
-                Some(Threshold::Bytes(usize::try_from(n).unwrap_or(usize::MAX)))
+                Threshold::Bytes(usize::try_from(n).unwrap_or(usize::MAX))
             }
-            ExternalStorage::Off => None,
+            ExternalStorage::Off => Threshold::Bytes(usize::MAX),
         };
-        (
-            StorageCodec::new(codec.clone(), driver)
-                .threshold(threshold.unwrap_or(Threshold::Bytes(usize::MAX))),
-            threshold.is_some(),
-        )
+        StorageCodec::new(codec.clone(), driver).threshold(threshold)
     });
     let work = async {
         match (op, &stored) {
-            (Op::Encode, Some((storage, true))) => storage.encode_payloads(payloads).await,
-            (Op::Encode, _) => codec.encode_payloads(payloads).await,
-            (Op::Decode, Some((storage, _))) => {
+            (Op::Encode, Some(storage)) => storage.encode_payloads(payloads).await,
+            (Op::Encode, None) => codec.encode_payloads(payloads).await,
+            (Op::Decode, Some(storage)) => {
                 storage.decode_payloads(payloads, preserve_references).await
             }
             (Op::Decode, None) => codec.decode_payloads(payloads).await,
-            (Op::Download, Some((storage, _))) => storage.download(payloads).await,
+            (Op::Download, Some(storage)) => storage.download(payloads).await,
             (Op::Download, None) => Ok(Vec::new()), // refused above
         }
     };

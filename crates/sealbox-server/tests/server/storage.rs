@@ -7,6 +7,10 @@ use super::*;
 /// A server whose policy stores payloads of 1 KiB and more in a local directory (namespace
 /// `payments`), none for `small`, every payload for `pii`.
 async fn storage_app(dir: &std::path::Path) -> Router {
+    storage_app_with(dir, "64KiB").await
+}
+
+async fn storage_app_with(dir: &std::path::Path, max_body: &str) -> Router {
     let key = dir.join("kek");
     sealbox_testkit::write_secret_file(&key, &B64.encode([4u8; 32]));
     let text = format!(
@@ -14,7 +18,7 @@ async fn storage_app(dir: &std::path::Path) -> Router {
          [default]\nactive = \"local:///s?file={key}\"\nexternal_storage = \"1KiB\"\n\
          [[rule]]\nnamespace = \"small\"\nactive = \"local:///s?file={key}\"\nexternal_storage = \"off\"\n\
          [[rule]]\nnamespace = \"pii\"\nactive = \"local:///s?file={key}\"\nexternal_storage = \"always\"\n\
-         [server]\nanonymous = [\"encode\", \"decode\"]\nmax_body = \"64KiB\"\naudit_log = \"{audit}\"\n",
+         [server]\nanonymous = [\"encode\", \"decode\"]\nmax_body = \"{max_body}\"\naudit_log = \"{audit}\"\n",
         objects = dir.join("objects").display(),
         key = key.display(),
         audit = dir.join("audit").display(),
@@ -138,6 +142,27 @@ async fn body_limits_follow_the_storage_cap() {
     let body = json!({"payloads": [plain(&huge)]}).to_string();
     let r = call(&app, Method::POST, "/encode", &headers("payments"), &body).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
+}
+
+/// A namespace with storage off never gets more than Temporal's 2 MiB inline, though the
+/// codec behind it accepts storage-sized payloads.
+#[tokio::test]
+async fn storage_off_still_holds_inline_payloads_to_temporals_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = storage_app_with(dir.path(), "16MiB").await;
+    let large = format!("\"{}\"", "card-4111 ".repeat(300_000)); // 3 MB
+    let body = json!({"payloads": [plain(&large)]}).to_string();
+    let r = call(&app, Method::POST, "/encode", &headers("small"), &body).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        r.body.contains("exceeds the limit of 2097152 bytes"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("card-4111"));
+    // The same payload in a storing namespace is stored.
+    let ok = call(&app, Method::POST, "/encode", &headers("payments"), &body).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
 }
 
 #[tokio::test]
