@@ -25,6 +25,7 @@ macro_rules! out {
 }
 
 mod rotate;
+mod storage;
 
 /// Sealbox: KMS-backed envelope encryption for Temporal and beyond.
 #[derive(Parser)]
@@ -67,6 +68,16 @@ enum Command {
         #[command(subcommand)]
         command: rotate::RotateCommand,
     },
+    /// Run a worker: `sealbox worker rotate` runs rotation workflows (`rotate … --temporal`).
+    Worker {
+        #[command(subcommand)]
+        command: WorkerCommand,
+    },
+    /// External storage: collect objects no workflow history references.
+    Storage {
+        #[command(subcommand)]
+        command: storage::StorageCommand,
+    },
     /// Run the codec server (Temporal Web UI, CLI and remote codecs) with a policy file's
     /// KEKs and its [server] settings. SIGHUP reloads the policy; SIGTERM/Ctrl-C stop gracefully.
     Serve {
@@ -76,6 +87,20 @@ enum Command {
         /// Listen on this address instead of [server].listen (default 127.0.0.1:8089).
         #[arg(long, value_name = "IP:PORT")]
         listen: Option<std::net::SocketAddr>,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkerCommand {
+    /// Run rotation workflows and their shard activities (started by `sealbox rotate
+    /// rewrap|reencrypt … --temporal`) until SIGTERM or Ctrl-C; run several for more speed.
+    Rotate {
+        /// The key-policy file (the KEKs to rotate with; also the codec of the workflow's
+        /// own payloads).
+        #[arg(long, env = "SEALBOX_CONFIG", value_name = "FILE")]
+        config: PathBuf,
+        #[command(flatten)]
+        temporal: rotate::TemporalArgs,
     },
 }
 
@@ -185,6 +210,10 @@ async fn run(command: Command) -> Result<(), Failure> {
             command: KeysCommand::Test { config, json },
         } => keys_test(&config, json).await,
         Command::Rotate { command } => rotate::rotate(command).await,
+        Command::Storage { command } => storage::storage(command).await,
+        Command::Worker {
+            command: WorkerCommand::Rotate { config, temporal },
+        } => rotate::worker(&config, &temporal).await,
         Command::Serve { config, listen } => sealbox_server::run(config, listen)
             .await
             .map_err(|e| fail(2, format!("codec server: {e}"))),

@@ -91,6 +91,67 @@ pub(crate) struct RewriteArgs {
     /// Print one JSON document (no progress bar).
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    temporal: TemporalArgs,
+    /// With --temporal: shards of the store, each a heartbeating activity.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    shards: u32,
+    /// With --temporal: a shard's activity that has not heartbeated for this long (its
+    /// worker died) is retried on another worker, from its last heartbeat.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    heartbeat_timeout: Duration,
+}
+
+/// Where the rotation workflow runs.
+#[derive(clap::Args)]
+pub(crate) struct TemporalArgs {
+    /// Run as a Temporal workflow on the workers (`sealbox worker rotate`) of this frontend:
+    /// HOST:PORT or temporal://HOST:PORT[?tls=…] (TLS and API key as for temporal:// stores).
+    #[arg(long, value_name = "ADDRESS")]
+    pub(crate) temporal: Option<String>,
+    /// The Temporal namespace the workflow runs in (not a tenant: envelopes keep theirs).
+    #[arg(long, value_name = "NS", default_value = "default")]
+    pub(crate) temporal_namespace: String,
+    /// The task queue of the rotation workers.
+    #[arg(long, value_name = "QUEUE", default_value = sealbox_rotate::workflow::TASK_QUEUE)]
+    pub(crate) task_queue: String,
+}
+
+impl TemporalArgs {
+    /// The frontend and namespace as a `temporal://` source.
+    pub(crate) fn source(&self, address: &str) -> Result<TemporalSource, Failure> {
+        let base = if temporal::is_temporal_url(address) {
+            address.to_owned()
+        } else {
+            format!("temporal://{address}")
+        };
+        let (head, query) = match base.split_once('?') {
+            Some((h, q)) => (h.to_owned(), format!("?{q}")),
+            None => (base.clone(), String::new()),
+        };
+        let url = format!(
+            "{}/{}{query}",
+            head.trim_end_matches('/'),
+            percent_encode(&self.temporal_namespace)
+        );
+        TemporalSource::from_url_and_env(&url).map_err(|e| fail(2, format!("--temporal: {e}")))
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    sealbox_core::scheme::duration_setting(s, 0..0, "duration").map_err(|e| e.message)
 }
 
 pub(crate) async fn rotate(command: RotateCommand) -> Result<(), Failure> {
@@ -391,6 +452,9 @@ async fn rewrite(mode: Mode, args: RewriteArgs) -> Result<(), Failure> {
              (they are immutable); use `sealbox rotate inventory` or `sealbox rotate check` on it",
         ));
     }
+    if let Some(address) = args.temporal.temporal.clone() {
+        return rewrite_on_temporal(mode, &args, &address).await;
+    }
     let (policy, store) = open(&args.target).await?;
     let mut options = RunOptions::new(mode);
     options.dry_run = args.dry_run;
@@ -427,6 +491,107 @@ async fn rewrite(mode: Mode, args: RewriteArgs) -> Result<(), Failure> {
             ),
         ))
     }
+}
+
+/// `rotate rewrap|reencrypt --temporal`: the rotation as a workflow on the rotation workers.
+async fn rewrite_on_temporal(mode: Mode, args: &RewriteArgs, address: &str) -> Result<(), Failure> {
+    if args.checkpoint.is_some() || args.shard != Shard::ALL {
+        return Err(fail(
+            2,
+            "with --temporal, progress is kept by the workflow (heartbeats): --checkpoint and \
+             --shard do not apply (use --shards N)",
+        ));
+    }
+    if args.shards == 0 {
+        return Err(fail(2, "--shards must be at least 1"));
+    }
+    // The policy gives the codec of the workflow's own payloads; the workers rotate.
+    let policy = Arc::new(load_policy(&args.target).await?);
+    let source = args.temporal.source(address)?;
+    let client = sealbox_rotate::workflow::client(&source, policy)
+        .await
+        .map_err(|e| fail(1, e))?;
+    let mut request =
+        sealbox_rotate::workflow::RotationRequest::new(args.target.store.clone(), mode);
+    request.dry_run = args.dry_run;
+    request.shards = args.shards;
+    request.parallel = args.shards;
+    request.concurrency = u32::try_from(args.concurrency.max(1)).unwrap_or(16);
+    request.kms_rate = args.kms_rate.map(NonZeroU32::get);
+    request.heartbeat_timeout_secs = args.heartbeat_timeout.as_secs().max(1);
+    let id = format!(
+        "sealbox-rotate-{}-{}-{}",
+        mode.done_word(),
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0)
+    );
+    if !args.json {
+        eprintln!(
+            "workflow {id} on {} (task queue {}), {} shards",
+            source.describe(),
+            args.temporal.task_queue,
+            args.shards
+        );
+    }
+    let report =
+        sealbox_rotate::workflow::execute(&client, &id, &args.temporal.task_queue, request)
+            .await
+            .map_err(|e| fail(1, e))?;
+    if args.json {
+        let mut v = report.to_json(mode.done_word(), args.dry_run);
+        v["workflow_id"] = json!(id);
+        out!("{v}");
+    } else {
+        print_report(mode, args.dry_run, &report, None);
+    }
+    if report.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(fail(
+            1,
+            format!(
+                "{} object(s) failed and were left untouched",
+                report.failed.len()
+            ),
+        ))
+    }
+}
+
+/// `sealbox worker rotate`: runs rotation workflows and their shard activities until SIGTERM
+/// or Ctrl-C.
+pub(crate) async fn worker(config: &Path, temporal: &TemporalArgs) -> Result<(), Failure> {
+    let address = temporal
+        .temporal
+        .as_deref()
+        .ok_or_else(|| fail(2, "--temporal ADDRESS is required"))?;
+    let policy = Arc::new(
+        PolicyKeyrings::load(config)
+            .await
+            .map_err(|e| fail(2, format!("{}: {e}", config.display())))?,
+    );
+    let source = temporal.source(address)?;
+    let client = sealbox_rotate::workflow::client(&source, policy.clone())
+        .await
+        .map_err(|e| fail(1, e))?;
+    eprintln!(
+        "rotation worker on {} (task queue {}); SIGTERM or Ctrl-C stops",
+        source.describe(),
+        temporal.task_queue
+    );
+    let stop = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+        }
+    };
+    sealbox_rotate::workflow::run_worker(client, policy, &temporal.task_queue, stop)
+        .await
+        .map_err(|e| fail(1, format!("rotation worker: {e}")))
 }
 
 fn print_report(mode: Mode, dry_run: bool, r: &Report, checkpoint: Option<&Path>) {

@@ -657,7 +657,8 @@ fn external_storage_is_configured_per_namespace() {
             "{DEV}[storage]\nurl = \"s3://payloads/prod\"\nmax_size = \"20MiB\"\n[default]\nactive = \"local:///dev\"\n\
              [[rule]]\nnamespace = \"pii-*\"\nactive = \"local:///dev\"\nexternal_storage = \"always\"\n\
              [[rule]]\nnamespace = \"small\"\nactive = \"local:///dev\"\nexternal_storage = \"off\"\n\
-             [[rule]]\nnamespace = \"media\"\nactive = \"local:///dev\"\nexternal_storage = \"1MiB\"\n"
+             [[rule]]\nnamespace = \"media\"\nactive = \"local:///dev\"\nexternal_storage = \"1MiB\"\n\
+             [[rule]]\nnamespace = \"python\"\nactive = \"local:///dev\"\nexternal_storage = \"sdk\"\n"
         ),
         "t",
     )
@@ -672,6 +673,7 @@ fn external_storage_is_configured_per_namespace() {
     assert_eq!(of("pii-eu"), ExternalStorage::Always);
     assert_eq!(of("small"), ExternalStorage::Off);
     assert_eq!(of("media"), ExternalStorage::Threshold(1024 * 1024));
+    assert_eq!(of("python"), ExternalStorage::Sdk);
     let none =
         PolicyConfig::from_toml(&format!("{DEV}[default]\nactive = \"local:///dev\"\n"), "t")
             .expect("valid");
@@ -679,6 +681,31 @@ fn external_storage_is_configured_per_namespace() {
     assert_eq!(none.default.external_storage, ExternalStorage::Off);
     assert_error(
         &format!("{DEV}[default]\nactive = \"local:///dev\"\nexternal_storage = \"always\"\n"),
+        5,
+        "default.external_storage",
+        "needs a [storage] table",
+    );
+    assert_error(
+        &format!(
+            "{DEV}[storage]\nurl = \"s3://b\"\noptions = {{ aws_secret_access_key = \"x\" }}\n[default]\nactive = \"local:///dev\"\n"
+        ),
+        5,
+        "storage.options",
+        "secrets do not belong in the policy file",
+    );
+    let with_file = PolicyConfig::from_toml(
+        &format!(
+            "{DEV}[storage]\nurl = \"s3://b\"\noptions = {{ aws_region = \"eu-west-1\", aws_secret_access_key_file = \"/run/s3\" }}\n[default]\nactive = \"local:///dev\"\n"
+        ),
+        "t",
+    )
+    .expect("a secret by file");
+    assert_eq!(
+        with_file.storage.expect("storage").options["aws_secret_access_key_file"],
+        "/run/s3"
+    );
+    assert_error(
+        &format!("{DEV}[default]\nactive = \"local:///dev\"\nexternal_storage = \"sdk\"\n"),
         5,
         "default.external_storage",
         "needs a [storage] table",

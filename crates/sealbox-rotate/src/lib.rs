@@ -24,8 +24,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod gc;
 pub mod store;
 pub mod temporal;
+// The SDK's macros generate public items without docs (the workflow's and activities'
+// definitions); everything written here is documented.
+#[cfg(feature = "workflow")]
+#[allow(missing_docs)]
+pub mod workflow;
 
 mod check;
 mod checkpoint;
@@ -41,7 +47,7 @@ pub use checkpoint::CheckpointError;
 pub use classify::external_storage_object;
 pub use inventory::{Inventory, KekCount, inventory};
 pub use report::{Failure, Report};
-pub use rewrite::{Mode, Progress, RunError, RunOptions, run};
+pub use rewrite::{Mode, Position, Progress, RunError, RunOptions, run};
 pub use shard::Shard;
 
 pub use store::{

@@ -41,7 +41,8 @@ use crate::store::{Object, Store, StoreError};
 use crate::walk::{PAGE_SIZE, Pages};
 
 /// What a run does to each envelope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Wrap the data key with the active KEK's current version; the body is untouched.
     Rewrap,
@@ -63,6 +64,20 @@ impl Mode {
 pub trait Progress: Send + Sync {
     /// The counts so far.
     fn update(&self, report: &Report);
+
+    /// Where the run stands after a page: a run given it as [`RunOptions::resume`] goes on
+    /// from there (a Temporal activity heartbeats it).
+    fn position(&self, _position: &Position) {}
+}
+
+/// Where a run stands: every key up to and including `after` is done, with the counts so
+/// far. Resuming from it sees the objects done after it again (rewrap skips them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Position {
+    /// The last key of the last finished page.
+    pub after: Option<String>,
+    /// The counts so far.
+    pub report: Report,
 }
 
 /// How to run.
@@ -86,6 +101,8 @@ pub struct RunOptions {
     pub page_size: usize,
     /// Progress reporting.
     pub progress: Option<Arc<dyn Progress>>,
+    /// Go on from this position (when there is no checkpoint file, or it is new).
+    pub resume: Option<Position>,
 }
 
 impl RunOptions {
@@ -100,6 +117,7 @@ impl RunOptions {
             kms_rate: None,
             page_size: PAGE_SIZE,
             progress: None,
+            resume: None,
         }
     }
 }
@@ -167,6 +185,10 @@ pub async fn run(
     if checkpoint.finished {
         return Ok(checkpoint.report);
     }
+    if let (None, Some(resume)) = (&checkpoint.after, &options.resume) {
+        checkpoint.after = resume.after.clone();
+        checkpoint.report = resume.report.clone();
+    }
     let job = Job {
         policy,
         store,
@@ -216,6 +238,10 @@ pub async fn run(
         }
         if let Some(p) = &options.progress {
             p.update(&checkpoint.report);
+            p.position(&Position {
+                after: checkpoint.after.clone(),
+                report: checkpoint.report.clone(),
+            });
         }
     }
     checkpoint.finished = true;

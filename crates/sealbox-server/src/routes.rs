@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use sealbox_policy::ExternalStorage;
 use sealbox_temporal::Payload;
-use sealbox_temporal::storage::{StorageCodec, Threshold};
+use sealbox_temporal::storage::{StorageCodec, cap_of, threshold_for};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::Principal;
@@ -150,11 +150,16 @@ async fn codec_call(
         ));
     }
     let preserve_references = preserve_storage_refs(parts.uri.query());
-    // Where the namespace stores payloads externally, /encode takes payloads up to the
-    // storage cap (base64 in JSON: 4/3 of it, plus room for metadata).
+    // Where the namespace stores payloads externally, /encode and /decode take payloads up
+    // to the storage cap (base64 in JSON: 4/3 of it, plus room for metadata): a worker whose
+    // SDK retrieves the objects posts them to /decode.
     let max_body = match (&policy.config().storage, op, tenant.policy.external_storage) {
-        (Some(st), Op::Encode, ExternalStorage::Always | ExternalStorage::Threshold(_)) => {
-            let cap = usize::try_from(st.max_size).unwrap_or(usize::MAX);
+        (
+            Some(st),
+            Op::Encode | Op::Decode,
+            ExternalStorage::Always | ExternalStorage::Threshold(_) | ExternalStorage::Sdk,
+        ) => {
+            let cap = cap_of(st);
             config.max_body.max(cap.saturating_mul(4) / 3 + 64 * 1024)
         }
         _ => config.max_body,
@@ -219,21 +224,17 @@ async fn codec_call(
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     // With [storage], every call goes through the storage codec: it stores what is over the
     // namespace's threshold (nothing when it is "off") and holds what stays inline to
-    // Temporal's 2 MiB, whatever the codec's own (storage-sized) limit.
+    // Temporal's 2 MiB, whatever the codec's own (storage-sized) limit. Where the worker's
+    // SDK stores ("sdk"), /encode is a pure codec: the SDK offloads after it.
     let stored = storage.map(|driver| {
-        let threshold = match tenant.policy.external_storage {
-            ExternalStorage::Always => Threshold::Always,
-            ExternalStorage::Threshold(n) => {
-                Threshold::Bytes(usize::try_from(n).unwrap_or(usize::MAX))
-            }
-            ExternalStorage::Off => Threshold::Bytes(usize::MAX),
-        };
-        StorageCodec::new(codec.clone(), driver).threshold(threshold)
+        StorageCodec::new(codec.clone(), driver)
+            .threshold(threshold_for(tenant.policy.external_storage))
     });
+    let sdk_stores = tenant.policy.external_storage == ExternalStorage::Sdk;
     let work = async {
         match (op, &stored) {
-            (Op::Encode, Some(storage)) => storage.encode_payloads(payloads).await,
-            (Op::Encode, None) => codec.encode_payloads(payloads).await,
+            (Op::Encode, Some(storage)) if !sdk_stores => storage.encode_payloads(payloads).await,
+            (Op::Encode, _) => codec.encode_payloads(payloads).await,
             (Op::Decode, Some(storage)) => {
                 storage.decode_payloads(payloads, preserve_references).await
             }

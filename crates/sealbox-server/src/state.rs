@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use std::collections::HashMap;
 
 use sealbox_policy::{PolicyKeyrings, ReloadablePolicy, StorageSettings};
-use sealbox_temporal::storage::{ObjectStoreDriver, StorageDriver, StorageError};
+use sealbox_temporal::storage::{StorageDriver, StorageError};
 use sealbox_temporal::{CodecError, SealboxCodec};
 
 use crate::auth::Authenticator;
@@ -183,12 +183,7 @@ impl AppState {
         let mut builder =
             SealboxCodec::from_policy(Arc::clone(policy), namespace).require_encryption(false);
         if let Some(settings) = &policy.config().storage {
-            // Payloads up to the storage cap reach the codec (they are stored, not put in
-            // history); the decompression budget is at least the cap.
-            let cap = usize::try_from(settings.max_size).unwrap_or(usize::MAX);
-            builder = builder
-                .max_payload_bytes(cap.max(sealbox_temporal::TEMPORAL_PAYLOAD_LIMIT))
-                .decompression_limits(cap.max(64 << 20), cap.saturating_mul(2).max(128 << 20));
+            builder = builder.storage_cap(sealbox_temporal::storage::cap_of(settings));
         }
         let codec = builder.build()?;
         cache
@@ -208,8 +203,8 @@ impl AppState {
         {
             return Ok(Arc::clone(driver));
         }
-        let max = usize::try_from(settings.max_size).unwrap_or(usize::MAX);
-        let driver: Arc<dyn StorageDriver> = Arc::new(ObjectStoreDriver::open(&settings.url, max)?);
+        let driver: Arc<dyn StorageDriver> =
+            Arc::new(sealbox_temporal::storage::driver_for(settings)?);
         *slot = Some((settings.clone(), Arc::clone(&driver)));
         Ok(driver)
     }

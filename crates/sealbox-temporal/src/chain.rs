@@ -44,13 +44,27 @@ impl CodecChain {
 
     /// The chain a key policy asks for `namespace`: encryption under the policy's KEKs, with
     /// the policy's compression (if any) applied inside the codec — before sealing, and on
-    /// decode only to what came out of an envelope — and its `require_encryption`.
+    /// decode only to what came out of an envelope — and its `require_encryption`. With a
+    /// `[storage]` table, external storage around it ([`crate::storage::StorageCodec`]):
+    /// sealed payloads over the namespace's `external_storage` threshold are stored and
+    /// replaced by references, and references are resolved on decode.
     #[cfg(feature = "policy")]
     pub fn from_policy(
         policy: Arc<sealbox_policy::PolicyKeyrings>,
         namespace: &str,
     ) -> Result<Self, crate::CodecError> {
-        Ok(Self::new().then(crate::SealboxCodec::from_policy(policy, namespace).build()?))
+        use crate::storage;
+        let builder = crate::SealboxCodec::from_policy(Arc::clone(&policy), namespace);
+        let Some(settings) = policy.config().storage.as_ref() else {
+            return Ok(Self::new().then(builder.build()?));
+        };
+        let codec = builder.storage_cap(storage::cap_of(settings)).build()?;
+        let driver = storage::driver_for(settings)
+            .map_err(|e| crate::CodecError::Config(format!("[storage]: {e}")))?;
+        let threshold =
+            storage::threshold_for(policy.config().policy_for(namespace).external_storage);
+        Ok(Self::new()
+            .then(storage::StorageCodec::new(codec, Arc::new(driver)).threshold(threshold)))
     }
 }
 

@@ -295,6 +295,14 @@ impl SealboxCodecBuilder {
         self
     }
 
+    /// Sizes for a codec in front of external storage capped at `cap` bytes per payload:
+    /// payloads up to the cap reach the codec (they are stored, not put in history), and the
+    /// decompression limits are at least the cap.
+    pub fn storage_cap(self, cap: usize) -> Self {
+        self.max_payload_bytes(cap.max(crate::TEMPORAL_PAYLOAD_LIMIT))
+            .decompression_limits(cap.max(64 << 20), cap.saturating_mul(2).max(128 << 20))
+    }
+
     /// Refuse to produce payloads larger than this (protobuf-encoded). Default: 2 MiB,
     /// Temporal's default blob size limit. Lower it if your server is configured lower.
     pub fn max_payload_bytes(mut self, limit: usize) -> Self {

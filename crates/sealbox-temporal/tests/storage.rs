@@ -169,12 +169,7 @@ async fn a_local_directory_store_round_trips() {
 #[tokio::test]
 async fn an_s3_store_on_moto_round_trips() {
     let moto = sealbox_testkit::servers::Moto::start();
-    let response = reqwest::Client::new()
-        .put(format!("{}/payloads", moto.endpoint))
-        .send()
-        .await
-        .expect("create bucket");
-    assert!(response.status().is_success());
+    moto.create_bucket("payloads");
     let s3 = object_store::aws::AmazonS3Builder::new()
         .with_endpoint(&moto.endpoint)
         .with_allow_http(true)
@@ -389,4 +384,85 @@ async fn codec_encoded_references_are_opened_then_resolved() {
     // Preserving references turns it into the plain reference the Web UI understands.
     let preserved = codec.decode_payloads(marked, true).await.expect("preserve");
     assert!(sealbox_temporal::storage::is_plain_reference(&preserved[0]));
+}
+
+/// Keys are used exactly as written: an official driver's key, whose segments it
+/// percent-encoded (`run%3A1`), names that very object, not a re-encoded `run%253A1`. A
+/// driver with a prefix writes and reads under it, and refuses keys outside it.
+#[tokio::test]
+async fn official_driver_keys_are_read_verbatim_and_prefixes_hold() {
+    use sha2::Digest;
+    let keyring = keyring();
+    let store = Arc::new(InMemory::new());
+    let plain = ObjectStoreDriver::new(S3_DRIVER, "bucket", store.clone());
+    let official = codec(&keyring, "payments", Arc::new(plain));
+    // What the Python SDK's S3 driver writes for a workflow ID `run:1` (type `Echo`).
+    let sealed = official
+        .encode_payloads(vec![payload(b"\"from another SDK\"")])
+        .await
+        .expect("seal")
+        .remove(0);
+    let bytes = sealed.encode_to_vec();
+    let hex = hex::encode(sha2::Sha256::digest(&bytes));
+    let key = format!("v0/ns/payments/wt/Echo/wi/run%3A1/ri/null/d/sha256/{hex}");
+    store
+        .put(
+            &ObjectPath::parse(&key).expect("key"),
+            PutPayload::from(bytes.clone()),
+        )
+        .await
+        .expect("put");
+    let reference = ExternalStorageReference {
+        driver_name: S3_DRIVER.into(),
+        claim_data: [
+            ("bucket", "bucket"),
+            ("key", key.as_str()),
+            ("hash_algorithm", "sha256"),
+            ("hash_value", hex.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    }
+    .to_payload(bytes.len());
+    let opened = official
+        .decode_payloads(vec![reference.clone()], false)
+        .await
+        .expect("an official driver's key resolves");
+    assert_eq!(opened[0].data, b"\"from another SDK\"");
+    let listed: Vec<String> = objects(store.as_ref())
+        .await
+        .into_iter()
+        .map(|o| o.0)
+        .collect();
+    assert_eq!(listed, vec![key.clone()], "stored and read under one key");
+
+    // Under a prefix: written as `tenant-a/v0/…`, read back; root keys are refused.
+    let prefixed = ObjectStoreDriver::new(S3_DRIVER, "bucket", store.clone()).prefix("tenant-a/");
+    let under = codec(&keyring, "payments", Arc::new(prefixed));
+    let encoded = under
+        .encode_payloads(vec![payload(&big())])
+        .await
+        .expect("encode");
+    let r = ExternalStorageReference::from_payload(&encoded[0])
+        .expect("reference")
+        .expect("parses");
+    assert!(
+        r.claim_data["key"].starts_with("tenant-a/v0/ns/payments/d/sha256/"),
+        "{:?}",
+        r.claim_data
+    );
+    let back = under
+        .decode_payloads(encoded, false)
+        .await
+        .expect("prefixed keys resolve");
+    assert_eq!(back[0].data, big());
+    let e = storage_error(
+        under
+            .decode_payloads(vec![reference], false)
+            .await
+            .expect_err("outside the prefix"),
+    );
+    assert!(matches!(e, StorageError::Invalid(_)), "{e}");
+    assert!(e.to_string().contains("tenant-a/v0/"), "{e}");
 }

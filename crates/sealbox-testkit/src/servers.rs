@@ -533,6 +533,29 @@ impl Moto {
         retry_on_taken_port("moto", Self::try_start)
     }
 
+    /// Creates the S3 bucket `name` (`PUT /name`) and returns its name; panics with moto's
+    /// answer if it is not a success.
+    pub fn create_bucket(&self, name: &str) -> String {
+        use std::io::{Read, Write};
+        let addr = self.endpoint.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(addr)
+            .unwrap_or_else(|e| panic!("connect to moto at {addr}: {e}"));
+        write!(
+            stream,
+            "PUT /{name} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap_or_else(|e| panic!("create bucket {name}: {e}"));
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .unwrap_or_else(|e| panic!("create bucket {name}: {e}"));
+        assert!(
+            answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
+            "create bucket {name}: {answer}"
+        );
+        name.to_owned()
+    }
+
     fn try_start() -> Result<Self, String> {
         let bin = find_tool("moto_server", "pip install \"moto[server]\"");
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));

@@ -59,12 +59,14 @@ async fn decode(codec: &CodecChain, payloads: Vec<Payload>) -> Result<Vec<Payloa
         .map_err(|e| e.to_string())
 }
 
-/// Runs one successful and one failing workflow in `namespace` with the codec of
-/// `policy`, then checks the raw history.
-async fn run_and_check(server: &TemporalDev, policy: &str, namespace: &str, tag: &str) {
-    let card = format!("4000-{tag}-0000-SECRET");
-    let customer = format!("Confidential Customer {tag}");
-    let codec = codec(policy, namespace).await.expect("codec from policy");
+/// Runs each `(workflow ID, order)` through a worker of `namespace` whose data converter
+/// uses `codec`; returns each result (a receipt, or the failure).
+async fn run_orders(
+    server: &TemporalDev,
+    namespace: &str,
+    codec: &CodecChain,
+    orders: Vec<(String, Order)>,
+) -> Vec<Result<String, String>> {
     let client = connect(&server.url(), namespace, codec.clone())
         .await
         .expect("connect");
@@ -76,46 +78,78 @@ async fn run_and_check(server: &TemporalDev, policy: &str, namespace: &str, tag:
         .build();
     let mut worker = Worker::new(&runtime, client.clone(), options).expect("worker");
     let stop = worker.shutdown_handle();
+    let drive = async {
+        let mut results = Vec::new();
+        for (id, order) in orders {
+            let handle = client
+                .start_workflow(
+                    ChargeWorkflow::run,
+                    order,
+                    WorkflowStartOptions::new(TASK_QUEUE, &id).build(),
+                )
+                .await
+                .expect("start");
+            // A workflow task that keeps failing (e.g. the codec cannot reach its store) is
+            // retried forever: fail the test instead of hanging.
+            let result = tokio::time::timeout(
+                std::time::Duration::from_secs(300),
+                handle.get_result(WorkflowGetResultOptions::default()),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                panic!("{id} did not complete: its workflow tasks keep failing (worker log above)")
+            })
+            .map_err(|e| format!("{e:?}"));
+            results.push(result);
+        }
+        stop();
+        results
+    };
+    let (run, results) = tokio::join!(worker.run(), drive);
+    run.expect("worker ran");
+    results
+}
+
+/// The raw history of workflow `id` (`temporal workflow show --output json`).
+fn raw_history(server: &TemporalDev, namespace: &str, id: &str) -> String {
+    server.cli(&[
+        "workflow",
+        "show",
+        "--namespace",
+        namespace,
+        "--workflow-id",
+        id,
+        "--output",
+        "json",
+    ])
+}
+
+/// Runs one successful and one failing workflow in `namespace` with the codec of
+/// `policy`, then checks the raw history.
+async fn run_and_check(server: &TemporalDev, policy: &str, namespace: &str, tag: &str) {
+    let card = format!("4000-{tag}-0000-SECRET");
+    let customer = format!("Confidential Customer {tag}");
+    let codec = codec(policy, namespace).await.expect("codec from policy");
     let ok_id = format!("ok-{tag}");
     let failed_id = format!("failed-{tag}");
-    let drive = async {
-        let order = Order {
-            customer: customer.clone(),
-            card_number: card.clone(),
-            amount_cents: 1999,
-        };
-        let ok = client
-            .start_workflow(
-                ChargeWorkflow::run,
-                order.clone(),
-                WorkflowStartOptions::new(TASK_QUEUE, &ok_id).build(),
-            )
-            .await
-            .expect("start")
-            .get_result(WorkflowGetResultOptions::default())
-            .await
-            .map_err(|e| e.to_string());
-        let declined = Order {
-            amount_cents: 0,
-            ..order
-        };
-        let failed = client
-            .start_workflow(
-                ChargeWorkflow::run,
-                declined,
-                WorkflowStartOptions::new(TASK_QUEUE, &failed_id).build(),
-            )
-            .await
-            .expect("start")
-            .get_result(WorkflowGetResultOptions::default())
-            .await
-            .map(|r| r.to_string())
-            .map_err(|e| format!("{e:?}"));
-        stop();
-        (ok, failed)
+    let order = Order {
+        customer: customer.clone(),
+        card_number: card.clone(),
+        amount_cents: 1999,
     };
-    let (run, (ok, failed)) = tokio::join!(worker.run(), drive);
-    run.expect("worker ran");
+    let declined = Order {
+        amount_cents: 0,
+        ..order.clone()
+    };
+    let mut results = run_orders(
+        server,
+        namespace,
+        &codec,
+        vec![(ok_id.clone(), order), (failed_id.clone(), declined)],
+    )
+    .await
+    .into_iter();
+    let (ok, failed) = (results.next().expect("ok"), results.next().expect("failed"));
     let receipt = ok.expect("the workflow succeeds");
     assert!(receipt.contains(&card), "decoded result: {receipt}");
     let failure = failed.expect_err("the declined charge fails the workflow");
@@ -125,16 +159,7 @@ async fn run_and_check(server: &TemporalDev, policy: &str, namespace: &str, tag:
     );
 
     for (id, must_have) in [(&ok_id, 4usize), (&failed_id, 3)] {
-        let raw = server.cli(&[
-            "workflow",
-            "show",
-            "--namespace",
-            namespace,
-            "--workflow-id",
-            id,
-            "--output",
-            "json",
-        ]);
+        let raw = raw_history(server, namespace, id);
         for secret in [&card, &customer] {
             assert!(
                 !raw.contains(secret.as_str()),
@@ -236,4 +261,142 @@ async fn workflow_payloads_are_encrypted_in_history_local_kek_and_openbao() {
     )
     .expect("policy");
     run_and_check(&server, &bao_policy.to_string_lossy(), "tenant-bao", "bao").await;
+}
+
+/// The protobuf bytes of every object in `store`.
+async fn stored_objects(store: &dyn object_store::ObjectStore) -> Vec<Vec<u8>> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let metas: Vec<_> = store.list(None).try_collect().await.expect("list");
+    let mut out = Vec::new();
+    for m in metas {
+        let got = store.get(&m.location).await.expect("get");
+        out.push(got.bytes().await.expect("bytes").to_vec());
+    }
+    out
+}
+
+/// A 3 MB order (over Temporal's 2 MB limit) in namespace `namespace`, whose policy stores
+/// in `store`: the workflow completes; its history holds only references; every stored object
+/// is a Sealbox envelope with no plaintext; the codec resolves the references to the order,
+/// and another namespace's codec does not.
+async fn big_order_is_stored(
+    server: &TemporalDev,
+    policy: &str,
+    namespace: &str,
+    store: &dyn object_store::ObjectStore,
+) {
+    use prost::Message;
+    let card = format!("4000-{namespace}-STORED");
+    let customer = "Stored Customer ".repeat(200_000); // 3.2 MB
+    let codec = codec(policy, namespace).await.expect("codec from policy");
+    let id = format!("big-order-{namespace}");
+    let order = Order {
+        customer: customer.clone(),
+        card_number: card.clone(),
+        amount_cents: 42,
+    };
+    let receipt = run_orders(server, namespace, &codec, vec![(id.clone(), order)])
+        .await
+        .remove(0)
+        .expect("a 3 MB order completes");
+    assert!(receipt.contains(&card) && receipt.len() > 3_000_000);
+
+    let raw = raw_history(server, namespace, &id);
+    assert!(
+        raw.len() < 100_000,
+        "the history holds references, not megabytes ({} bytes)",
+        raw.len()
+    );
+    assert!(!raw.contains(&card) && !raw.contains("Stored Customer"));
+    let history: serde_json::Value = serde_json::from_str(&raw).expect("history JSON");
+    let mut payloads = Vec::new();
+    payloads_in(&history, &mut payloads);
+    let references: Vec<Payload> = payloads
+        .into_iter()
+        .filter(sealbox_temporal::storage::is_plain_reference)
+        .collect();
+    // The workflow input, the activity's input and result, the workflow result.
+    assert_eq!(references.len(), 4, "{raw}");
+
+    let objects = stored_objects(store).await;
+    assert_eq!(objects.len(), 4, "one object per large payload");
+    for bytes in &objects {
+        let p = Payload::decode(bytes.as_slice()).expect("a stored object is a Payload");
+        assert!(
+            sealbox_temporal::sealbox_envelope(&p).is_some(),
+            "stored objects are Sealbox envelopes"
+        );
+        assert!(!contains(bytes, &card) && !contains(bytes, "Stored Customer"));
+    }
+    let decoded = decode(&codec, references.clone())
+        .await
+        .expect("the codec resolves and opens the references");
+    assert!(decoded.iter().all(|p| contains(&p.data, &card)));
+    let other = codec_for_other_namespace(policy, namespace).await;
+    let err = decode(&other, references)
+        .await
+        .expect_err("another namespace");
+    assert!(err.contains("another namespace"), "{err}");
+}
+
+/// External storage with the Rust SDK: the policy's `[storage]` is a local directory for one
+/// namespace, S3 (moto) for another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_payloads_go_to_external_storage_local_directory_and_s3() {
+    let server = TemporalDev::start(&["tenant-files", "tenant-s3"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("kek");
+    sealbox_testkit::write_secret_file(&key_file, &format!("{}\n", B64.encode([8u8; 32])));
+    let active = format!(
+        "[default]\nactive = \"local:///e2e?file={}\"\n",
+        key_file.display()
+    );
+
+    let objects = dir.path().join("objects");
+    let files_policy = dir.path().join("files.toml");
+    std::fs::write(
+        &files_policy,
+        format!(
+            "version = 1\n[storage]\nurl = \"file://{}\"\n{active}",
+            objects.display()
+        ),
+    )
+    .expect("policy");
+    std::fs::create_dir_all(&objects).expect("objects dir");
+    let local = object_store::local::LocalFileSystem::new_with_prefix(&objects).expect("fs");
+    big_order_is_stored(
+        &server,
+        &files_policy.to_string_lossy(),
+        "tenant-files",
+        &local,
+    )
+    .await;
+
+    let moto = sealbox_testkit::servers::Moto::start();
+    let bucket = moto.create_bucket("payloads");
+    let s3_policy = dir.path().join("s3.toml");
+    let secret = dir.path().join("s3-secret");
+    sealbox_testkit::write_secret_file(&secret, "testing");
+    std::fs::write(
+        &s3_policy,
+        format!(
+            "version = 1\n[storage]\nurl = \"s3://{bucket}\"\n\
+             options = {{ aws_endpoint = \"{}\", aws_region = \"us-east-1\", aws_access_key_id = \"testing\", \
+             aws_secret_access_key_file = \"{}\" }}\n{active}",
+            moto.endpoint,
+            secret.display()
+        ),
+    )
+    .expect("policy");
+    let s3 = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&moto.endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_bucket_name(&bucket)
+        .with_access_key_id("testing")
+        .with_secret_access_key("testing")
+        .build()
+        .expect("s3");
+    big_order_is_stored(&server, &s3_policy.to_string_lossy(), "tenant-s3", &s3).await;
 }

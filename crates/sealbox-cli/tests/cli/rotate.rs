@@ -341,12 +341,7 @@ async fn a_postgres_rotation_survives_sigkill_at_twenty_random_points() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_s3_rotation_survives_sigkill_at_twenty_random_points() {
     let moto = sealbox_testkit::servers::Moto::start();
-    let response = reqwest::Client::new()
-        .put(format!("{}/rotation", moto.endpoint))
-        .send()
-        .await
-        .expect("create bucket");
-    assert!(response.status().is_success(), "{response:?}");
+    moto.create_bucket("rotation");
     let env = [
         ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
         ("AWS_ALLOW_HTTP", "true".to_owned()),
@@ -492,4 +487,138 @@ async fn an_openbao_key_version_is_retired_with_check_as_the_gate() {
         let ns = format!("tenant-{}", i % 5);
         assert_eq!(fresh.open(&ns, &bytes).await.expect("opens"), plaintext(i));
     }
+}
+
+/// How many of the `n` seeded objects name the new KEK.
+async fn count_new(store: &dyn Store, n: usize) -> usize {
+    let mut done = 0;
+    for i in 0..n {
+        let key = format!("{:02}/obj-{i:05}", i % 7);
+        if let Ok(o) = store.read(&key).await
+            && inspect(&o.bytes).is_ok_and(|h| h.kek().key_id() == "new")
+        {
+            done += 1;
+        }
+    }
+    done
+}
+
+/// The rotation as a Temporal workflow on the dev server: 2,000 objects in 4 shards run by
+/// worker A; once they are under way, worker B starts and A is killed (SIGKILL). A's shard
+/// activities stop heartbeating, are retried on B from their last heartbeat, and the workflow
+/// completes with every object re-encrypted under the new KEK. Its own payloads are sealed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotation_workflow_survives_a_killed_worker() {
+    const N: usize = 2000;
+    let temporal = sealbox_testkit::servers::TemporalDev::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let [before, after, new_only] = policies(dir.path());
+    let store_dir = dir.path().join("envelopes");
+    std::fs::create_dir_all(&store_dir).expect("store dir");
+    let url = format!("file://{}", store_dir.display());
+    let store = open_store(&url).await.expect("store");
+    seed(store.as_ref(), &load(&before).await, N).await;
+    let queue = "rotate-e2e";
+    let worker = |name: &str| {
+        let log =
+            std::fs::File::create(dir.path().join(format!("worker-{name}.log"))).expect("log");
+        let mut cmd = sealbox();
+        cmd.args(["worker", "rotate", "--config"])
+            .arg(&after)
+            .args(["--temporal", &temporal.address, "--task-queue", queue])
+            .stdout(Stdio::null())
+            .stderr(log);
+        cmd.spawn().expect("start a rotation worker")
+    };
+    let mut a = worker("a");
+    let mut starter = rotate(
+        &[
+            "reencrypt",
+            "--json",
+            "--temporal",
+            &temporal.address,
+            "--task-queue",
+            queue,
+            "--shards",
+            "4",
+            "--heartbeat-timeout",
+            "3s",
+            "--kms-rate",
+            "5",
+        ],
+        &after,
+        &url,
+    );
+    let starter = starter
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the rotation workflow");
+
+    // Wait until worker A is under way (bounded: a hang guard, not a timing assertion).
+    let mut waited = 0;
+    loop {
+        let done = count_new(store.as_ref(), N).await;
+        assert!(done < N, "the run finished before worker A could be killed");
+        if done > 0 {
+            break;
+        }
+        waited += 1;
+        assert!(waited < 1200, "worker A made no progress: see worker-a.log");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut b = worker("b");
+    a.kill().expect("SIGKILL worker A");
+    a.wait().expect("reap worker A");
+
+    let out = tokio::task::spawn_blocking(move || starter.wait_with_output())
+        .await
+        .expect("join")
+        .expect("the starter finishes");
+    let _ = b.kill();
+    let _ = b.wait();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON report");
+    assert_eq!(report["failed"], serde_json::json!([]), "{report}");
+    assert!(
+        report["reencrypted"].as_u64().unwrap_or(0) >= N as u64,
+        "every object re-encrypted at least once: {report}"
+    );
+    assert_all_new(store.as_ref(), &load(&new_only).await, N).await;
+
+    // A's activities were retried (on B): attempts above 1 in the history. The workflow's
+    // own payloads are sealed: the store's path is not in the history.
+    let id = report["workflow_id"].as_str().expect("workflow id");
+    let raw = temporal.cli(&[
+        "workflow",
+        "show",
+        "--namespace",
+        "default",
+        "--workflow-id",
+        id,
+        "--output",
+        "json",
+    ]);
+    let history: serde_json::Value = serde_json::from_str(&raw).expect("history JSON");
+    let retried = history["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| {
+            e["activityTaskStartedEventAttributes"]["attempt"]
+                .as_u64()
+                .is_some_and(|a| a >= 2)
+        })
+        .count();
+    assert!(retried >= 1, "no shard activity was retried after the kill");
+    assert!(
+        !raw.contains(&store_dir.display().to_string()),
+        "plaintext request in history"
+    );
+    assert!(raw.contains("YmluYXJ5L2VuY3J5cHRlZA=="), "sealed payloads");
 }

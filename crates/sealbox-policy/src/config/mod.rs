@@ -151,6 +151,11 @@ pub enum ExternalStorage {
     Threshold(u64),
     /// Every payload: history holds only references.
     Always,
+    /// The worker's SDK stores with its own driver (Temporal's `ExternalStorage`), after this
+    /// codec: the codec server only seals (a pure codec, so nothing is offloaded twice), takes
+    /// payloads up to `[storage] max_size`, and resolves the SDK's references on decode and
+    /// download.
+    Sdk,
 }
 
 /// `[storage]`: where external storage keeps (sealed) payloads.
@@ -162,6 +167,11 @@ pub struct StorageSettings {
     pub url: String,
     /// The largest payload stored or retrieved (default 50 MiB, at most 1 GiB).
     pub max_size: u64,
+    /// `options`: object_store configuration keys for an `s3://` store (e.g. `aws_endpoint`,
+    /// `aws_region`, `aws_allow_http`). Secrets are never written here: `KEY_file = "PATH"`
+    /// reads `KEY` from a file (e.g. `aws_secret_access_key_file`); otherwise they come from
+    /// the environment or the instance's role.
+    pub options: std::collections::BTreeMap<String, String>,
 }
 
 impl Policy {

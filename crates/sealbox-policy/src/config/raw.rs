@@ -23,6 +23,8 @@ pub(super) struct RawFile {
 pub(super) struct RawStorage {
     pub(super) url: Spanned<String>,
     pub(super) max_size: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) options: std::collections::BTreeMap<String, Spanned<String>>,
 }
 
 /// `[default]` or a `[[rule]]` (which adds `namespace`, refused in `[default]`).

@@ -355,13 +355,47 @@ impl Validator<'_> {
             );
             return None;
         }
-        Some(StorageSettings { url, max_size })
+        let mut options = std::collections::BTreeMap::new();
+        for (name, value) in s.options {
+            let lower = name.to_ascii_lowercase();
+            if !lower.ends_with("_file")
+                && ["secret", "token", "password", "credential"]
+                    .iter()
+                    .any(|w| lower.contains(w))
+            {
+                self.err(
+                    value.span(),
+                    "storage.options",
+                    format!(
+                        "`{name}`: secrets do not belong in the policy file; name a file holding \
+                         it (`{name}_file = \"/run/secrets/…\"`), set it in the environment \
+                         (AWS_SECRET_ACCESS_KEY, …) or use the instance's role"
+                    ),
+                );
+                return None;
+            }
+            if !url.starts_with("s3://") {
+                self.err(
+                    value.span(),
+                    "storage.options",
+                    format!("`{name}`: options apply to s3:// stores only"),
+                );
+                return None;
+            }
+            options.insert(name, value.into_inner());
+        }
+        Some(StorageSettings {
+            url,
+            max_size,
+            options,
+        })
     }
 
     fn external_storage(&mut self, v: &Spanned<String>, field: &str) -> Option<ExternalStorage> {
         let setting = match v.get_ref().as_str() {
             "off" => return Some(ExternalStorage::Off),
             "always" => ExternalStorage::Always,
+            "sdk" => ExternalStorage::Sdk,
             _ => ExternalStorage::Threshold(self.size(v, field)?),
         };
         if !self.storage_configured {

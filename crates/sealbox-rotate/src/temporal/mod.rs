@@ -284,5 +284,60 @@ pub async fn check(
     }
 }
 
+/// The external-storage objects a namespace's histories reference (see [`references`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReferenceScan {
+    /// `(bucket, key)` of every plain reference, as the claim names it.
+    pub claims: HashSet<(String, String)>,
+    /// References seen (each occurrence).
+    pub references: u64,
+    /// Runs whose history was read to the end.
+    pub executions: u64,
+    /// Why the scan is incomplete — listing or history errors, references whose claim cannot
+    /// be read without the codec (codec-encoded or legacy ones) — empty when complete.
+    pub errors: Vec<String>,
+}
+
+impl ReferenceScan {
+    /// Whether every reference in every history within retention was read.
+    pub fn complete(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// Reads every history of `source`'s namespace and collects the claims of its
+/// external-storage references (for `sealbox storage gc`). Never fails: errors make the scan
+/// incomplete.
+pub async fn references(source: &TemporalSource, options: &ScanOptions) -> ReferenceScan {
+    let connection = match source.connect().await {
+        Ok(c) => c,
+        Err(e) => {
+            return ReferenceScan {
+                errors: vec![e.to_string()],
+                ..ReferenceScan::default()
+            };
+        }
+    };
+    let scan: Scan<ReferenceTally> = scan(&connection, source.namespace(), options, &()).await;
+    let t = scan.tally;
+    let mut errors: Vec<String> = scan.list_error.iter().map(ToString::to_string).collect();
+    errors.extend(scan.unread.iter().map(ToString::to_string));
+    if t.unresolved > 0 {
+        errors.push(format!(
+            "{} external-storage reference(s) in namespace `{}` cannot be read without the \
+             codec (codec-encoded or legacy): the objects they point to are unknown",
+            t.unresolved,
+            source.namespace()
+        ));
+    }
+    errors.truncate(ERRORS);
+    ReferenceScan {
+        claims: t.claims,
+        references: t.references,
+        executions: scan.executions,
+        errors,
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -43,6 +43,14 @@ pub fn is_temporal_url(url: &str) -> bool {
 }
 
 impl TemporalSource {
+    /// The same connection settings for namespace `namespace`.
+    pub fn with_namespace(&self, namespace: &str) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            ..self.clone()
+        }
+    }
+
     /// Parses `url` alone (no environment variables).
     pub fn parse(url: &str) -> Result<Self, TemporalError> {
         Self::from_url_with_env(url, |_| None)
@@ -208,7 +216,7 @@ impl TemporalSource {
     }
 
     /// Connects to the frontend (and checks that it answers).
-    pub(super) async fn connect(&self) -> Result<Connection, TemporalError> {
+    pub async fn connect(&self) -> Result<Connection, TemporalError> {
         let failed = |message: String| TemporalError::Connect {
             address: self.address(),
             message,

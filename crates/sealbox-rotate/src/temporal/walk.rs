@@ -21,6 +21,9 @@ pub(super) struct Classified {
     pub(super) seen: Seen,
     /// An external-storage reference.
     pub(super) reference: bool,
+    /// A plain reference's `(bucket, key)`; `None` for other payloads and for references
+    /// whose claim cannot be read without the codec (marked, legacy) or does not parse.
+    pub(super) claim: Option<(String, String)>,
     /// Size of its data.
     pub(super) bytes: u64,
 }
@@ -41,9 +44,16 @@ pub(super) fn classify_payload(p: &Payload) -> Classified {
             Item::NotEnvelope => Seen::NotEnvelope,
         }
     };
+    let claim = sealbox_temporal::storage::ExternalStorageReference::from_payload(p)
+        .and_then(Result::ok)
+        .and_then(|r| {
+            let get = |k: &str| r.claim_data.get(k).cloned();
+            Some((get("bucket")?, get("key")?))
+        });
     Classified {
         seen,
         reference: is_external_reference(p),
+        claim,
         bytes: p.data.len() as u64,
     }
 }
@@ -156,6 +166,38 @@ impl Tally<(&Retire, Option<&str>)> for CheckTally {
         self.examples.extend(other.examples);
         self.examples.sort();
         self.examples.truncate(EXAMPLES);
+    }
+}
+
+/// The objects that references point to.
+#[derive(Default)]
+pub(super) struct ReferenceTally {
+    /// `(bucket, key)` of plain references.
+    pub(super) claims: HashSet<(String, String)>,
+    /// References whose claim could not be read.
+    pub(super) unresolved: u64,
+    /// References seen.
+    pub(super) references: u64,
+}
+
+impl Tally<()> for ReferenceTally {
+    fn add(&mut self, _: &(), _: &Site<'_>, item: Classified) {
+        if !item.reference {
+            return;
+        }
+        self.references += 1;
+        match item.claim {
+            Some(claim) => {
+                self.claims.insert(claim);
+            }
+            None => self.unresolved += 1,
+        }
+    }
+
+    fn merge(&mut self, other: Self) {
+        self.claims.extend(other.claims);
+        self.unresolved += other.unresolved;
+        self.references += other.references;
     }
 }
 

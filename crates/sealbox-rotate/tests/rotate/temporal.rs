@@ -514,3 +514,172 @@ async fn an_unreachable_frontend_is_incomplete_never_free() {
         Err(TemporalError::Connect { .. })
     ));
 }
+
+/// `sealbox storage gc`'s engine against a real dev server: of three stored objects, the one
+/// a workflow's input references stays, the unreferenced one goes (listed only on a dry run,
+/// kept while younger than `min_age`), and an object of a namespace Temporal does not know
+/// makes the run incomplete: nothing is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_gc_deletes_only_what_no_history_references() {
+    use sealbox_rotate::gc::{GcOptions, gc};
+    use sealbox_temporal::storage::{ObjectStoreDriver, StorageCodec, Threshold};
+
+    const GC_NS: &str = "storage-gc";
+    let server = TemporalDev::start(&[GC_NS]);
+    let k = keys();
+    let policy = Arc::new(policy(&k.new, &[], 100).await);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("file://{}", dir.path().join("objects").display());
+    let driver = ObjectStoreDriver::open(&url, 8 << 20).expect("driver");
+    let storing = |namespace: &str| {
+        let sealbox = SealboxCodec::from_policy(policy.clone(), namespace)
+            .build()
+            .expect("codec");
+        StorageCodec::new(
+            sealbox,
+            Arc::new(ObjectStoreDriver::open(&url, 8 << 20).expect("driver")),
+        )
+        .threshold(Threshold::Always)
+    };
+    let stored = storing(GC_NS)
+        .encode_payloads(vec![json("kept card 4111"), json("orphan card 5500")])
+        .await
+        .expect("store");
+    let (kept, orphan) = (stored[0].clone(), stored[1].clone());
+    let key_of = |p: &Payload| {
+        sealbox_temporal::storage::ExternalStorageReference::from_payload(p)
+            .expect("a reference")
+            .expect("parses")
+            .claim_data["key"]
+            .clone()
+    };
+    let (kept_key, orphan_key) = (key_of(&kept), key_of(&orphan));
+
+    // Only `kept` enters a history (as the workflow's input, sent as is).
+    let conn = connection(&server.address).await;
+    let (_, run) = start(
+        &client(&conn, GC_NS, None),
+        "gc-1",
+        kept.clone(),
+        WorkflowStartOptions::new("tq-gc", "gc-1").build(),
+    )
+    .await;
+    await_visible(&conn, GC_NS, &[&run]).await;
+
+    let source = TemporalSource::parse(&format!("temporal://{}/_", server.address)).expect("url");
+    let listed = |r: &sealbox_rotate::gc::GcReport| r.unreferenced_keys.clone();
+    let keys_now = || async {
+        let mut keys: Vec<String> = driver
+            .list_objects()
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        keys.sort();
+        keys
+    };
+    let both = {
+        let mut v = vec![kept_key.clone(), orphan_key.clone()];
+        v.sort();
+        v
+    };
+
+    // Young objects are kept whatever the histories say.
+    let young = gc(
+        &driver,
+        &source,
+        &GcOptions {
+            min_age: Duration::from_secs(3600),
+            dry_run: false,
+            ..GcOptions::default()
+        },
+    )
+    .await;
+    assert!(young.complete, "{young:?}");
+    assert_eq!(
+        (young.referenced, young.young, young.deleted),
+        (1, 1, 0),
+        "{young:?}"
+    );
+    assert_eq!(keys_now().await, both);
+
+    // A dry run lists the orphan and deletes nothing.
+    let dry = gc(
+        &driver,
+        &source,
+        &GcOptions {
+            min_age: Duration::ZERO,
+            dry_run: true,
+            ..GcOptions::default()
+        },
+    )
+    .await;
+    assert_eq!(dry.exit_code(), 0, "{dry:?}");
+    assert_eq!(listed(&dry), vec![orphan_key.clone()]);
+    assert_eq!((dry.referenced, dry.deleted), (1, 0));
+    assert_eq!(dry.namespaces, vec![GC_NS.to_owned()]);
+    assert!(dry.executions >= 1);
+    assert_eq!(keys_now().await, both);
+
+    // An object of a namespace Temporal does not know: incomplete, nothing deleted.
+    storing("no-such-namespace")
+        .encode_payloads(vec![json("stray")])
+        .await
+        .expect("store");
+    let incomplete = gc(
+        &driver,
+        &source,
+        &GcOptions {
+            min_age: Duration::ZERO,
+            dry_run: false,
+            ..GcOptions::default()
+        },
+    )
+    .await;
+    assert_eq!(incomplete.exit_code(), 3, "{incomplete:?}");
+    assert_eq!(incomplete.deleted, 0);
+    assert!(
+        incomplete
+            .errors
+            .iter()
+            .any(|e| e.contains("no-such-namespace")),
+        "{:?}",
+        incomplete.errors
+    );
+    assert_eq!(keys_now().await.len(), 3);
+
+    // Scoped to the namespace that exists: the orphan goes, the referenced object stays
+    // and still resolves; the other namespace's object is out of scope, kept.
+    let done = gc(
+        &driver,
+        &source,
+        &GcOptions {
+            min_age: Duration::ZERO,
+            dry_run: false,
+            namespaces: Some(vec![GC_NS.to_owned()]),
+            ..GcOptions::default()
+        },
+    )
+    .await;
+    assert_eq!(done.exit_code(), 0, "{done:?}");
+    assert_eq!(
+        (done.deleted, done.referenced, done.out_of_scope),
+        (1, 1, 1)
+    );
+    let left = keys_now().await;
+    assert!(
+        left.contains(&kept_key) && !left.contains(&orphan_key),
+        "{left:?}"
+    );
+    let opened = storing(GC_NS)
+        .decode_payloads(vec![kept], false)
+        .await
+        .expect("the referenced object still resolves");
+    assert_eq!(
+        opened[0].data,
+        serde_json::to_vec("kept card 4111").expect("json")
+    );
+    let gone = storing(GC_NS).decode_payloads(vec![orphan], false).await;
+    assert!(gone.is_err(), "the orphan is gone");
+}

@@ -23,6 +23,7 @@ mod ops;
 mod permissions;
 mod protocol;
 mod storage;
+mod storage_e2e;
 mod temporal_e2e;
 mod tls;
 mod webui;

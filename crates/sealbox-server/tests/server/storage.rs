@@ -5,7 +5,8 @@
 use super::*;
 
 /// A server whose policy stores payloads of 1 KiB and more in a local directory (namespace
-/// `payments`), none for `small`, every payload for `pii`.
+/// `payments`), none for `small`, every payload for `pii`; for `python` the worker's SDK
+/// stores (the server only seals).
 async fn storage_app(dir: &std::path::Path) -> Router {
     storage_app_with(dir, "64KiB").await
 }
@@ -18,6 +19,7 @@ async fn storage_app_with(dir: &std::path::Path, max_body: &str) -> Router {
          [default]\nactive = \"local:///s?file={key}\"\nexternal_storage = \"1KiB\"\n\
          [[rule]]\nnamespace = \"small\"\nactive = \"local:///s?file={key}\"\nexternal_storage = \"off\"\n\
          [[rule]]\nnamespace = \"pii\"\nactive = \"local:///s?file={key}\"\nexternal_storage = \"always\"\n\
+         [[rule]]\nnamespace = \"python\"\nactive = \"local:///s?file={key}\"\nexternal_storage = \"sdk\"\n\
          [server]\nanonymous = [\"encode\", \"decode\"]\nmax_body = \"{max_body}\"\naudit_log = \"{audit}\"\n",
         objects = dir.join("objects").display(),
         key = key.display(),
@@ -163,6 +165,54 @@ async fn storage_off_still_holds_inline_payloads_to_temporals_limit() {
     // The same payload in a storing namespace is stored.
     let ok = call(&app, Method::POST, "/encode", &headers("payments"), &body).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+}
+
+/// Where the worker's SDK stores (`sdk`), /encode is a pure codec: a 3 MB payload comes back
+/// sealed, not offloaded (the SDK offloads it after the codec; never twice), and nothing is
+/// written to the store. The namespace checks of references still hold on /decode.
+#[tokio::test]
+async fn where_the_sdk_stores_encode_only_seals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = storage_app(dir.path()).await;
+    let large = format!("\"{}\"", "card-4111 ".repeat(300_000)); // 3 MB
+    let body = json!({"payloads": [plain(&large)]}).to_string();
+    let enc = call(&app, Method::POST, "/encode", &headers("python"), &body).await;
+    assert_eq!(enc.status, StatusCode::OK, "{}", enc.body);
+    let sealed = enc.json()["payloads"][0].clone();
+    assert!(!is_reference(&sealed), "the SDK stores, not the server");
+    assert_eq!(
+        sealed["metadata"]["encoding"],
+        B64.encode("binary/encrypted")
+    );
+    assert!(data_of(&sealed).len() > 3_000_000);
+    assert!(
+        walk(&dir.path().join("objects")).is_empty(),
+        "nothing stored"
+    );
+    let dec = call(
+        &app,
+        Method::POST,
+        "/decode",
+        &headers("python"),
+        &json!({"payloads": [sealed]}).to_string(),
+    )
+    .await;
+    assert_eq!(dec.status, StatusCode::OK, "{}", dec.body);
+    assert_eq!(data_of(&dec.json()["payloads"][0]), large.as_bytes());
+    // A reference stored for another namespace does not resolve here.
+    let stored = call(&app, Method::POST, "/encode", &headers("pii"), &body).await;
+    assert_eq!(stored.status, StatusCode::OK, "{}", stored.body);
+    let r = &stored.json()["payloads"][0];
+    assert!(is_reference(r));
+    let elsewhere = call(
+        &app,
+        Method::POST,
+        "/decode",
+        &headers("python"),
+        &json!({"payloads": [r]}).to_string(),
+    )
+    .await;
+    assert_ne!(elsewhere.status, StatusCode::OK, "bound to pii, not python");
 }
 
 #[tokio::test]

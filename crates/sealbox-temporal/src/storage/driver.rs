@@ -149,6 +149,54 @@ pub fn key_segment(s: &str) -> String {
     out
 }
 
+/// An object in a driver's store (see [`ObjectStoreDriver::list_objects`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Its key as the store lists it (give it back to [`ObjectStoreDriver::delete_object`]).
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When it was written.
+    pub last_modified: std::time::SystemTime,
+}
+
+/// The namespace a key names (`[prefix]v0/ns/<namespace>/…`, percent-decoded; `null` is the
+/// empty namespace), if it names one. `prefix` is the driver's (`""` or `"a/b/"`).
+pub fn key_namespace(prefix: &str, key: &str) -> Option<String> {
+    let segment = key
+        .strip_prefix(prefix)?
+        .strip_prefix("v0/ns/")?
+        .split('/')
+        .next()?;
+    if segment == "null" {
+        return Some(String::new());
+    }
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+/// A key with each segment percent-decoded: the same object whether a store lists its key
+/// verbatim (S3) or as a file name (a local directory turns `run%3A1` into `run:1`).
+pub fn canonical_key(key: &str) -> String {
+    key.split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The object path of `key` exactly as written: its segments are already percent-encoded
+/// (by [`key_segment`] here, by the official drivers elsewhere), so they are not encoded again.
+fn object_path(key: &str) -> Result<ObjectPath, StorageError> {
+    ObjectPath::parse(key)
+        .map_err(|e| StorageError::Invalid(format!("`{key}` is not an object key: {e}")))
+}
+
 fn claim_get<'a>(claim: &'a StorageClaim, names: &[&str]) -> Option<&'a str> {
     names
         .iter()
@@ -186,13 +234,25 @@ impl ObjectStoreDriver {
     /// credentials, region and endpoint from the `AWS_*` environment; see [`super::open_s3`]),
     /// `file:///DIR` (created if missing) or `memory://`.
     pub fn open(url: &str, max_size: usize) -> Result<Self, StorageError> {
+        Self::open_with(url, &[], max_size)
+    }
+
+    /// [`ObjectStoreDriver::open`] with object_store configuration keys for an `s3://` store
+    /// (`aws_endpoint`, `aws_region`, …), applied over the environment's.
+    pub fn open_with(
+        url: &str,
+        options: &[(&str, &str)],
+        max_size: usize,
+    ) -> Result<Self, StorageError> {
+        if !options.is_empty() && !url.starts_with("s3://") {
+            return Err(StorageError::Invalid(
+                "store options apply to s3:// stores only".into(),
+            ));
+        }
         let driver = if url.starts_with("s3://") {
-            let s3 = super::open_s3(url, &[]).map_err(StorageError::Invalid)?;
-            let mut d = Self::new(S3_DRIVER, s3.bucket, s3.store);
+            let s3 = super::open_s3(url, options).map_err(StorageError::Invalid)?;
+            let mut d = Self::new(S3_DRIVER, s3.bucket, s3.store).prefix(&s3.prefix);
             d.secrets = s3.secrets;
-            if !s3.prefix.is_empty() {
-                d.prefix = format!("{}/", s3.prefix);
-            }
             d
         } else if let Some(dir) = url.strip_prefix("file://") {
             if !dir.starts_with('/') {
@@ -220,6 +280,20 @@ impl ObjectStoreDriver {
         Ok(driver.max_size(max_size))
     }
 
+    /// Writes and reads keys under `prefix` (`"a/b"`: keys `a/b/v0/…`); a claim whose key is
+    /// outside it is refused. Temporal's official drivers write at the bucket's root, so a
+    /// store shared with them has no prefix.
+    #[must_use]
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        let prefix = prefix.trim_matches('/');
+        self.prefix = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
+        self
+    }
+
     /// Sets the cap on one stored payload.
     #[must_use]
     pub fn max_size(mut self, bytes: usize) -> Self {
@@ -230,6 +304,44 @@ impl ObjectStoreDriver {
     /// The cap on one stored payload.
     pub fn size_cap(&self) -> usize {
         self.max_size
+    }
+
+    /// The bucket its claims name.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The prefix its keys are under (`""` or `"a/b/"`).
+    pub fn key_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Every object under `[prefix]v0/`, in the store's listing order.
+    pub async fn list_objects(&self) -> Result<Vec<StoredObject>, StorageError> {
+        use futures::TryStreamExt;
+        let root = object_path(&format!("{}v0", self.prefix))?;
+        let metas: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&root))
+            .try_collect()
+            .await
+            .map_err(|e| self.backend("list the store", &e))?;
+        Ok(metas
+            .into_iter()
+            .map(|m| StoredObject {
+                key: m.location.to_string(),
+                size: m.size,
+                last_modified: m.last_modified.into(),
+            })
+            .collect())
+    }
+
+    /// Deletes the object at `key` (as [`ObjectStoreDriver::list_objects`] gave it).
+    pub async fn delete_object(&self, key: &str) -> Result<(), StorageError> {
+        self.store
+            .delete(&object_path(key)?)
+            .await
+            .map_err(|e| self.backend(&format!("delete `{key}`"), &e))
     }
 
     /// The object key of a payload whose protobuf bytes hash to `hex`.
@@ -257,16 +369,20 @@ impl ObjectStoreDriver {
         }
         let key = claim_get(claim, &["key"])
             .ok_or_else(|| StorageError::Invalid("the claim names no key".into()))?;
-        if !key.starts_with("v0/")
+        // Keys are read under this driver's prefix only (the official drivers write at the
+        // bucket's root: configure no prefix to read theirs).
+        let relative = key.strip_prefix(self.prefix.as_str()).unwrap_or("");
+        if !relative.starts_with("v0/")
             || key
                 .split('/')
                 .any(|s| s.is_empty() || s == "." || s == "..")
         {
             return Err(StorageError::Invalid(format!(
-                "`{key}` is not a v0/… object key"
+                "`{key}` is not a {}v0/… object key",
+                self.prefix
             )));
         }
-        if let Some(rest) = key.strip_prefix("v0/ns/") {
+        if let Some(rest) = relative.strip_prefix("v0/ns/") {
             let ns = rest.split('/').next().unwrap_or_default();
             if ns != key_segment(&context.namespace) {
                 return Err(StorageError::WrongNamespace {
@@ -311,7 +427,7 @@ impl ObjectStoreDriver {
                 limit: self.max_size,
             });
         }
-        let path = ObjectPath::from(key.as_str());
+        let path = object_path(&key)?;
         match self.store.head(&path).await {
             Ok(_) => {} // content-addressed: the same bytes are there already
             Err(object_store::Error::NotFound { .. }) => {
@@ -344,7 +460,7 @@ impl ObjectStoreDriver {
         claim: &StorageClaim,
     ) -> Result<Payload, StorageError> {
         let (key, hash) = self.check_claim(context, claim)?;
-        let path = ObjectPath::from(key);
+        let path = object_path(key)?;
         let got = self.store.get(&path).await.map_err(|e| match e {
             object_store::Error::NotFound { .. } => StorageError::NotFound {
                 key: key.to_owned(),
