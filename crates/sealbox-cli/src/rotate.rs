@@ -475,10 +475,25 @@ async fn rewrite(mode: Mode, args: RewriteArgs) -> Result<(), Failure> {
     if let Some(bar) = bar {
         bar.0.finish_and_clear();
     }
+    finish(mode, &args, &report, None)
+}
+
+/// Prints a rewrite's report (with `workflow_id` when it ran on Temporal); exit 1 if any
+/// object failed.
+fn finish(
+    mode: Mode,
+    args: &RewriteArgs,
+    report: &Report,
+    workflow_id: Option<&str>,
+) -> Result<(), Failure> {
     if args.json {
-        out!("{}", report.to_json(mode.done_word(), args.dry_run));
+        let mut v = report.to_json(mode.done_word(), args.dry_run);
+        if let Some(id) = workflow_id {
+            v["workflow_id"] = json!(id);
+        }
+        out!("{v}");
     } else {
-        print_report(mode, args.dry_run, &report, args.checkpoint.as_deref());
+        print_report(mode, args.dry_run, report, args.checkpoint.as_deref());
     }
     if report.failed.is_empty() {
         Ok(())
@@ -540,24 +555,7 @@ async fn rewrite_on_temporal(mode: Mode, args: &RewriteArgs, address: &str) -> R
         sealbox_rotate::workflow::execute(&client, &id, &args.temporal.task_queue, request)
             .await
             .map_err(|e| fail(1, e))?;
-    if args.json {
-        let mut v = report.to_json(mode.done_word(), args.dry_run);
-        v["workflow_id"] = json!(id);
-        out!("{v}");
-    } else {
-        print_report(mode, args.dry_run, &report, None);
-    }
-    if report.failed.is_empty() {
-        Ok(())
-    } else {
-        Err(fail(
-            1,
-            format!(
-                "{} object(s) failed and were left untouched",
-                report.failed.len()
-            ),
-        ))
-    }
+    finish(mode, args, &report, Some(&id))
 }
 
 /// `sealbox worker rotate`: runs rotation workflows and their shard activities until SIGTERM

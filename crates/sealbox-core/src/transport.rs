@@ -1,4 +1,4 @@
-//! Endpoint checks shared by the network KEK providers.
+//! Endpoint checks and the retry backoff shared by the network KEK providers.
 //!
 //! A provider that talks to a KMS over HTTP accepts `https://` endpoints, `http://` ones whose
 //! host is loopback (`127.0.0.0/8`, `::1`, `localhost`), and other `http://` ones only when
@@ -98,12 +98,46 @@ pub fn check_endpoint(
     }
 }
 
+/// Bounded exponential backoff, the one retry schedule of the providers: the wait before
+/// retry `n` (1 = the first retry) is `first × 2^(n-1)`, never more than `max`. The caller
+/// bounds the number of attempts; the sleeping is the caller's runtime's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    first: std::time::Duration,
+    max: std::time::Duration,
+}
+
+impl Backoff {
+    /// Waits of `first`, `2 × first`, … up to `max`.
+    pub const fn new(first: std::time::Duration, max: std::time::Duration) -> Self {
+        Self { first, max }
+    }
+
+    /// The wait before retry `retry` (1-based; 0 waits nothing).
+    pub fn delay(&self, retry: u32) -> std::time::Duration {
+        if retry == 0 {
+            return std::time::Duration::ZERO;
+        }
+        let factor = 1u32 << (retry - 1).min(20);
+        self.first.saturating_mul(factor).min(self.max)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     // The plain-HTTP rule over many hosts is checked in `tests/core/transport.rs` with the
     // test kit's table, which the providers' endpoint checks run too.
+
+    #[test]
+    fn backoff_doubles_up_to_its_bound() {
+        use std::time::Duration;
+        let b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let waits: Vec<u128> = (0..8).map(|n| b.delay(n).as_millis()).collect();
+        assert_eq!(waits, [0, 100, 200, 400, 800, 1600, 2000, 2000]);
+        assert_eq!(b.delay(u32::MAX), Duration::from_secs(2));
+    }
 
     #[test]
     fn loopback_hosts() {

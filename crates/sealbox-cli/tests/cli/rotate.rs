@@ -281,7 +281,10 @@ async fn survives_sigkills(
     let checkpoint = dir.path().join("rotation.json");
     let landed = kill_until_done(
         || {
-            let mut cmd = rotate(&["reencrypt", "--json"], &after, url);
+            // At most 100 KMS calls a second: the whole run takes seconds, so 20 kills at
+            // random moments 20–220 ms apart land before it is done, however fast the
+            // machine (the kills, not the rate, are what is tested).
+            let mut cmd = rotate(&["reencrypt", "--json", "--kms-rate", "100"], &after, url);
             cmd.arg("--checkpoint").arg(&checkpoint);
             for (k, v) in env {
                 cmd.env(k, v);
@@ -292,6 +295,7 @@ async fn survives_sigkills(
         seed_value,
     );
     assert!(landed >= 20, "only {landed} kills landed mid-run");
+    eprintln!("{landed} kills landed mid-run");
     assert_all_new(store.as_ref(), &load(&new_only).await, n).await;
     let mut listed = 0;
     let mut after_key: Option<String> = None;

@@ -2,12 +2,16 @@
 
 use std::time::Duration;
 
+use sealbox_core::transport::Backoff;
 use sealbox_core::{ProviderError, ProviderErrorKind};
 use zeroize::Zeroizing;
 
 use super::GcpKms;
 use crate::SCOPE;
 use crate::error::{classify, error_chain};
+
+/// Waits between attempts of a call: 100 ms, 200 ms, … at most 2 s.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
 
 /// The largest response body read from Cloud KMS (its answers are well under 64 KiB).
 const MAX_RESPONSE: usize = 1 << 20;
@@ -54,7 +58,6 @@ impl GcpKms {
         // `Zeroizing`); each attempt shares it instead of copying it again.
         let body =
             body.map(|b| bytes::Bytes::from_owner(Zeroizing::new(b.to_vec())) as bytes::Bytes);
-        let mut delay = Duration::from_millis(100);
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -92,8 +95,7 @@ impl GcpKms {
                 ),
             };
             if kind.is_transient() && attempt < self.max_attempts {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
+                tokio::time::sleep(BACKOFF.delay(attempt)).await;
                 continue;
             }
             let suffix = if kind.is_transient() && attempt > 1 {

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use sealbox_core::transport::Backoff;
 use sealbox_core::{ProviderError, ProviderErrorKind};
 use tokio::sync::Notify;
 use zeroize::Zeroizing;
@@ -53,8 +54,7 @@ pub(crate) fn plan(
         return Step::Wait;
     };
     let delay = if failures > 0 {
-        let exp = failures.saturating_sub(1).min(5);
-        Duration::from_secs(1u64 << exp).min(MAX_BACKOFF)
+        Backoff::new(Duration::from_secs(1), MAX_BACKOFF).delay(failures)
     } else {
         (timing.ttl * 2 / 3).saturating_sub(elapsed)
     };
