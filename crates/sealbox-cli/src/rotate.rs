@@ -304,11 +304,21 @@ async fn open_temporal(target: &Target) -> Result<(PolicyKeyrings, TemporalSourc
     Ok((policy, source))
 }
 
-fn scan_options(concurrency: usize) -> ScanOptions {
-    ScanOptions {
+/// History scan options; the policy's `[storage]`, if any, resolves external-storage
+/// references.
+fn scan_options(policy: &PolicyKeyrings, concurrency: usize) -> Result<ScanOptions, Failure> {
+    let storage = match &policy.config().storage {
+        Some(settings) => Some(Arc::new(
+            sealbox_rotate::gc::driver_for(settings)
+                .map_err(|e| fail(2, format!("[storage]: {e}")))?,
+        )),
+        None => None,
+    };
+    Ok(ScanOptions {
         concurrency: concurrency.max(1),
+        storage,
         ..ScanOptions::default()
-    }
+    })
 }
 
 /// `rotate inventory` over a namespace's workflow histories.
@@ -326,7 +336,7 @@ async fn temporal_inventory(
     }
     let (policy, source) = open_temporal(target).await?;
     let name = |kek: &sealbox_core::KekRef| kek_name(&policy, kek);
-    let inv = temporal::inventory(&source, &scan_options(concurrency), &name)
+    let inv = temporal::inventory(&source, &scan_options(&policy, concurrency)?, &name)
         .await
         .map_err(|e| {
             let code = if matches!(e, TemporalError::InvalidUrl(_)) {
@@ -350,22 +360,32 @@ async fn temporal_inventory(
     );
     for k in &i.by_kek {
         out!(
-            "  {:>10}  {:>14} bytes  {}  version {}",
+            "  {:>10}  {:>14} bytes  {}  version {}{}",
             k.count,
             k.bytes,
             k.kek,
-            k.version.as_deref().unwrap_or("-")
+            k.version.as_deref().unwrap_or("-"),
+            if k.external > 0 {
+                format!(" ({} in external storage)", k.external)
+            } else {
+                String::new()
+            }
         );
     }
     out!(
-        "  not envelopes {}, damaged {}, external-storage references {}{}",
+        "  not envelopes {}, damaged {}, external-storage references {} ({} objects read and \
+         counted above as external{})",
         i.not_envelopes,
         i.damaged,
         inv.external_references,
-        if inv.external_references > 0 {
-            " (not resolved: check the store they point to)"
+        i.external_objects,
+        if inv.unresolved_references > 0 {
+            format!(
+                "; {} not resolved: codec-encoded, unreadable, or no [storage] in the policy",
+                inv.unresolved_references
+            )
         } else {
-            ""
+            String::new()
         }
     );
     Ok(())
@@ -385,7 +405,7 @@ async fn temporal_check(
         &source,
         &resolved,
         version.as_deref(),
-        &scan_options(concurrency),
+        &scan_options(&policy, concurrency)?,
     )
     .await;
     let code = report.exit_code();

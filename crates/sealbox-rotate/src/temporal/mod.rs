@@ -23,8 +23,10 @@
 //! External-storage references (`json/protobuf` of
 //! `temporal.api.sdk.v1.ExternalStorageReference`, the legacy
 //! `json/external-storage-reference`, or metadata `__temporal_external_storage_reference`)
-//! are counted on their own; they are **not resolved**: the objects they point to live in
-//! another store (check that store too, e.g. `s3://…`).
+//! are counted on their own. With [`ScanOptions::storage`] (the policy's `[storage]`), the
+//! object of each plain reference is read — checked as the codec checks it: bucket,
+//! namespace, SHA-256 — and its envelope counted per KEK (as `external`); codec-encoded and
+//! legacy references cannot be read without the codec and stay unresolved.
 //!
 //! ## The URL
 //!
@@ -36,7 +38,7 @@
 //! `Authorization: Bearer …`, turns TLS on (unless `tls=false` on a loopback host) and is
 //! never printed. Plain (non-TLS) connections are for loopback and private networks.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -119,15 +121,19 @@ mod walk;
 pub use source::{TemporalSource, is_temporal_url};
 use walk::*;
 
-/// Tuning of a history scan.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Tuning of a history scan, and where its external-storage references point.
+#[derive(Debug, Clone)]
 pub struct ScanOptions {
-    /// Histories read at once.
+    /// Histories read at once (and referenced objects read at once).
     pub concurrency: usize,
     /// Executions per `ListWorkflowExecutions` page.
     pub list_page_size: i32,
     /// Events per `GetWorkflowExecutionHistory` page.
     pub history_page_size: i32,
+    /// The external store (the policy's `[storage]`) whose objects the histories' plain
+    /// references point to: each referenced object is read (its SHA-256 and namespace checked)
+    /// and counted per KEK. Without it, references are counted but not resolved.
+    pub storage: Option<std::sync::Arc<sealbox_temporal::storage::ObjectStoreDriver>>,
 }
 
 impl Default for ScanOptions {
@@ -136,40 +142,109 @@ impl Default for ScanOptions {
             concurrency: 8,
             list_page_size: 100,
             history_page_size: 1000,
+            storage: None,
         }
     }
 }
 
+/// The objects behind a scan's references: each one's envelope header, size and key; and
+/// why the others could not be read.
+#[derive(Default)]
+struct Resolved {
+    objects: Vec<(EnvelopeHeader, u64, String)>,
+    unresolved: Vec<String>,
+}
+
+/// Reads the object of each claim from `options.storage` (checked as the codec checks it:
+/// bucket, namespace, SHA-256, size) and inspects its envelope header (no key is used).
+async fn resolve(
+    options: &ScanOptions,
+    namespace: &str,
+    claims: &BTreeSet<BTreeMap<String, String>>,
+) -> Resolved {
+    use sealbox_temporal::storage::{StorageClaim, StorageContext, StorageDriver};
+    let mut out = Resolved::default();
+    let Some(driver) = &options.storage else {
+        if !claims.is_empty() {
+            out.unresolved.push(format!(
+                "{} external-storage reference(s) not resolved: no external store given \
+                 ([storage] in the policy), so the objects they point to are not checked",
+                claims.len()
+            ));
+        }
+        return out;
+    };
+    let context = StorageContext {
+        namespace: namespace.to_owned(),
+    };
+    let results: Vec<(String, Result<Vec<Payload>, _>)> = futures::stream::iter(claims)
+        .map(|claim| {
+            let context = &context;
+            async move {
+                let key = claim.get("key").cloned().unwrap_or_default();
+                let claim = StorageClaim {
+                    claim_data: claim.clone(),
+                };
+                (
+                    key,
+                    driver.retrieve(context, std::slice::from_ref(&claim)).await,
+                )
+            }
+        })
+        .buffer_unordered(options.concurrency.max(1))
+        .collect()
+        .await;
+    for (key, result) in results {
+        match result.map(|mut p| p.pop()) {
+            Ok(Some(p)) => match sealbox_temporal::sealbox_envelope(&p).map(inspect) {
+                Some(Ok(header)) => out.objects.push((header, p.data.len() as u64, key)),
+                _ => out.unresolved.push(format!(
+                    "`{key}`: the stored object is not a Sealbox envelope"
+                )),
+            },
+            Ok(None) => out.unresolved.push(format!("`{key}`: nothing retrieved")),
+            Err(e) => out.unresolved.push(e.to_string()),
+        }
+    }
+    out
+}
+
 /// What a namespace's histories hold: [`Inventory`] over payloads, plus Temporal's own
-/// counts. In `inventory`, `total` counts payloads (the sum of `by_kek` counts,
-/// `not_envelopes` and `damaged`), `bytes` are envelope sizes, and `external_objects` is
-/// always 0 (objects in external storage are not in history).
+/// counts. In `inventory`, `total` counts payloads in history; `by_kek` also counts the
+/// objects their references point to (as `external`), when [`ScanOptions::storage`] is given;
+/// `external_objects` is the number of those objects; `bytes` are envelope sizes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct HistoryInventory {
     /// The payloads, counted as a store's objects are.
     #[serde(flatten)]
     pub inventory: Inventory,
     /// Payloads that are external-storage references (also counted above: a plain one in
-    /// `not_envelopes`, one the codec sealed in `by_kek`). Not resolved.
+    /// `not_envelopes`, one the codec sealed in `by_kek`).
     pub external_references: u64,
+    /// References whose objects were not counted: codec-encoded or legacy ones (their claim
+    /// needs the codec), and objects that could not be read, failed their checks or are not
+    /// envelopes (or every one, without a store).
+    pub unresolved_references: u64,
     /// Runs whose history was read.
     pub executions: u64,
     /// Events read.
     pub events: u64,
 }
 
-/// The answer of [`check`] for a namespace. In `report`, `scanned` counts payloads,
-/// `unreadable` runs whose history could not be read, and `examples` name payloads as
-/// `workflow_id/run_id#event_id`. The scan is complete only if the executions were listed
-/// to the end and every listed run's history was read to its last event.
+/// The answer of [`check`] for a namespace. In `report`, `scanned` counts payloads and the
+/// objects their references point to, `unreadable` runs whose history could not be read, and
+/// `examples` name payloads as `workflow_id/run_id#event_id` (referenced objects as
+/// `external:KEY`). The scan is complete only if the executions were listed to the end,
+/// every listed run's history was read to its last event, and every reference's object was
+/// read from [`ScanOptions::storage`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct HistoryCheck {
     /// The verdict, as for a store.
     #[serde(flatten)]
     pub report: CheckReport,
-    /// Payloads that are external-storage references: the objects they point to are not in
-    /// history and are not checked here (check their store), so a namespace with any is
-    /// never proven free (exit 3 at best).
+    /// Payloads that are external-storage references: their objects are read from
+    /// [`ScanOptions::storage`] and checked too; without it, or if any cannot be read, the
+    /// namespace is never proven free (exit 3 at best).
     pub external_references: u64,
     /// Runs whose history was read to the end.
     pub executions: u64,
@@ -201,6 +276,7 @@ pub async fn inventory(
         return Err(e);
     }
     let t = scan.tally;
+    let resolved = resolve(options, source.namespace(), &t.claims).await;
     let mut by_kek: Vec<KekCount> = t
         .groups
         .into_values()
@@ -214,6 +290,32 @@ pub async fn inventory(
             external: 0,
         })
         .collect();
+    // The referenced objects, counted per KEK as external-storage objects.
+    for (header, size, _) in &resolved.objects {
+        let kek = header.kek();
+        let version = kek.key_version().map(str::to_owned);
+        let at = by_kek.iter().position(|k| {
+            k.provider == kek.provider() && k.key_id == kek.key_id() && k.version == version
+        });
+        let entry = match at {
+            Some(i) => &mut by_kek[i],
+            None => {
+                by_kek.push(KekCount {
+                    kek: name(kek),
+                    provider: kek.provider().to_owned(),
+                    key_id: kek.key_id().to_owned(),
+                    version,
+                    count: 0,
+                    bytes: 0,
+                    external: 0,
+                });
+                by_kek.last_mut().expect("just pushed")
+            }
+        };
+        entry.count += 1;
+        entry.bytes += size;
+        entry.external += 1;
+    }
     by_kek.sort_by(|a, b| {
         (&a.provider, &a.key_id, &a.version).cmp(&(&b.provider, &b.key_id, &b.version))
     });
@@ -223,9 +325,10 @@ pub async fn inventory(
             by_kek,
             not_envelopes: t.not_envelopes,
             damaged: t.damaged,
-            external_objects: 0,
+            external_objects: resolved.objects.len() as u64,
         },
         external_references: t.references,
+        unresolved_references: t.opaque + resolved.unresolved.len() as u64,
         executions: scan.executions,
         events: scan.events,
     })
@@ -251,32 +354,43 @@ pub async fn check(
     let ctx = (retire, version);
     let scan: Scan<CheckTally> = scan(&connection, source.namespace(), options, &ctx).await;
     let t = scan.tally;
+    let resolved = resolve(options, source.namespace(), &t.claims).await;
     let mut errors: Vec<String> = scan.list_error.iter().map(ToString::to_string).collect();
     errors.extend(scan.unread.iter().map(ToString::to_string));
-    if t.references > 0 {
+    if t.opaque > 0 {
         // The objects they point to may name the KEK: unproven, so never "free".
         errors.push(format!(
-            "{} external-storage reference(s) point to objects outside history, not checked \
-             here: check their store too",
-            t.references
+            "{} external-storage reference(s) cannot be read without the codec (codec-encoded \
+             or legacy): the objects they point to are not checked",
+            t.opaque
         ));
     }
+    errors.extend(resolved.unresolved.iter().cloned());
     errors.truncate(ERRORS);
     let mut examples = t.examples;
+    let mut external_in_use = 0;
+    for (header, _, key) in &resolved.objects {
+        let kek = header.kek();
+        if retire.matches(kek) && version.is_none_or(|v| kek.key_version() == Some(v)) {
+            external_in_use += 1;
+            examples.push(format!("external:{key}"));
+        }
+    }
     examples.sort();
     examples.truncate(EXAMPLES);
     HistoryCheck {
         report: CheckReport {
-            scanned: t.scanned,
-            in_use: t.in_use,
-            external_in_use: 0,
+            scanned: t.scanned + resolved.objects.len() as u64,
+            in_use: t.in_use + external_in_use,
+            external_in_use,
             examples,
             damaged: t.damaged,
             unreadable: scan.unread.len() as u64,
             complete: scan.list_error.is_none()
                 && scan.unread.is_empty()
                 && t.damaged == 0
-                && t.references == 0,
+                && t.opaque == 0
+                && resolved.unresolved.is_empty(),
         },
         external_references: t.references,
         executions: scan.executions,

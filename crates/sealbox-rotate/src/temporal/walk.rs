@@ -21,9 +21,9 @@ pub(super) struct Classified {
     pub(super) seen: Seen,
     /// An external-storage reference.
     pub(super) reference: bool,
-    /// A plain reference's `(bucket, key)`; `None` for other payloads and for references
-    /// whose claim cannot be read without the codec (marked, legacy) or does not parse.
-    pub(super) claim: Option<(String, String)>,
+    /// A plain reference's claim; `None` for other payloads and for references whose claim
+    /// cannot be read without the codec (marked, legacy) or does not parse.
+    pub(super) claim: Option<BTreeMap<String, String>>,
     /// Size of its data.
     pub(super) bytes: u64,
 }
@@ -46,10 +46,7 @@ pub(super) fn classify_payload(p: &Payload) -> Classified {
     };
     let claim = sealbox_temporal::storage::ExternalStorageReference::from_payload(p)
         .and_then(Result::ok)
-        .and_then(|r| {
-            let get = |k: &str| r.claim_data.get(k).cloned();
-            Some((get("bucket")?, get("key")?))
-        });
+        .map(|r| r.claim_data);
     Classified {
         seen,
         reference: is_external_reference(p),
@@ -84,12 +81,22 @@ pub(super) struct InventoryTally {
     pub(super) not_envelopes: u64,
     pub(super) damaged: u64,
     pub(super) references: u64,
+    /// Claims of plain references (resolved after the scan when a store is given).
+    pub(super) claims: BTreeSet<BTreeMap<String, String>>,
+    /// References whose claim cannot be read (codec-encoded, legacy, malformed).
+    pub(super) opaque: u64,
 }
 
 impl Tally<()> for InventoryTally {
     fn add(&mut self, _: &(), _: &Site<'_>, item: Classified) {
         self.total += 1;
         self.references += u64::from(item.reference);
+        match item.claim.clone() {
+            Some(claim) => {
+                self.claims.insert(claim);
+            }
+            None => self.opaque += u64::from(item.reference),
+        }
         match item.seen {
             Seen::Envelope(h) => {
                 let kek = h.kek();
@@ -114,6 +121,8 @@ impl Tally<()> for InventoryTally {
         self.not_envelopes += other.not_envelopes;
         self.damaged += other.damaged;
         self.references += other.references;
+        self.claims.extend(other.claims);
+        self.opaque += other.opaque;
         for (k, (kek, count, bytes)) in other.groups {
             let group = self.groups.entry(k).or_insert((kek, 0, 0));
             group.1 += count;
@@ -129,6 +138,10 @@ pub(super) struct CheckTally {
     pub(super) examples: Vec<String>,
     pub(super) damaged: u64,
     pub(super) references: u64,
+    /// Claims of plain references (resolved after the scan when a store is given).
+    pub(super) claims: BTreeSet<BTreeMap<String, String>>,
+    /// References whose claim cannot be read (codec-encoded, legacy, malformed).
+    pub(super) opaque: u64,
 }
 
 impl Tally<(&Retire, Option<&str>)> for CheckTally {
@@ -140,6 +153,12 @@ impl Tally<(&Retire, Option<&str>)> for CheckTally {
     ) {
         self.scanned += 1;
         self.references += u64::from(item.reference);
+        match item.claim.clone() {
+            Some(claim) => {
+                self.claims.insert(claim);
+            }
+            None => self.opaque += u64::from(item.reference),
+        }
         match item.seen {
             Seen::Envelope(h) => {
                 let kek = h.kek();
@@ -163,6 +182,8 @@ impl Tally<(&Retire, Option<&str>)> for CheckTally {
         self.in_use += other.in_use;
         self.damaged += other.damaged;
         self.references += other.references;
+        self.claims.extend(other.claims);
+        self.opaque += other.opaque;
         self.examples.extend(other.examples);
         self.examples.sort();
         self.examples.truncate(EXAMPLES);
@@ -186,7 +207,10 @@ impl Tally<()> for ReferenceTally {
             return;
         }
         self.references += 1;
-        match item.claim {
+        match item
+            .claim
+            .and_then(|c| Some((c.get("bucket")?.clone(), c.get("key")?.clone())))
+        {
             Some(claim) => {
                 self.claims.insert(claim);
             }

@@ -359,6 +359,7 @@ async fn inventory_and_check_walk_every_history_of_a_namespace() {
         concurrency: 2,
         list_page_size: 1,
         history_page_size: 2,
+        ..ScanOptions::default()
     };
     let inv = temporal::inventory(&source, &paged, &name)
         .await
@@ -682,4 +683,48 @@ async fn storage_gc_deletes_only_what_no_history_references() {
     );
     let gone = storing(GC_NS).decode_payloads(vec![orphan], false).await;
     assert!(gone.is_err(), "the orphan is gone");
+
+    // temporal:// inventory and check read the object the history references from the
+    // store (the history itself holds only the plain reference): counted under its KEK as
+    // external; without the store it stays unresolved and the KEK is never proven free.
+    let history = source.with_namespace(GC_NS);
+    let with_store = ScanOptions {
+        storage: Some(Arc::new(
+            ObjectStoreDriver::open(&url, 8 << 20).expect("driver"),
+        )),
+        ..ScanOptions::default()
+    };
+    let inv = temporal::inventory(&history, &with_store, &name)
+        .await
+        .expect("inventory");
+    assert_eq!(
+        (inv.inventory.external_objects, inv.unresolved_references),
+        (1, 0),
+        "{inv:?}"
+    );
+    let on_new = inv
+        .inventory
+        .by_kek
+        .iter()
+        .find(|k| k.key_id == "new")
+        .expect("the stored object's KEK");
+    assert_eq!((on_new.count, on_new.external), (1, 1));
+    let blind = temporal::inventory(&history, &ScanOptions::default(), &name)
+        .await
+        .expect("inventory");
+    assert_eq!(
+        (
+            blind.inventory.external_objects,
+            blind.unresolved_references
+        ),
+        (0, 1)
+    );
+    let retire_new = Retire::resolve(&k.new, &policy).await.expect("resolve");
+    let hit = temporal::check(&history, &retire_new, None, &with_store).await;
+    assert_eq!(hit.exit_code(), 1, "{hit:?}");
+    assert!(hit.report.complete);
+    assert_eq!(hit.report.external_in_use, 1);
+    assert!(hit.report.examples[0].starts_with("external:v0/ns/storage-gc/"));
+    let unproven = temporal::check(&history, &retire_new, None, &ScanOptions::default()).await;
+    assert_eq!(unproven.exit_code(), 3, "{unproven:?}");
 }
