@@ -29,6 +29,11 @@ pub(crate) enum RotateCommand {
         /// Print one JSON document.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        temporal: TemporalArgs,
+        /// With --temporal: shards of the store, each an activity on the rotation workers.
+        #[arg(long, value_name = "N", default_value_t = 8)]
+        shards: u32,
     },
     /// Wrap every envelope's data key with its namespace's active KEK (current version);
     /// the ciphertext is untouched.
@@ -138,6 +143,18 @@ impl TemporalArgs {
     }
 }
 
+/// A new workflow ID: `sealbox-rotate-WHAT-PID-MILLIS`.
+fn workflow_id(what: &str) -> String {
+    format!(
+        "sealbox-rotate-{what}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0)
+    )
+}
+
 fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| {
@@ -161,6 +178,7 @@ pub(crate) async fn rotate(command: RotateCommand) -> Result<(), Failure> {
             shard,
             concurrency,
             json,
+            ..
         } if temporal::is_temporal_url(&target.store) => {
             temporal_inventory(&target, shard, concurrency, json).await
         }
@@ -169,12 +187,48 @@ pub(crate) async fn rotate(command: RotateCommand) -> Result<(), Failure> {
             shard,
             concurrency,
             json,
+            temporal,
+            shards,
         } => {
-            let (policy, store) = open(&target).await?;
-            let name = |kek: &sealbox_core::KekRef| kek_name(&policy, kek);
-            let inv = sealbox_rotate::inventory(store.as_ref(), shard, concurrency, &name)
-                .await
-                .map_err(|e| fail(1, format!("inventory of {}: {e}", store.describe())))?;
+            let (inv, described) = match temporal.temporal.as_deref() {
+                Some(address) => {
+                    if shard != Shard::ALL || shards == 0 {
+                        return Err(fail(
+                            2,
+                            "with --temporal, use --shards N (at least 1), not --shard",
+                        ));
+                    }
+                    let policy = Arc::new(load_policy(&target).await?);
+                    let source = temporal.source(address)?;
+                    let client = sealbox_rotate::workflow::client(&source, policy)
+                        .await
+                        .map_err(|e| fail(1, e))?;
+                    let request = sealbox_rotate::workflow::InventoryRequest {
+                        store: target.store.clone(),
+                        shards,
+                        concurrency: u32::try_from(concurrency.max(1)).unwrap_or(16),
+                        heartbeat_timeout_secs: 30,
+                    };
+                    let id = workflow_id("inventory");
+                    let inv = sealbox_rotate::workflow::execute_inventory(
+                        &client,
+                        &id,
+                        &temporal.task_queue,
+                        request,
+                    )
+                    .await
+                    .map_err(|e| fail(1, e))?;
+                    (inv, format!("{} (workflow {id})", target.store))
+                }
+                None => {
+                    let (policy, store) = open(&target).await?;
+                    let name = |kek: &sealbox_core::KekRef| kek_name(&policy, kek);
+                    let inv = sealbox_rotate::inventory(store.as_ref(), shard, concurrency, &name)
+                        .await
+                        .map_err(|e| fail(1, format!("inventory of {}: {e}", store.describe())))?;
+                    (inv, store.describe())
+                }
+            };
             if json {
                 let v = json!({
                     "total": inv.total,
@@ -185,7 +239,7 @@ pub(crate) async fn rotate(command: RotateCommand) -> Result<(), Failure> {
                 });
                 out!("{v}");
             } else {
-                out!("{} objects in {}", inv.total, store.describe());
+                out!("{} objects in {described}", inv.total);
                 for k in &inv.by_kek {
                     out!(
                         "  {:>10}  {:>14} bytes  {}  version {}{}",
@@ -554,15 +608,7 @@ async fn rewrite_on_temporal(mode: Mode, args: &RewriteArgs, address: &str) -> R
     request.concurrency = u32::try_from(args.concurrency.max(1)).unwrap_or(16);
     request.kms_rate = args.kms_rate.map(NonZeroU32::get);
     request.heartbeat_timeout_secs = args.heartbeat_timeout.as_secs().max(1);
-    let id = format!(
-        "sealbox-rotate-{}-{}-{}",
-        mode.done_word(),
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0)
-    );
+    let id = workflow_id(mode.done_word());
     if !args.json {
         eprintln!(
             "workflow {id} on {} (task queue {}), {} shards",

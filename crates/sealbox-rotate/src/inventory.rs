@@ -12,7 +12,7 @@ use crate::store::{Store, StoreError};
 use crate::walk::{PAGE_SIZE, Pages};
 
 /// The objects of one KEK version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct KekCount {
     /// The policy's URI for the KEK when it names it, else `provider:key_id`.
     pub kek: String,
@@ -31,7 +31,7 @@ pub struct KekCount {
 }
 
 /// What a store holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Inventory {
     /// Objects scanned (in the shard).
     pub total: u64,
@@ -43,6 +43,31 @@ pub struct Inventory {
     pub damaged: u64,
     /// External-storage objects (also counted in `by_kek`).
     pub external_objects: u64,
+}
+
+impl Inventory {
+    /// Adds `other`'s counts (another shard's) to these, `by_kek` merged per KEK and version.
+    pub fn merge(&mut self, other: Inventory) {
+        self.total += other.total;
+        self.not_envelopes += other.not_envelopes;
+        self.damaged += other.damaged;
+        self.external_objects += other.external_objects;
+        for k in other.by_kek {
+            match self.by_kek.iter_mut().find(|m| {
+                (&m.provider, &m.key_id, &m.version) == (&k.provider, &k.key_id, &k.version)
+            }) {
+                Some(m) => {
+                    m.count += k.count;
+                    m.bytes += k.bytes;
+                    m.external += k.external;
+                }
+                None => self.by_kek.push(k),
+            }
+        }
+        self.by_kek.sort_by(|a, b| {
+            (&a.provider, &a.key_id, &a.version).cmp(&(&b.provider, &b.key_id, &b.version))
+        });
+    }
 }
 
 /// Scans `store` (the keys of `shard`), reading every object's header. `name` gives a KEK's

@@ -26,7 +26,7 @@ use temporalio_sdk::{
     ActivityOptions, ApplicationFailure, ContinueAsNewOptions, WorkflowContext, WorkflowResult,
 };
 
-use crate::{Mode, Position, Progress, Report, RunOptions, Shard, open_store, run};
+use crate::{Inventory, Mode, Position, Progress, Report, RunOptions, Shard, open_store, run};
 
 /// The task queue rotation workers poll by default.
 pub const TASK_QUEUE: &str = "sealbox-rotate";
@@ -172,6 +172,94 @@ impl RotationWorkflow {
     }
 }
 
+/// An inventory of one store, shard by shard: the input of [`InventoryWorkflow`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryRequest {
+    /// The store's URL.
+    pub store: String,
+    /// Shards (each an activity; all in flight at once).
+    pub shards: u32,
+    /// Objects read at once within a shard.
+    pub concurrency: u32,
+    /// Heartbeat timeout of a shard's activity, in seconds.
+    pub heartbeat_timeout_secs: u64,
+}
+
+/// One shard of an inventory: the input of [`RotationActivities::inventory_shard`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryTask {
+    /// The store's URL.
+    pub store: String,
+    /// This shard.
+    pub index: u32,
+    /// Of this many.
+    pub count: u32,
+    /// Objects read at once.
+    pub concurrency: u32,
+    /// Heartbeat timeout in seconds.
+    pub heartbeat_timeout_secs: u64,
+}
+
+/// Counts a store's objects per KEK and version, shard by shard on the rotation workers (a
+/// shard whose worker dies is counted again elsewhere).
+#[workflow]
+#[derive(Default)]
+pub struct InventoryWorkflow;
+
+#[workflow_methods]
+impl InventoryWorkflow {
+    /// Runs every shard; returns the merged inventory.
+    #[run]
+    pub async fn run(
+        ctx: &mut WorkflowContext<Self>,
+        request: InventoryRequest,
+    ) -> WorkflowResult<Inventory> {
+        let heartbeat = Duration::from_secs(request.heartbeat_timeout_secs.max(1));
+        let runs: Vec<_> = (0..request.shards.max(1))
+            .map(|index| {
+                let task = InventoryTask {
+                    store: request.store.clone(),
+                    index,
+                    count: request.shards.max(1),
+                    concurrency: request.concurrency,
+                    heartbeat_timeout_secs: request.heartbeat_timeout_secs,
+                };
+                let options =
+                    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(24 * 3600))
+                        .heartbeat_timeout(heartbeat)
+                        .activity_id(format!("inventory-{index}-of-{}", request.shards))
+                        .build();
+                ctx.execute_activity(RotationActivities::inventory_shard, task, options)
+            })
+            .collect();
+        let mut total = Inventory::default();
+        for inventory in futures::future::join_all(runs).await {
+            total.merge(inventory?);
+        }
+        Ok(total)
+    }
+}
+
+/// Runs `work`, recording a heartbeat (`details()`) every `every` until it ends.
+async fn heartbeating<T, D>(
+    ctx: &ActivityContext,
+    every: Duration,
+    work: impl std::future::Future<Output = T>,
+    details: impl Fn() -> D,
+) -> Result<T, ActivityError>
+where
+    D: temporalio_common::data_converters::TemporalSerializable + 'static,
+{
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            done = &mut work => return Ok(done),
+            _ = tick.tick() => ctx.record_heartbeat(details()).await?,
+        }
+    }
+}
+
 /// The activities of [`RotationWorkflow`]: they hold the key policy of the worker.
 pub struct RotationActivities {
     policy: Arc<sealbox_policy::PolicyKeyrings>,
@@ -224,21 +312,44 @@ impl RotationActivities {
         options.kms_rate = task.kms_rate.and_then(std::num::NonZeroU32::new);
         options.resume = resume;
         options.progress = Some(latest.clone());
-        let work = run(&self.policy, store.as_ref(), &options);
-        tokio::pin!(work);
         let every = Duration::from_secs(task.heartbeat_timeout_secs.max(1)).div_f64(3.0);
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tokio::select! {
-                done = &mut work => {
-                    return done.map_err(|e| ActivityError::from(ApplicationFailure::new(e)));
-                }
-                _ = tick.tick() => {
-                    let position = latest.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                    ctx.record_heartbeat(position).await?;
-                }
-            }
-        }
+        let work = run(&self.policy, store.as_ref(), &options);
+        let done = heartbeating(&ctx, every, work, || {
+            latest.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        })
+        .await?;
+        done.map_err(|e| ActivityError::from(ApplicationFailure::new(e)))
+    }
+
+    /// Counts one shard of a store (heartbeating while it reads; a retry counts the shard
+    /// again from the start).
+    #[activity]
+    pub async fn inventory_shard(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        task: InventoryTask,
+    ) -> Result<Inventory, ActivityError> {
+        let shard = Shard::new(task.index, task.count).ok_or_else(|| {
+            ApplicationFailure::non_retryable(format!(
+                "shard {}/{} does not exist",
+                task.index, task.count
+            ))
+        })?;
+        let store = open_store(&task.store)
+            .await
+            .map_err(|e| ApplicationFailure::non_retryable(format!("store {}: {e}", task.store)))?;
+        let policy = self.policy.clone();
+        let name = move |kek: &sealbox_core::KekRef| {
+            policy.uri_of(kek).map_or_else(
+                || format!("{}:{}", kek.provider(), kek.key_id()),
+                ToString::to_string,
+            )
+        };
+        let every = Duration::from_secs(task.heartbeat_timeout_secs.max(1)).div_f64(3.0);
+        let concurrency = usize::try_from(task.concurrency).unwrap_or(16).max(1);
+        let work = crate::inventory(store.as_ref(), shard, concurrency, &name);
+        let done = heartbeating(&ctx, every, work, || ()).await?;
+        done.map_err(|e| ActivityError::from(ApplicationFailure::new(e)))
     }
 }
 
@@ -270,6 +381,8 @@ pub async fn run_worker(
     let options = temporalio_sdk::WorkerOptions::new(task_queue)
         .register_workflow::<RotationWorkflow>()
         .map_err(|e| e.to_string())?
+        .register_workflow::<InventoryWorkflow>()
+        .map_err(|e| e.to_string())?
         .register_activities(RotationActivities::new(policy))
         .build();
     let mut worker =
@@ -294,6 +407,28 @@ pub async fn execute(
     let handle = client
         .start_workflow(
             RotationWorkflow::run,
+            request,
+            WorkflowStartOptions::new(task_queue, id).build(),
+        )
+        .await
+        .map_err(|e| format!("start workflow {id}: {e}"))?;
+    handle
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .map_err(|e| format!("workflow {id}: {e}"))
+}
+
+/// Starts an [`InventoryWorkflow`] as workflow `id` on `task_queue` and waits for it.
+pub async fn execute_inventory(
+    client: &temporalio_client::Client,
+    id: &str,
+    task_queue: &str,
+    request: InventoryRequest,
+) -> Result<Inventory, String> {
+    use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+    let handle = client
+        .start_workflow(
+            InventoryWorkflow::run,
             request,
             WorkflowStartOptions::new(task_queue, id).build(),
         )

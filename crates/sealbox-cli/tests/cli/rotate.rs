@@ -510,7 +510,8 @@ async fn count_new(store: &dyn Store, n: usize) -> usize {
 /// The rotation as a Temporal workflow on the dev server: 2,000 objects in 4 shards run by
 /// worker A; once they are under way, worker B starts and A is killed (SIGKILL). A's shard
 /// activities stop heartbeating, are retried on B from their last heartbeat, and the workflow
-/// completes with every object re-encrypted under the new KEK. Its own payloads are sealed.
+/// completes with every object re-encrypted under the new KEK; an inventory workflow on B
+/// then counts them all on the new KEK. Its own payloads are sealed.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rotation_workflow_survives_a_killed_worker() {
     const N: usize = 2000;
@@ -579,8 +580,29 @@ async fn a_rotation_workflow_survives_a_killed_worker() {
         .await
         .expect("join")
         .expect("the starter finishes");
+    // The inventory as a workflow on worker B: every object, all on the new KEK.
+    let (code, inventory) = json(rotate(
+        &[
+            "inventory",
+            "--json",
+            "--temporal",
+            &temporal.address,
+            "--task-queue",
+            queue,
+            "--shards",
+            "3",
+        ],
+        &after,
+        &url,
+    ));
     let _ = b.kill();
     let _ = b.wait();
+    assert_eq!(code, Some(0), "{inventory}");
+    assert_eq!(inventory["total"], N, "{inventory}");
+    let by_kek = inventory["by_kek"].as_array().expect("by_kek");
+    assert_eq!(by_kek.len(), 1, "{inventory}");
+    assert_eq!(by_kek[0]["key_id"], "new");
+    assert_eq!(by_kek[0]["count"], N);
     assert!(
         out.status.success(),
         "{}\n{}",
