@@ -693,6 +693,22 @@ fn external_storage_is_configured_per_namespace() {
         "storage.options",
         "secrets do not belong in the policy file",
     );
+    assert_error(
+        &format!(
+            "{DEV}[storage]\nurl = \"az://c\"\noptions = {{ azure_storage_account_key = \"x\" }}\n[default]\nactive = \"local:///dev\"\n"
+        ),
+        5,
+        "storage.options",
+        "secrets do not belong in the policy file",
+    );
+    let gcs = PolicyConfig::from_toml(
+        &format!(
+            "{DEV}[storage]\nurl = \"gs://payloads/prod\"\noptions = {{ google_application_credentials = \"/etc/sa.json\" }}\n[default]\nactive = \"local:///dev\"\n"
+        ),
+        "t",
+    )
+    .expect("gs:// with a credentials path");
+    assert_eq!(gcs.storage.expect("storage").url, "gs://payloads/prod");
     let with_file = PolicyConfig::from_toml(
         &format!(
             "{DEV}[storage]\nurl = \"s3://b\"\noptions = {{ aws_region = \"eu-west-1\", aws_secret_access_key_file = \"/run/s3\" }}\n[default]\nactive = \"local:///dev\"\n"

@@ -334,12 +334,12 @@ impl Validator<'_> {
     fn storage(&mut self, raw: Spanned<RawStorage>) -> Option<StorageSettings> {
         let s = raw.into_inner();
         let url = s.url.get_ref().clone();
-        let known = ["s3://", "file:///", "memory://"];
+        let known = ["s3://", "gs://", "az://", "file:///", "memory://"];
         if !known.iter().any(|k| url.starts_with(k)) {
             self.err(
                 s.url.span(),
                 "storage.url",
-                format!("`{url}` is not a store this build reads (s3://BUCKET[/PREFIX], file:///DIR, memory://)"),
+                format!("`{url}` is not a store this build reads (s3://BUCKET[/PREFIX], gs://BUCKET[/PREFIX], az://CONTAINER[/PREFIX], file:///DIR, memory://)"),
             );
             return None;
         }
@@ -357,12 +357,7 @@ impl Validator<'_> {
         }
         let mut options = std::collections::BTreeMap::new();
         for (name, value) in s.options {
-            let lower = name.to_ascii_lowercase();
-            if !lower.ends_with("_file")
-                && ["secret", "token", "password", "credential"]
-                    .iter()
-                    .any(|w| lower.contains(w))
-            {
+            if names_a_secret(&name) {
                 self.err(
                     value.span(),
                     "storage.options",
@@ -374,11 +369,14 @@ impl Validator<'_> {
                 );
                 return None;
             }
-            if !url.starts_with("s3://") {
+            if !["s3://", "gs://", "az://"]
+                .iter()
+                .any(|c| url.starts_with(c))
+            {
                 self.err(
                     value.span(),
                     "storage.options",
-                    format!("`{name}`: options apply to s3:// stores only"),
+                    format!("`{name}`: options apply to s3://, gs:// and az:// stores only"),
                 );
                 return None;
             }
@@ -503,4 +501,18 @@ impl Validator<'_> {
             level,
         })
     }
+}
+
+/// Whether a `[storage]` option holds a secret (which must come from a `…_file` option, the
+/// environment or the instance's identity, never from the policy file).
+fn names_a_secret(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    if lower.ends_with("_file") || lower == "google_application_credentials" {
+        return false; // a path
+    }
+    ["secret", "token", "password", "sas", "_key", "credential"]
+        .iter()
+        .any(|w| lower.contains(w))
+        && !lower.ends_with("_id")
+        && !lower.ends_with("_name")
 }

@@ -17,6 +17,11 @@ use crate::Payload;
 /// The official S3 driver's name; objects Sealbox writes to S3 carry it, so other SDKs'
 /// drivers read them.
 pub const S3_DRIVER: &str = "aws.s3driver";
+/// The official GCS driver's name (same claims and keys as [`S3_DRIVER`]).
+pub const GCS_DRIVER: &str = "gcp.gcsdriver";
+/// The driver name of an Azure Blob Storage store (Temporal has no official Azure driver:
+/// Sealbox only).
+pub const AZURE_DRIVER: &str = "sealbox.azuredriver";
 /// The driver name of a local-directory store (Sealbox only).
 pub const FILE_DRIVER: &str = "sealbox.filedriver";
 /// Default cap on one stored payload, as Temporal's drivers: 50 MiB.
@@ -237,22 +242,34 @@ impl ObjectStoreDriver {
         Self::open_with(url, &[], max_size)
     }
 
-    /// [`ObjectStoreDriver::open`] with object_store configuration keys for an `s3://` store
-    /// (`aws_endpoint`, `aws_region`, …), applied over the environment's.
+    /// [`ObjectStoreDriver::open`] with object_store configuration keys for an `s3://`,
+    /// `gs://` or `az://` store (`aws_endpoint`, `aws_region`, `google_service_account`,
+    /// `azure_storage_account_name`, …), applied over the environment's.
     pub fn open_with(
         url: &str,
         options: &[(&str, &str)],
         max_size: usize,
     ) -> Result<Self, StorageError> {
-        if !options.is_empty() && !url.starts_with("s3://") {
+        let cloud = ["s3://", "gs://", "az://"];
+        if !options.is_empty() && !cloud.iter().any(|c| url.starts_with(c)) {
             return Err(StorageError::Invalid(
-                "store options apply to s3:// stores only".into(),
+                "store options apply to s3://, gs:// and az:// stores only".into(),
             ));
         }
         let driver = if url.starts_with("s3://") {
             let s3 = super::open_s3(url, options).map_err(StorageError::Invalid)?;
             let mut d = Self::new(S3_DRIVER, s3.bucket, s3.store).prefix(&s3.prefix);
             d.secrets = s3.secrets;
+            d
+        } else if url.starts_with("gs://") || url.starts_with("az://") {
+            let (name, opened) = if url.starts_with("gs://") {
+                (GCS_DRIVER, super::cloud::open_gcs(url, options))
+            } else {
+                (AZURE_DRIVER, super::cloud::open_azure(url, options))
+            };
+            let c = opened.map_err(StorageError::Invalid)?;
+            let mut d = Self::new(name, c.bucket, c.store).prefix(&c.prefix);
+            d.secrets = c.secrets;
             d
         } else if let Some(dir) = url.strip_prefix("file://") {
             if !dir.starts_with('/') {
@@ -273,7 +290,8 @@ impl ObjectStoreDriver {
             )
         } else {
             return Err(StorageError::Invalid(format!(
-                "`{}` is not a store this build reads (s3://BUCKET[/PREFIX], file:///DIR, memory://)",
+                "`{}` is not a store this build reads (s3://BUCKET[/PREFIX], gs://BUCKET[/PREFIX], \
+                 az://CONTAINER[/PREFIX], file:///DIR, memory://)",
                 sealbox_core::transport::redact_endpoint(url)
             )));
         };

@@ -12,6 +12,7 @@
 //!
 //! See `docs/temporal.md`, "External storage".
 
+mod cloud;
 mod codec;
 mod driver;
 mod reference;
@@ -19,8 +20,9 @@ mod s3;
 
 pub use codec::{DEFAULT_THRESHOLD, StorageCodec, Threshold};
 pub use driver::{
-    DEFAULT_MAX_SIZE, FILE_DRIVER, ObjectStoreDriver, S3_DRIVER, StorageClaim, StorageContext,
-    StorageDriver, StorageError, StoredObject, canonical_key, key_namespace, key_segment,
+    AZURE_DRIVER, DEFAULT_MAX_SIZE, FILE_DRIVER, GCS_DRIVER, ObjectStoreDriver, S3_DRIVER,
+    StorageClaim, StorageContext, StorageDriver, StorageError, StoredObject, canonical_key,
+    key_namespace, key_segment,
 };
 pub use reference::{ExternalStorageReference, is_marked_reference, is_plain_reference};
 pub use s3::{S3Location, open_s3, scrub};
