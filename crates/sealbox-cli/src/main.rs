@@ -26,6 +26,7 @@ macro_rules! out {
 
 mod rotate;
 mod storage;
+mod workflow;
 
 /// Sealbox: KMS-backed envelope encryption for Temporal and beyond.
 #[derive(Parser)]
@@ -100,7 +101,7 @@ enum WorkerCommand {
         #[arg(long, env = "SEALBOX_CONFIG", value_name = "FILE")]
         config: PathBuf,
         #[command(flatten)]
-        temporal: rotate::TemporalArgs,
+        temporal: workflow::TemporalArgs,
     },
 }
 
@@ -213,7 +214,7 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Storage { command } => storage::storage(command).await,
         Command::Worker {
             command: WorkerCommand::Rotate { config, temporal },
-        } => rotate::worker(&config, &temporal).await,
+        } => workflow::worker(&config, &temporal).await,
         Command::Serve { config, listen } => sealbox_server::run(config, listen)
             .await
             .map_err(|e| fail(2, format!("codec server: {e}"))),

@@ -30,7 +30,7 @@ pub(crate) enum RotateCommand {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        temporal: TemporalArgs,
+        temporal: crate::workflow::TemporalArgs,
         /// With --temporal: shards of the store, each an activity on the rotation workers.
         #[arg(long, value_name = "N", default_value_t = 8)]
         shards: u32,
@@ -66,105 +66,49 @@ pub(crate) enum RotateCommand {
 pub(crate) struct Target {
     /// The key-policy file (its KEKs are connected).
     #[arg(long, env = "SEALBOX_CONFIG", value_name = "FILE")]
-    config: PathBuf,
+    pub(crate) config: PathBuf,
     /// The store: file:///DIR or a path, s3://BUCKET/PREFIX, postgres://…?table=T&column=C&key=K, memory://;
     /// or temporal://HOST:PORT/NAMESPACE (workflow histories: inventory and check only).
     #[arg(long, value_name = "URL")]
-    store: String,
+    pub(crate) store: String,
 }
 
 /// Options of rewrap and reencrypt.
 #[derive(clap::Args)]
 pub(crate) struct RewriteArgs {
     #[command(flatten)]
-    target: Target,
+    pub(crate) target: Target,
     /// Change nothing; report what would change.
     #[arg(long)]
-    dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Save progress here after every page; a rerun with the same file resumes.
     #[arg(long, value_name = "FILE")]
-    checkpoint: Option<PathBuf>,
+    pub(crate) checkpoint: Option<PathBuf>,
     /// Only this shard of the keys (I/N); N processes with 0/N … N-1/N cover every key once.
     #[arg(long, value_name = "I/N", default_value = "0/1")]
-    shard: Shard,
+    pub(crate) shard: Shard,
     /// Objects in flight at once.
     #[arg(long, value_name = "N", default_value_t = 16)]
-    concurrency: usize,
+    pub(crate) concurrency: usize,
     /// At most N KMS calls per second.
     #[arg(long, value_name = "N")]
-    kms_rate: Option<NonZeroU32>,
+    pub(crate) kms_rate: Option<NonZeroU32>,
     /// Print one JSON document (no progress bar).
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     #[command(flatten)]
-    temporal: TemporalArgs,
+    pub(crate) temporal: crate::workflow::TemporalArgs,
     /// With --temporal: shards of the store, each a heartbeating activity.
     #[arg(long, value_name = "N", default_value_t = 8)]
-    shards: u32,
+    pub(crate) shards: u32,
     /// With --temporal: a shard's activity that has not heartbeated for this long (its
     /// worker died) is retried on another worker, from its last heartbeat.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-    heartbeat_timeout: Duration,
-}
-
-/// Where the rotation workflow runs.
-#[derive(clap::Args)]
-pub(crate) struct TemporalArgs {
-    /// Run as a Temporal workflow on the workers (`sealbox worker rotate`) of this frontend:
-    /// HOST:PORT or temporal://HOST:PORT[?tls=…] (TLS and API key as for temporal:// stores).
-    #[arg(long, value_name = "ADDRESS")]
-    pub(crate) temporal: Option<String>,
-    /// The Temporal namespace the workflow runs in (not a tenant: envelopes keep theirs).
-    #[arg(long, value_name = "NS", default_value = "default")]
-    pub(crate) temporal_namespace: String,
-    /// The task queue of the rotation workers.
-    #[arg(long, value_name = "QUEUE", default_value = sealbox_rotate::workflow::TASK_QUEUE)]
-    pub(crate) task_queue: String,
-}
-
-impl TemporalArgs {
-    /// The frontend and namespace as a `temporal://` source.
-    pub(crate) fn source(&self, address: &str) -> Result<TemporalSource, Failure> {
-        let base = if temporal::is_temporal_url(address) {
-            address.to_owned()
-        } else {
-            format!("temporal://{address}")
-        };
-        let (head, query) = match base.split_once('?') {
-            Some((h, q)) => (h.to_owned(), format!("?{q}")),
-            None => (base.clone(), String::new()),
-        };
-        let url = format!(
-            "{}/{}{query}",
-            head.trim_end_matches('/'),
-            percent_encode(&self.temporal_namespace)
-        );
-        TemporalSource::from_url_and_env(&url).map_err(|e| fail(2, format!("--temporal: {e}")))
-    }
-}
-
-/// A new workflow ID: `sealbox-rotate-WHAT-PID-MILLIS`.
-fn workflow_id(what: &str) -> String {
-    format!(
-        "sealbox-rotate-{what}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0)
-    )
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    pub(crate) heartbeat_timeout: Duration,
+    /// With --temporal: shards per workflow run, after which the workflow continues as new
+    /// (its history stays small however many shards there are).
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub(crate) shards_per_run: u32,
 }
 
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -192,33 +136,17 @@ pub(crate) async fn rotate(command: RotateCommand) -> Result<(), Failure> {
         } => {
             let (inv, described) = match temporal.temporal.as_deref() {
                 Some(address) => {
-                    if shard != Shard::ALL || shards == 0 {
-                        return Err(fail(
-                            2,
-                            "with --temporal, use --shards N (at least 1), not --shard",
-                        ));
+                    if shard != Shard::ALL {
+                        return Err(fail(2, "with --temporal, use --shards N, not --shard"));
                     }
-                    let policy = Arc::new(load_policy(&target).await?);
-                    let source = temporal.source(address)?;
-                    let client = sealbox_rotate::workflow::client(&source, policy)
-                        .await
-                        .map_err(|e| fail(1, e))?;
-                    let request = sealbox_rotate::workflow::InventoryRequest {
-                        store: target.store.clone(),
+                    crate::workflow::inventory_on_temporal(
+                        &target,
+                        &temporal,
+                        address,
                         shards,
-                        concurrency: u32::try_from(concurrency.max(1)).unwrap_or(16),
-                        heartbeat_timeout_secs: 30,
-                    };
-                    let id = workflow_id("inventory");
-                    let inv = sealbox_rotate::workflow::execute_inventory(
-                        &client,
-                        &id,
-                        &temporal.task_queue,
-                        request,
+                        concurrency,
                     )
-                    .await
-                    .map_err(|e| fail(1, e))?;
-                    (inv, format!("{} (workflow {id})", target.store))
+                    .await?
                 }
                 None => {
                     let (policy, store) = open(&target).await?;
@@ -344,7 +272,7 @@ async fn resolve(retire: &str, policy: &PolicyKeyrings) -> Result<Retire, Failur
     })
 }
 
-async fn load_policy(target: &Target) -> Result<PolicyKeyrings, Failure> {
+pub(crate) async fn load_policy(target: &Target) -> Result<PolicyKeyrings, Failure> {
     PolicyKeyrings::load(&target.config)
         .await
         .map_err(|e| fail(2, format!("{}: {e}", target.config.display())))
@@ -527,7 +455,7 @@ async fn rewrite(mode: Mode, args: RewriteArgs) -> Result<(), Failure> {
         ));
     }
     if let Some(address) = args.temporal.temporal.clone() {
-        return rewrite_on_temporal(mode, &args, &address).await;
+        return crate::workflow::rewrite_on_temporal(mode, &args, &address).await;
     }
     let (policy, store) = open(&args.target).await?;
     let mut options = RunOptions::new(mode);
@@ -554,7 +482,7 @@ async fn rewrite(mode: Mode, args: RewriteArgs) -> Result<(), Failure> {
 
 /// Prints a rewrite's report (with `workflow_id` when it ran on Temporal); exit 1 if any
 /// object failed.
-fn finish(
+pub(crate) fn finish(
     mode: Mode,
     args: &RewriteArgs,
     report: &Report,
@@ -580,82 +508,6 @@ fn finish(
             ),
         ))
     }
-}
-
-/// `rotate rewrap|reencrypt --temporal`: the rotation as a workflow on the rotation workers.
-async fn rewrite_on_temporal(mode: Mode, args: &RewriteArgs, address: &str) -> Result<(), Failure> {
-    if args.checkpoint.is_some() || args.shard != Shard::ALL {
-        return Err(fail(
-            2,
-            "with --temporal, progress is kept by the workflow (heartbeats): --checkpoint and \
-             --shard do not apply (use --shards N)",
-        ));
-    }
-    if args.shards == 0 {
-        return Err(fail(2, "--shards must be at least 1"));
-    }
-    // The policy gives the codec of the workflow's own payloads; the workers rotate.
-    let policy = Arc::new(load_policy(&args.target).await?);
-    let source = args.temporal.source(address)?;
-    let client = sealbox_rotate::workflow::client(&source, policy)
-        .await
-        .map_err(|e| fail(1, e))?;
-    let mut request =
-        sealbox_rotate::workflow::RotationRequest::new(args.target.store.clone(), mode);
-    request.dry_run = args.dry_run;
-    request.shards = args.shards;
-    request.parallel = args.shards;
-    request.concurrency = u32::try_from(args.concurrency.max(1)).unwrap_or(16);
-    request.kms_rate = args.kms_rate.map(NonZeroU32::get);
-    request.heartbeat_timeout_secs = args.heartbeat_timeout.as_secs().max(1);
-    let id = workflow_id(mode.done_word());
-    if !args.json {
-        eprintln!(
-            "workflow {id} on {} (task queue {}), {} shards",
-            source.describe(),
-            args.temporal.task_queue,
-            args.shards
-        );
-    }
-    let report =
-        sealbox_rotate::workflow::execute(&client, &id, &args.temporal.task_queue, request)
-            .await
-            .map_err(|e| fail(1, e))?;
-    finish(mode, args, &report, Some(&id))
-}
-
-/// `sealbox worker rotate`: runs rotation workflows and their shard activities until SIGTERM
-/// or Ctrl-C.
-pub(crate) async fn worker(config: &Path, temporal: &TemporalArgs) -> Result<(), Failure> {
-    let address = temporal
-        .temporal
-        .as_deref()
-        .ok_or_else(|| fail(2, "--temporal ADDRESS is required"))?;
-    let policy = Arc::new(
-        PolicyKeyrings::load(config)
-            .await
-            .map_err(|e| fail(2, format!("{}: {e}", config.display())))?,
-    );
-    let source = temporal.source(address)?;
-    let client = sealbox_rotate::workflow::client(&source, policy.clone())
-        .await
-        .map_err(|e| fail(1, e))?;
-    eprintln!(
-        "rotation worker on {} (task queue {}); SIGTERM or Ctrl-C stops",
-        source.describe(),
-        temporal.task_queue
-    );
-    let stop = async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-        }
-    };
-    sealbox_rotate::workflow::run_worker(client, policy, &temporal.task_queue, stop)
-        .await
-        .map_err(|e| fail(1, format!("rotation worker: {e}")))
 }
 
 fn print_report(mode: Mode, dry_run: bool, r: &Report, checkpoint: Option<&Path>) {

@@ -235,15 +235,16 @@ impl Rng {
 }
 
 /// Kills `sealbox rotate` with SIGKILL at random moments until at least `kills` kills have
-/// landed mid-run, then lets it finish; returns the kills that landed.
-fn kill_until_done(mut cmd: impl FnMut() -> Command, kills: usize, seed: u64) -> usize {
+/// landed mid-run, then lets it finish; returns the kills that landed. `cmd(true)` is the
+/// throttled command the kills hit, `cmd(false)` the final run.
+fn kill_until_done(mut cmd: impl FnMut(bool) -> Command, kills: usize, seed: u64) -> usize {
     let mut rng = Rng(seed);
     let mut landed = 0;
     for _ in 0..400 {
         if landed >= kills {
             break;
         }
-        let mut child = cmd()
+        let mut child = cmd(true)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -255,7 +256,7 @@ fn kill_until_done(mut cmd: impl FnMut() -> Command, kills: usize, seed: u64) ->
         }
         let _ = child.wait();
     }
-    let out = run(cmd(), b"");
+    let out = run(cmd(false), b"");
     assert!(
         out.status.success(),
         "the final run failed: {}{}",
@@ -280,11 +281,16 @@ async fn survives_sigkills(
     seed(store.as_ref(), &load(&before).await, n).await;
     let checkpoint = dir.path().join("rotation.json");
     let landed = kill_until_done(
-        || {
-            // At most 100 KMS calls a second: the whole run takes seconds, so 20 kills at
-            // random moments 20–220 ms apart land before it is done, however fast the
-            // machine (the kills, not the rate, are what is tested).
-            let mut cmd = rotate(&["reencrypt", "--json", "--kms-rate", "100"], &after, url);
+        |throttled| {
+            // While the kills land, at most 5 KMS calls a second (a burst of 5 per process):
+            // each run gets a few pages done before the next kill, so 20 kills at random
+            // moments 20–220 ms apart land before the work is done, however fast or loaded
+            // the machine (the kills, not the rate, are what is tested). The final run is not
+            // throttled.
+            let mut cmd = rotate(&["reencrypt", "--json"], &after, url);
+            if throttled {
+                cmd.args(["--kms-rate", "5"]);
+            }
             cmd.arg("--checkpoint").arg(&checkpoint);
             for (k, v) in env {
                 cmd.env(k, v);
@@ -546,6 +552,8 @@ async fn a_rotation_workflow_survives_a_killed_worker() {
             queue,
             "--shards",
             "4",
+            "--shards-per-run",
+            "2",
             "--heartbeat-timeout",
             "3s",
             "--kms-rate",
@@ -617,19 +625,39 @@ async fn a_rotation_workflow_survives_a_killed_worker() {
     );
     assert_all_new(store.as_ref(), &load(&new_only).await, N).await;
 
-    // A's activities were retried (on B): attempts above 1 in the history. The workflow's
-    // own payloads are sealed: the store's path is not in the history.
+    // Two shards per run: the second run continued the first as new. A's activities (in the
+    // first run) were retried on B: attempts above 1. The workflow's own payloads are
+    // sealed: the store's path is not in either history.
     let id = report["workflow_id"].as_str().expect("workflow id");
-    let raw = temporal.cli(&[
-        "workflow",
-        "show",
-        "--namespace",
-        "default",
-        "--workflow-id",
-        id,
-        "--output",
-        "json",
-    ]);
+    let show = |run: Option<&str>| {
+        let mut args = vec![
+            "workflow",
+            "show",
+            "--namespace",
+            "default",
+            "--workflow-id",
+            id,
+            "--output",
+            "json",
+        ];
+        if let Some(run) = run {
+            args.extend(["--run-id", run]);
+        }
+        temporal.cli(&args)
+    };
+    let last = show(None);
+    let last_history: serde_json::Value = serde_json::from_str(&last).expect("history JSON");
+    let first_run = last_history["events"][0]["workflowExecutionStartedEventAttributes"]
+        ["continuedExecutionRunId"]
+        .as_str()
+        .filter(|r| !r.is_empty())
+        .expect("the last run continued an earlier one as new")
+        .to_owned();
+    let raw = show(Some(&first_run));
+    assert!(
+        !last.contains(&store_dir.display().to_string()),
+        "plaintext request in history"
+    );
     let history: serde_json::Value = serde_json::from_str(&raw).expect("history JSON");
     let retried = history["events"]
         .as_array()
