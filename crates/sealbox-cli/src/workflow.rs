@@ -100,7 +100,13 @@ pub(crate) async fn inventory_on_temporal(
         sealbox_rotate::workflow::execute_inventory(&client, &id, &temporal.task_queue, request)
             .await
             .map_err(|e| fail(1, e))?;
-    Ok((inv, format!("{} (workflow {id})", target.store)))
+    Ok((
+        inv,
+        format!(
+            "{} (workflow {id})",
+            sealbox_rotate::store::redact_url(&target.store)
+        ),
+    ))
 }
 
 /// `rotate rewrap|reencrypt --temporal`: the rotation as a workflow on the rotation workers.

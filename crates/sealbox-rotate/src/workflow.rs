@@ -11,10 +11,10 @@
 //! After `shards_per_run` shards the workflow continues as new, carrying the next shard and
 //! the report so far, so its history stays small however many shards there are.
 //!
-//! Requests hold no secrets: the store's URL (credentials come from the workers'
-//! environment) and the options. The workers hold the key policy; the workflow's own payloads
-//! (the request and the reports, which name objects) go through the Sealbox codec of the
-//! client's data converter.
+//! Requests carry the store's URL and the options; keep credentials in the workers'
+//! environment (a password in a `postgres://` URL would travel in the request, sealed). The
+//! workers hold the key policy; the workflow's own payloads (the request and the reports,
+//! which name objects) go through the Sealbox codec of the client's data converter.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -301,9 +301,10 @@ impl RotationActivities {
                 task.index, task.count
             ))
         })?;
-        let store = open_store(&task.store)
-            .await
-            .map_err(|e| ApplicationFailure::non_retryable(format!("store {}: {e}", task.store)))?;
+        let store = open_store(&task.store).await.map_err(|e| {
+            let store = crate::store::redact_url(&task.store);
+            ApplicationFailure::non_retryable(format!("store {store}: {e}"))
+        })?;
         let latest = Arc::new(Latest(Mutex::new(resume.clone().unwrap_or_default())));
         let mut options = RunOptions::new(task.mode);
         options.dry_run = task.dry_run;
@@ -335,9 +336,10 @@ impl RotationActivities {
                 task.index, task.count
             ))
         })?;
-        let store = open_store(&task.store)
-            .await
-            .map_err(|e| ApplicationFailure::non_retryable(format!("store {}: {e}", task.store)))?;
+        let store = open_store(&task.store).await.map_err(|e| {
+            let store = crate::store::redact_url(&task.store);
+            ApplicationFailure::non_retryable(format!("store {store}: {e}"))
+        })?;
         let policy = self.policy.clone();
         let name = move |kek: &sealbox_core::KekRef| {
             policy.uri_of(kek).map_or_else(

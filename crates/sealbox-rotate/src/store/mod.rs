@@ -313,7 +313,7 @@ fn is_secret_param(name: &str) -> bool {
 /// `url` for messages: the password (in the user info or a query parameter such as
 /// `password=`) replaced by `***`. An unparsable URL keeps only its scheme and host part
 /// after any user info.
-pub(crate) fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) => {
             if parsed.password().is_some() {
