@@ -405,19 +405,7 @@ pub async fn execute(
     task_queue: &str,
     request: RotationRequest,
 ) -> Result<Report, String> {
-    use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
-    let handle = client
-        .start_workflow(
-            RotationWorkflow::run,
-            request,
-            WorkflowStartOptions::new(task_queue, id).build(),
-        )
-        .await
-        .map_err(|e| format!("start workflow {id}: {e}"))?;
-    handle
-        .get_result(WorkflowGetResultOptions::default())
-        .await
-        .map_err(|e| format!("workflow {id}: {e}"))
+    start_and_wait(client, id, task_queue, RotationWorkflow::run, request).await
 }
 
 /// Starts an [`InventoryWorkflow`] as workflow `id` on `task_queue` and waits for it.
@@ -427,11 +415,26 @@ pub async fn execute_inventory(
     task_queue: &str,
     request: InventoryRequest,
 ) -> Result<Inventory, String> {
+    start_and_wait(client, id, task_queue, InventoryWorkflow::run, request).await
+}
+
+/// Starts `workflow` with `input` as workflow `id` on `task_queue`; waits for its result.
+async fn start_and_wait<W>(
+    client: &temporalio_client::Client,
+    id: &str,
+    task_queue: &str,
+    workflow: W,
+    input: W::Input,
+) -> Result<W::Output, String>
+where
+    W: temporalio_common::HasWorkflowDefinition,
+    W::Input: Send,
+{
     use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
     let handle = client
         .start_workflow(
-            InventoryWorkflow::run,
-            request,
+            workflow,
+            input,
             WorkflowStartOptions::new(task_queue, id).build(),
         )
         .await

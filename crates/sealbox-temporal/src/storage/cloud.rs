@@ -32,7 +32,7 @@ pub(super) struct CloudLocation {
 }
 
 /// Bucket and prefix of `scheme://BUCKET[/PREFIX]`, refusing credentials, ports, queries.
-fn bucket_and_prefix(url: &str, form: &str) -> Result<(String, String), String> {
+pub(super) fn bucket_and_prefix(url: &str, form: &str) -> Result<(String, String), String> {
     let shown = redact_endpoint(url);
     let invalid = |what: &str| format!("store `{shown}`: {what}; expected `{form}`");
     let parsed = url::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;

@@ -60,28 +60,8 @@ fn is_truthy(value: &str) -> bool {
 pub fn open_s3(url: &str, options: &[(&str, &str)]) -> Result<S3Location, String> {
     let shown = redact_endpoint(url);
     let invalid = |what: &str| format!("S3 store `{shown}`: {what}");
-    let parsed = url::Url::parse(url).map_err(|e| invalid(&format!("{e}; {S3_FORM}")))?;
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(invalid(&format!(
-            "credentials do not belong in the URL; {S3_FORM}"
-        )));
-    }
-    if parsed.port().is_some() || parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(invalid(&format!(
-            "no port, query or fragment is allowed; {S3_FORM} (an endpoint goes in the \
-             `aws_endpoint` option)"
-        )));
-    }
-    let bucket = parsed
-        .host_str()
-        .filter(|b| !b.is_empty())
-        .ok_or_else(|| invalid(&format!("no bucket; {S3_FORM}")))?
-        .to_owned();
-    let prefix = percent_encoding::percent_decode_str(parsed.path())
-        .decode_utf8()
-        .map_err(|e| invalid(&format!("the prefix is not UTF-8: {e}")))?
-        .trim_matches('/')
-        .to_owned();
+    let (bucket, prefix) = super::cloud::bucket_and_prefix(url, S3_FORM)
+        .map_err(|e| format!("S3 {e} (an endpoint goes in the `aws_endpoint` option)"))?;
 
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
     for (name, value) in options {
