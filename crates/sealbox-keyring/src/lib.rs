@@ -77,8 +77,40 @@ struct Inner {
     unwrapped: Cache<UnwrapKey, Arc<DataKey>>,
     /// Wrapped keys the KMS just refused as invalid (see [`CacheLimits::negative_ttl`]).
     refused: Cache<UnwrapKey, ProviderError>,
+    /// Wrapped keys a batch unwrap ([`Keyring::open_many`]) is fetching right now, with a
+    /// future that completes when that batch is done: concurrent callers wait for it instead
+    /// of asking the KMS again (a cold-cache storm makes one call per distinct key).
+    in_flight: std::sync::Mutex<std::collections::HashMap<UnwrapKey, BatchDone>>,
     clock: Arc<dyn Clock>,
     counters: Counters,
+}
+
+/// Completes when a batch unwrap is done (its results are cached or refused by then).
+type BatchDone = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
+
+/// The keys a batch announced as in flight: withdrawn, and their waiters released, when the
+/// batch is done or dropped (a cancelled caller never leaves others waiting).
+struct Release<'a> {
+    inner: &'a Inner,
+    keys: Vec<UnwrapKey>,
+    done: Option<futures::channel::oneshot::Sender<()>>,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for key in &self.keys {
+            in_flight.remove(key);
+        }
+        drop(in_flight);
+        if let Some(done) = self.done.take() {
+            let _ = done.send(());
+        }
+    }
 }
 
 /// Seals and opens envelopes with one active KEK (for new data) and any number of
@@ -168,6 +200,7 @@ impl KeyringBuilder {
                 leases,
                 unwrapped,
                 refused,
+                in_flight: std::sync::Mutex::new(std::collections::HashMap::new()),
                 clock: self.clock,
                 counters: Counters::default(),
             }),
@@ -323,6 +356,35 @@ impl Keyring {
             }
             parsed.push(item);
         }
+        // Single flight across callers: a key another batch is fetching is waited for, not
+        // fetched again; the keys this batch fetches are announced until it is done.
+        let mut waits: Vec<BatchDone> = Vec::new();
+        let (done, announced) = futures::channel::oneshot::channel::<()>();
+        let mut release = Release {
+            inner: &self.inner,
+            keys: Vec::new(),
+            done: Some(done),
+        };
+        {
+            use futures::FutureExt;
+            let announced: BatchDone = announced.map(|_| ()).boxed().shared();
+            let mut in_flight = self
+                .inner
+                .in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            pending.retain(|(_, key)| match in_flight.get(key) {
+                Some(other) => {
+                    waits.push(other.clone());
+                    false
+                }
+                None => {
+                    in_flight.insert(key.clone(), announced.clone());
+                    release.keys.push(key.clone());
+                    true
+                }
+            });
+        }
         let mut failed: std::collections::HashMap<UnwrapKey, ProviderError> =
             std::collections::HashMap::new();
         let mut by_provider: Vec<usize> = pending.iter().map(|(i, _)| *i).collect();
@@ -371,6 +433,9 @@ impl Keyring {
                 }
             }
         }
+        // This batch is done: its keys are cached (or refused); release their waiters.
+        drop(release);
+        futures::future::join_all(waits).await;
         let mut out = Vec::with_capacity(items.len());
         for ((context, _), item) in items.iter().zip(parsed) {
             out.push(match item {

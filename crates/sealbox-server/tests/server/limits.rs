@@ -106,3 +106,76 @@ async fn kms_work_per_request_and_per_caller_is_bounded() {
     }
     assert!(refused >= 1, "a burst of new leases over a budget of 1/s");
 }
+
+/// A cache storm: 1,000 concurrent `/decode` requests reach a codec server with a cold cache,
+/// backed by a real OpenBao. They carry payloads sealed under 5 distinct data keys. Every
+/// request gets its plaintext, and exactly 5 KMS calls are made: one unwrap per distinct key,
+/// shared by all the requests that need it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_cache_storm_makes_one_kms_call_per_distinct_key() {
+    const KEYS: usize = 5;
+    const REQUESTS: usize = 1000;
+    let bao = sealbox_testkit::servers::OpenBao::start_with_transit_keys(&["storm"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "{}[default.lease]\nmax_payloads = 1\n[server]\nanonymous = [\"encode\", \"decode\"]\naudit_log = \"{}\"\n",
+        bao.token_policy(dir.path(), "storm"),
+        dir.path().join("audit").display()
+    );
+    let writer = app(state_from(&dir.path().join("writer.toml"), &text).await);
+    let h = [("x-namespace", "storm")];
+    let payloads: Vec<Value> = (0..KEYS)
+        .map(|i| plain(&format!("\"payload {i}\"")))
+        .collect();
+    let sealed = call(
+        &writer,
+        Method::POST,
+        "/encode",
+        &h,
+        &json!({ "payloads": payloads }).to_string(),
+    )
+    .await;
+    assert_eq!(sealed.status, StatusCode::OK, "{}", sealed.body);
+    let sealed: Vec<Value> = sealed.json()["payloads"]
+        .as_array()
+        .expect("payloads")
+        .clone();
+
+    // A fresh server: nothing cached.
+    let reader = app(state_from(&dir.path().join("reader.toml"), &text).await);
+    let requests: Vec<_> = (0..REQUESTS)
+        .map(|i| {
+            let reader = reader.clone();
+            let body = json!({ "payloads": [sealed[i % KEYS].clone()] }).to_string();
+            tokio::spawn(async move {
+                let r = call(
+                    &reader,
+                    Method::POST,
+                    "/decode",
+                    &[("x-namespace", "storm")],
+                    &body,
+                )
+                .await;
+                (i, r.status, r.json())
+            })
+        })
+        .collect();
+    for request in requests {
+        let (i, status, body) = request.await.expect("join");
+        assert_eq!(status, StatusCode::OK, "request {i}: {body}");
+        let data = B64
+            .decode(body["payloads"][0]["data"].as_str().expect("data"))
+            .expect("base64");
+        assert_eq!(data, format!("\"payload {}\"", i % KEYS).into_bytes());
+    }
+    let metrics = call(&reader, Method::GET, "/metrics", &[], "").await.body;
+    assert!(
+        metrics.contains(&format!("sealbox_kms_calls_total {KEYS}\n")),
+        "one KMS call per distinct data key:\n{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("kms"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
