@@ -168,20 +168,7 @@ pub(crate) async fn rotate(command: RotateCommand) -> Result<(), Failure> {
                 out!("{v}");
             } else {
                 out!("{} objects in {described}", inv.total);
-                for k in &inv.by_kek {
-                    out!(
-                        "  {:>10}  {:>14} bytes  {}  version {}{}",
-                        k.count,
-                        k.bytes,
-                        k.kek,
-                        k.version.as_deref().unwrap_or("-"),
-                        if k.external > 0 {
-                            format!("  ({} external-storage objects)", k.external)
-                        } else {
-                            String::new()
-                        }
-                    );
-                }
+                print_by_kek(&inv.by_kek);
                 out!(
                     "  not envelopes {}, damaged {}",
                     inv.not_envelopes,
@@ -252,6 +239,24 @@ pub(crate) async fn rotate(command: RotateCommand) -> Result<(), Failure> {
                 Err(fail(code, String::new()))
             }
         }
+    }
+}
+
+/// One line per KEK and version: count, bytes, KEK, version, external-storage objects.
+fn print_by_kek(by_kek: &[sealbox_rotate::KekCount]) {
+    for k in by_kek {
+        out!(
+            "  {:>10}  {:>14} bytes  {}  version {}{}",
+            k.count,
+            k.bytes,
+            k.kek,
+            k.version.as_deref().unwrap_or("-"),
+            if k.external > 0 {
+                format!("  ({} in external storage)", k.external)
+            } else {
+                String::new()
+            }
+        );
     }
 }
 
@@ -340,20 +345,7 @@ async fn temporal_inventory(
         inv.events,
         source.describe()
     );
-    for k in &i.by_kek {
-        out!(
-            "  {:>10}  {:>14} bytes  {}  version {}{}",
-            k.count,
-            k.bytes,
-            k.kek,
-            k.version.as_deref().unwrap_or("-"),
-            if k.external > 0 {
-                format!(" ({} in external storage)", k.external)
-            } else {
-                String::new()
-            }
-        );
-    }
+    print_by_kek(&i.by_kek);
     out!(
         "  not envelopes {}, damaged {}, external-storage references {} ({} objects read and \
          counted above as external{})",

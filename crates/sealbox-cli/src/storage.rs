@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sealbox_policy::PolicyConfig;
 use sealbox_rotate::gc::{GcOptions, driver_for, gc};
-use sealbox_rotate::temporal::{ScanOptions, TemporalSource};
+use sealbox_rotate::temporal::ScanOptions;
 
 use crate::{Failure, fail};
 
@@ -21,8 +21,8 @@ pub(crate) enum StorageCommand {
         /// The key-policy file whose [storage] to collect.
         #[arg(long, env = "SEALBOX_CONFIG", value_name = "FILE")]
         config: PathBuf,
-        /// The Temporal frontend: temporal://HOST:PORT (TLS settings as for `rotate`'s
-        /// temporal:// stores; the API key from TEMPORAL_API_KEY).
+        /// The Temporal frontend: HOST:PORT or temporal://HOST:PORT[?tls=…] (TLS settings as
+        /// for `rotate`'s temporal:// stores; the API key from TEMPORAL_API_KEY).
         #[arg(long, value_name = "URL")]
         temporal: String,
         /// Only objects of this namespace (repeatable); default: every namespace the
@@ -67,10 +67,8 @@ pub(crate) async fn storage(command: StorageCommand) -> Result<(), Failure> {
         )
     })?;
     let driver = driver_for(settings).map_err(|e| fail(2, format!("[storage]: {e}")))?;
-    // Any namespace will do: each one in scope replaces it.
-    let url = format!("{}/_", temporal.trim_end_matches('/'));
-    let source =
-        TemporalSource::from_url_and_env(&url).map_err(|e| fail(2, format!("--temporal: {e}")))?;
+    // Each namespace in scope replaces the placeholder namespace.
+    let source = crate::workflow::frontend(&temporal)?;
     let options = GcOptions {
         min_age,
         dry_run,

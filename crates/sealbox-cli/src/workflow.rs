@@ -30,22 +30,24 @@ pub(crate) struct TemporalArgs {
 impl TemporalArgs {
     /// The frontend and namespace as a `temporal://` source.
     pub(crate) fn source(&self, address: &str) -> Result<TemporalSource, Failure> {
-        let base = if temporal::is_temporal_url(address) {
-            address.to_owned()
-        } else {
-            format!("temporal://{address}")
-        };
-        let (head, query) = match base.split_once('?') {
-            Some((h, q)) => (h.to_owned(), format!("?{q}")),
-            None => (base.clone(), String::new()),
-        };
-        let url = format!(
-            "{}/{}{query}",
-            head.trim_end_matches('/'),
-            percent_encode(&self.temporal_namespace)
-        );
-        TemporalSource::from_url_and_env(&url).map_err(|e| fail(2, format!("--temporal: {e}")))
+        frontend(address).map(|s| s.with_namespace(&self.temporal_namespace))
     }
+}
+
+/// `--temporal ADDRESS` (`HOST:PORT` or `temporal://HOST:PORT[?tls=…]`) as a source; its
+/// namespace is a placeholder for the caller to replace (`TemporalSource::with_namespace`).
+pub(crate) fn frontend(address: &str) -> Result<TemporalSource, Failure> {
+    let base = if temporal::is_temporal_url(address) {
+        address.to_owned()
+    } else {
+        format!("temporal://{address}")
+    };
+    let (head, query) = match base.split_once('?') {
+        Some((h, q)) => (h.to_owned(), format!("?{q}")),
+        None => (base.clone(), String::new()),
+    };
+    let url = format!("{}/_{query}", head.trim_end_matches('/'));
+    TemporalSource::from_url_and_env(&url).map_err(|e| fail(2, format!("--temporal: {e}")))
 }
 
 /// A new workflow ID: `sealbox-rotate-WHAT-PID-MILLIS`.
@@ -58,18 +60,6 @@ fn workflow_id(what: &str) -> String {
             .map(|d| d.as_millis())
             .unwrap_or(0)
     )
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// `rotate inventory --temporal`: the inventory as a workflow; the inventory and how to name
@@ -90,7 +80,7 @@ pub(crate) async fn inventory_on_temporal(
         .await
         .map_err(|e| fail(1, e))?;
     let request = sealbox_rotate::workflow::InventoryRequest {
-        store: target.store.clone(),
+        store: target.store.clone().into(),
         shards,
         concurrency: u32::try_from(concurrency.max(1)).unwrap_or(16),
         heartbeat_timeout_secs: 30,

@@ -98,6 +98,28 @@ pub fn check_endpoint(
     }
 }
 
+/// Whether a setting, option or URL parameter named `name` holds a secret (a password,
+/// token, secret, SAS or key), so its value must stay out of policy files, messages and logs.
+/// Names of identifiers (`…_id`, `…_name`) are not secrets.
+pub fn names_a_secret(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    if name.ends_with("_id") || name.ends_with("_name") {
+        return false;
+    }
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "sslkey",
+        "sas",
+        "credential",
+        "_key",
+    ]
+    .iter()
+    .any(|w| name.contains(w))
+}
+
 /// Bounded exponential backoff, the one retry schedule of the providers: the wait before
 /// retry `n` (1 = the first retry) is `first × 2^(n-1)`, never more than `max`. The caller
 /// bounds the number of attempts; the sleeping is the caller's runtime's.
@@ -129,6 +151,30 @@ mod tests {
 
     // The plain-HTTP rule over many hosts is checked in `tests/core/transport.rs` with the
     // test kit's table, which the providers' endpoint checks run too.
+
+    #[test]
+    fn secret_names_are_told_apart() {
+        for secret in [
+            "aws_secret_access_key",
+            "aws_session_token",
+            "azure_storage_account_key",
+            "google_service_account_key",
+            "azure_storage_sas_key",
+            "password",
+            "sslkey",
+        ] {
+            assert!(names_a_secret(secret), "{secret}");
+        }
+        for plain in [
+            "aws_access_key_id",
+            "azure_storage_account_name",
+            "azure_client_id",
+            "aws_region",
+            "table",
+        ] {
+            assert!(!names_a_secret(plain), "{plain}");
+        }
+    }
 
     #[test]
     fn backoff_doubles_up_to_its_bound() {

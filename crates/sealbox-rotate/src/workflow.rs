@@ -31,12 +31,56 @@ use crate::{Inventory, Mode, Position, Progress, Report, RunOptions, Shard, open
 /// The task queue rotation workers poll by default.
 pub const TASK_QUEUE: &str = "sealbox-rotate";
 
+/// A store's URL in a workflow's input: it may hold a password (`postgres://u:p@…`), so its
+/// `Debug` is redacted; in history it is sealed by the codec like every payload.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StoreUrl(pub String);
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::store::redact_url(&self.0))
+    }
+}
+
+impl From<String> for StoreUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl From<&str> for StoreUrl {
+    fn from(url: &str) -> Self {
+        Self(url.to_owned())
+    }
+}
+
+/// Opens the shard `index`/`count` of `store`; bad input fails without retries.
+async fn open_shard(
+    store: &StoreUrl,
+    index: u32,
+    count: u32,
+) -> Result<(Shard, Arc<dyn crate::Store>), ActivityError> {
+    let shard = Shard::new(index, count).ok_or_else(|| {
+        ApplicationFailure::non_retryable(format!("shard {index}/{count} does not exist"))
+    })?;
+    let opened = open_store(&store.0)
+        .await
+        .map_err(|e| ApplicationFailure::non_retryable(format!("store {store:?}: {e}")))?;
+    Ok((shard, opened))
+}
+
+/// Heartbeats every third of the heartbeat timeout.
+fn heartbeat_every(timeout_secs: u64) -> Duration {
+    Duration::from_secs(timeout_secs.max(1)).div_f64(3.0)
+}
+
 /// What to rotate, and how (see [`RotationWorkflow`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RotationRequest {
     /// The store's URL (`file:///…`, `s3://…`, `postgres://…`); credentials come from the
     /// workers' environment, never from the request.
-    pub store: String,
+    pub store: StoreUrl,
     /// Rewrap or reencrypt.
     pub mode: Mode,
     /// Change nothing; count what would change.
@@ -63,7 +107,7 @@ pub struct RotationRequest {
 impl RotationRequest {
     /// A request with defaults: 8 shards, all in flight, 256 per run, 16 objects in flight,
     /// a 30 s heartbeat timeout.
-    pub fn new(store: impl Into<String>, mode: Mode) -> Self {
+    pub fn new(store: impl Into<StoreUrl>, mode: Mode) -> Self {
         Self {
             store: store.into(),
             mode,
@@ -84,7 +128,7 @@ impl RotationRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardTask {
     /// The store's URL.
-    pub store: String,
+    pub store: StoreUrl,
     /// Rewrap or reencrypt.
     pub mode: Mode,
     /// Change nothing.
@@ -176,7 +220,7 @@ impl RotationWorkflow {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InventoryRequest {
     /// The store's URL.
-    pub store: String,
+    pub store: StoreUrl,
     /// Shards (each an activity; all in flight at once).
     pub shards: u32,
     /// Objects read at once within a shard.
@@ -189,7 +233,7 @@ pub struct InventoryRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InventoryTask {
     /// The store's URL.
-    pub store: String,
+    pub store: StoreUrl,
     /// This shard.
     pub index: u32,
     /// Of this many.
@@ -295,16 +339,7 @@ impl RotationActivities {
         task: ShardTask,
     ) -> Result<Report, ActivityError> {
         let resume: Option<Position> = ctx.heartbeat_details().deserialize::<Position>()?;
-        let shard = Shard::new(task.index, task.count).ok_or_else(|| {
-            ApplicationFailure::non_retryable(format!(
-                "shard {}/{} does not exist",
-                task.index, task.count
-            ))
-        })?;
-        let store = open_store(&task.store).await.map_err(|e| {
-            let store = crate::store::redact_url(&task.store);
-            ApplicationFailure::non_retryable(format!("store {store}: {e}"))
-        })?;
+        let (shard, store) = open_shard(&task.store, task.index, task.count).await?;
         let latest = Arc::new(Latest(Mutex::new(resume.clone().unwrap_or_default())));
         let mut options = RunOptions::new(task.mode);
         options.dry_run = task.dry_run;
@@ -313,7 +348,7 @@ impl RotationActivities {
         options.kms_rate = task.kms_rate.and_then(std::num::NonZeroU32::new);
         options.resume = resume;
         options.progress = Some(latest.clone());
-        let every = Duration::from_secs(task.heartbeat_timeout_secs.max(1)).div_f64(3.0);
+        let every = heartbeat_every(task.heartbeat_timeout_secs);
         let work = run(&self.policy, store.as_ref(), &options);
         let done = heartbeating(&ctx, every, work, || {
             latest.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -330,16 +365,7 @@ impl RotationActivities {
         ctx: ActivityContext,
         task: InventoryTask,
     ) -> Result<Inventory, ActivityError> {
-        let shard = Shard::new(task.index, task.count).ok_or_else(|| {
-            ApplicationFailure::non_retryable(format!(
-                "shard {}/{} does not exist",
-                task.index, task.count
-            ))
-        })?;
-        let store = open_store(&task.store).await.map_err(|e| {
-            let store = crate::store::redact_url(&task.store);
-            ApplicationFailure::non_retryable(format!("store {store}: {e}"))
-        })?;
+        let (shard, store) = open_shard(&task.store, task.index, task.count).await?;
         let policy = self.policy.clone();
         let name = move |kek: &sealbox_core::KekRef| {
             policy.uri_of(kek).map_or_else(
@@ -347,7 +373,7 @@ impl RotationActivities {
                 ToString::to_string,
             )
         };
-        let every = Duration::from_secs(task.heartbeat_timeout_secs.max(1)).div_f64(3.0);
+        let every = heartbeat_every(task.heartbeat_timeout_secs);
         let concurrency = usize::try_from(task.concurrency).unwrap_or(16).max(1);
         let work = crate::inventory(store.as_ref(), shard, concurrency, &name);
         let done = heartbeating(&ctx, every, work, || ()).await?;

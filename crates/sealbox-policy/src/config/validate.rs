@@ -507,12 +507,8 @@ impl Validator<'_> {
 /// environment or the instance's identity, never from the policy file).
 fn names_a_secret(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    if lower.ends_with("_file") || lower == "google_application_credentials" {
-        return false; // a path
-    }
-    ["secret", "token", "password", "sas", "_key", "credential"]
-        .iter()
-        .any(|w| lower.contains(w))
-        && !lower.ends_with("_id")
-        && !lower.ends_with("_name")
+    // `…_file` options and Google's credentials option hold paths.
+    !lower.ends_with("_file")
+        && lower != "google_application_credentials"
+        && sealbox_core::transport::names_a_secret(&lower)
 }

@@ -302,14 +302,6 @@ pub(crate) fn no_options(kind: &str, options: &[(&str, &str)]) -> Result<(), Sto
     }
 }
 
-/// Query parameters whose values are secrets.
-fn is_secret_param(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    ["password", "passwd", "secret", "token", "sslkey"]
-        .iter()
-        .any(|s| name.contains(s))
-}
-
 /// `url` for messages: the password (in the user info or a query parameter such as
 /// `password=`) replaced by `***`. An unparsable URL keeps only its scheme and host part
 /// after any user info.
@@ -323,7 +315,7 @@ pub fn redact_url(url: &str) -> String {
                 let pairs: Vec<(String, String)> = parsed
                     .query_pairs()
                     .map(|(k, v)| {
-                        let v = if is_secret_param(&k) {
+                        let v = if sealbox_core::transport::names_a_secret(&k) {
                             "***".to_owned()
                         } else {
                             v.into_owned()

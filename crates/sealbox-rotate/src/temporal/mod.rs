@@ -276,7 +276,7 @@ pub async fn inventory(
         return Err(e);
     }
     let t = scan.tally;
-    let resolved = resolve(options, source.namespace(), &t.claims).await;
+    let resolved = resolve(options, source.namespace(), &t.refs.claims).await;
     let mut by_kek: Vec<KekCount> = t
         .groups
         .into_values()
@@ -327,8 +327,8 @@ pub async fn inventory(
             damaged: t.damaged,
             external_objects: resolved.objects.len() as u64,
         },
-        external_references: t.references,
-        unresolved_references: t.opaque + resolved.unresolved.len() as u64,
+        external_references: t.refs.count,
+        unresolved_references: t.refs.opaque + resolved.unresolved.len() as u64,
         executions: scan.executions,
         events: scan.events,
     })
@@ -354,15 +354,15 @@ pub async fn check(
     let ctx = (retire, version);
     let scan: Scan<CheckTally> = scan(&connection, source.namespace(), options, &ctx).await;
     let t = scan.tally;
-    let resolved = resolve(options, source.namespace(), &t.claims).await;
+    let resolved = resolve(options, source.namespace(), &t.refs.claims).await;
     let mut errors: Vec<String> = scan.list_error.iter().map(ToString::to_string).collect();
     errors.extend(scan.unread.iter().map(ToString::to_string));
-    if t.opaque > 0 {
+    if t.refs.opaque > 0 {
         // The objects they point to may name the KEK: unproven, so never "free".
         errors.push(format!(
             "{} external-storage reference(s) cannot be read without the codec (codec-encoded \
              or legacy): the objects they point to are not checked",
-            t.opaque
+            t.refs.opaque
         ));
     }
     errors.extend(resolved.unresolved.iter().cloned());
@@ -389,10 +389,10 @@ pub async fn check(
             complete: scan.list_error.is_none()
                 && scan.unread.is_empty()
                 && t.damaged == 0
-                && t.opaque == 0
+                && t.refs.opaque == 0
                 && resolved.unresolved.is_empty(),
         },
-        external_references: t.references,
+        external_references: t.refs.count,
         executions: scan.executions,
         errors,
     }

@@ -73,6 +73,38 @@ pub(super) trait Tally<C: ?Sized>: Default {
 /// Provider, key ID, version.
 type GroupKey = (String, String, Option<String>);
 
+/// The external-storage references a scan saw.
+#[derive(Default)]
+pub(super) struct References {
+    /// References seen (each occurrence).
+    pub(super) count: u64,
+    /// Claims of plain references (resolved after the scan when a store is given).
+    pub(super) claims: BTreeSet<BTreeMap<String, String>>,
+    /// References whose claim cannot be read (codec-encoded, legacy, malformed).
+    pub(super) opaque: u64,
+}
+
+impl References {
+    fn add(&mut self, item: &Classified) {
+        if !item.reference {
+            return;
+        }
+        self.count += 1;
+        match &item.claim {
+            Some(claim) => {
+                self.claims.insert(claim.clone());
+            }
+            None => self.opaque += 1,
+        }
+    }
+
+    fn merge(&mut self, other: Self) {
+        self.count += other.count;
+        self.claims.extend(other.claims);
+        self.opaque += other.opaque;
+    }
+}
+
 #[derive(Default)]
 pub(super) struct InventoryTally {
     pub(super) total: u64,
@@ -80,23 +112,13 @@ pub(super) struct InventoryTally {
     pub(super) groups: BTreeMap<GroupKey, (KekRef, u64, u64)>,
     pub(super) not_envelopes: u64,
     pub(super) damaged: u64,
-    pub(super) references: u64,
-    /// Claims of plain references (resolved after the scan when a store is given).
-    pub(super) claims: BTreeSet<BTreeMap<String, String>>,
-    /// References whose claim cannot be read (codec-encoded, legacy, malformed).
-    pub(super) opaque: u64,
+    pub(super) refs: References,
 }
 
 impl Tally<()> for InventoryTally {
     fn add(&mut self, _: &(), _: &Site<'_>, item: Classified) {
         self.total += 1;
-        self.references += u64::from(item.reference);
-        match item.claim.clone() {
-            Some(claim) => {
-                self.claims.insert(claim);
-            }
-            None => self.opaque += u64::from(item.reference),
-        }
+        self.refs.add(&item);
         match item.seen {
             Seen::Envelope(h) => {
                 let kek = h.kek();
@@ -120,9 +142,7 @@ impl Tally<()> for InventoryTally {
         self.total += other.total;
         self.not_envelopes += other.not_envelopes;
         self.damaged += other.damaged;
-        self.references += other.references;
-        self.claims.extend(other.claims);
-        self.opaque += other.opaque;
+        self.refs.merge(other.refs);
         for (k, (kek, count, bytes)) in other.groups {
             let group = self.groups.entry(k).or_insert((kek, 0, 0));
             group.1 += count;
@@ -137,11 +157,7 @@ pub(super) struct CheckTally {
     pub(super) in_use: u64,
     pub(super) examples: Vec<String>,
     pub(super) damaged: u64,
-    pub(super) references: u64,
-    /// Claims of plain references (resolved after the scan when a store is given).
-    pub(super) claims: BTreeSet<BTreeMap<String, String>>,
-    /// References whose claim cannot be read (codec-encoded, legacy, malformed).
-    pub(super) opaque: u64,
+    pub(super) refs: References,
 }
 
 impl Tally<(&Retire, Option<&str>)> for CheckTally {
@@ -152,13 +168,7 @@ impl Tally<(&Retire, Option<&str>)> for CheckTally {
         item: Classified,
     ) {
         self.scanned += 1;
-        self.references += u64::from(item.reference);
-        match item.claim.clone() {
-            Some(claim) => {
-                self.claims.insert(claim);
-            }
-            None => self.opaque += u64::from(item.reference),
-        }
+        self.refs.add(&item);
         match item.seen {
             Seen::Envelope(h) => {
                 let kek = h.kek();
@@ -181,9 +191,7 @@ impl Tally<(&Retire, Option<&str>)> for CheckTally {
         self.scanned += other.scanned;
         self.in_use += other.in_use;
         self.damaged += other.damaged;
-        self.references += other.references;
-        self.claims.extend(other.claims);
-        self.opaque += other.opaque;
+        self.refs.merge(other.refs);
         self.examples.extend(other.examples);
         self.examples.sort();
         self.examples.truncate(EXAMPLES);
