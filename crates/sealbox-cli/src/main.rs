@@ -360,6 +360,7 @@ fn policy_json(p: &Policy) -> Value {
             "max_age_secs": p.lease.max_age.as_secs(),
             "max_payloads": p.lease.max_payloads,
             "max_bytes": p.lease.max_bytes,
+            "renew_before_secs": p.lease.renew_before.as_secs(),
         },
         "compression": p.compression.as_ref().map(|c| json!({"algorithm": c.algorithm, "min_size": c.min_size, "level": c.level})),
         "context": p.context,
@@ -378,10 +379,11 @@ fn print_policy(label: &str, p: &Policy) {
         out!("  decrypt-only  {d}  ({})", describe_kek(d));
     }
     out!(
-        "  lease         max age {:?}, max {} payloads, max {} bytes",
+        "  lease         max age {:?}, max {} payloads, max {} bytes, renewed {:?} ahead",
         p.lease.max_age,
         p.lease.max_payloads,
-        p.lease.max_bytes
+        p.lease.max_bytes,
+        p.lease.renew_before
     );
     match &p.compression {
         Some(c) => out!(

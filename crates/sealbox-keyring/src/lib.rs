@@ -6,6 +6,9 @@
 //!   reaches its age, payload-count or byte limit ([`LeaseLimits`]). Each payload still gets
 //!   its own key (HKDF from the lease key and a per-payload salt), so a lease is one KMS call
 //!   for many payloads, and a lease of one payload gives one wrapped data key per payload.
+//!   A lease is renewed in the background before it is spent
+//!   ([`LeaseLimits::renew_before`]), so with steady traffic no seal waits for the KMS
+//!   ([`KeyStats::seal_waits`]).
 //! - **Decrypt side**: unwrapped data keys cached by (wrapped key, KEK, context), with a TTL
 //!   and a capacity ([`CacheLimits`]).
 //! - **Single flight**: concurrent misses for the same lease or the same wrapped key make
@@ -18,12 +21,12 @@
 #![warn(missing_docs)]
 
 mod clock;
+mod lease;
 mod limits;
 mod stats;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use moka::future::Cache;
 use sealbox_core::crypto::{
@@ -34,32 +37,12 @@ use sealbox_core::{
     DataKey, EncryptionContext, Error, KekRef, KeyProvider, ProviderError, ProviderErrorKind,
     WrappedKey,
 };
-use tokio::sync::Mutex;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+use lease::LeaseSlot;
 pub use limits::{CacheLimits, LeaseLimits};
 pub use stats::KeyStats;
 use stats::{Counters, bump};
-
-/// A lease's key material: the plaintext data key and its wrapped form.
-struct LeaseKeys {
-    data_key: Arc<DataKey>,
-    wrapped: WrappedKey,
-}
-
-/// A lease in use, with its usage so far.
-struct LeaseState {
-    keys: Arc<LeaseKeys>,
-    created: Duration,
-    payloads: u64,
-    bytes: u64,
-}
-
-/// One lease per (KEK, context); the mutex makes renewal single-flight.
-#[derive(Default)]
-struct LeaseSlot {
-    state: Mutex<Option<LeaseState>>,
-}
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct UnwrapKey {
@@ -522,63 +505,6 @@ impl Keyring {
         out
     }
 
-    async fn lease(&self, context: &EncryptionContext, len: u64) -> Result<Arc<LeaseKeys>, Error> {
-        let active = &self.inner.active;
-        let slot = self
-            .inner
-            .leases
-            .get_with_by_ref(context, async { Arc::new(LeaseSlot::default()) })
-            .await;
-        let mut state = slot.state.lock().await;
-        let now = self.inner.clock.now();
-        let limits = self.inner.limits;
-        if let Some(s) = state.as_mut() {
-            let fresh = now.saturating_sub(s.created) < limits.max_age;
-            if fresh
-                && s.payloads < limits.max_payloads
-                && s.bytes.saturating_add(len) <= limits.max_bytes
-            {
-                s.payloads += 1;
-                s.bytes += len;
-                return Ok(s.keys.clone());
-            }
-        }
-        // Renew while holding the slot's lock: concurrent sealers for this (KEK, context)
-        // wait for this one KMS call instead of making their own.
-        let generated = self
-            .call(
-                &self.inner.counters.generate,
-                active.generate_data_key(context),
-            )
-            .await?;
-        self.check_owned(&generated.wrapped)?;
-        bump(&self.inner.counters.leases_created);
-        tracing::debug!(kek = %generated.wrapped.kek(), "new data-key lease");
-        let keys = Arc::new(LeaseKeys {
-            data_key: Arc::new(generated.data_key),
-            wrapped: generated.wrapped,
-        });
-        // This process knows the wrapped key's plaintext already: opening what it sealed
-        // needs no KMS call.
-        self.inner
-            .unwrapped
-            .insert(
-                UnwrapKey {
-                    wrapped: keys.wrapped.clone(),
-                    context: context.clone(),
-                },
-                keys.data_key.clone(),
-            )
-            .await;
-        *state = Some(LeaseState {
-            keys: keys.clone(),
-            created: now,
-            payloads: 1,
-            bytes: len,
-        });
-        Ok(keys)
-    }
-
     async fn unwrap_cached(
         &self,
         provider: &Arc<dyn KeyProvider>,
@@ -652,26 +578,5 @@ impl Keyring {
             }
         }
         seen.len()
-    }
-
-    /// Whether sealing `len` bytes under `context` now would need a KMS call (no lease yet,
-    /// or the current one is spent). A concurrent seal may change the answer; it is an
-    /// estimate for admission control, not a guarantee.
-    pub async fn seal_needs_kms(&self, context: &EncryptionContext, len: u64) -> bool {
-        let Some(slot) = self.inner.leases.get(context).await else {
-            return true;
-        };
-        let Ok(state) = slot.state.try_lock() else {
-            return false; // someone is sealing (or renewing) right now; we would share it
-        };
-        let limits = self.inner.limits;
-        match state.as_ref() {
-            Some(s) => {
-                self.inner.clock.now().saturating_sub(s.created) >= limits.max_age
-                    || s.payloads >= limits.max_payloads
-                    || s.bytes.saturating_add(len) > limits.max_bytes
-            }
-            None => true,
-        }
     }
 }

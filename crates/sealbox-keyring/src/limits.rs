@@ -14,15 +14,21 @@ pub struct LeaseLimits {
     /// Most plaintext bytes sealed under one lease. At least 1. A single payload larger than
     /// this gets a lease of its own.
     pub max_bytes: u64,
+    /// How long before `max_age` a lease is renewed in the background (at most half of
+    /// `max_age`; zero turns renewal ahead of expiry off). A lease 90% through its
+    /// `max_payloads` (when that is at least 100) is renewed ahead the same way. Sealing goes
+    /// on with the current lease meanwhile, so a rollover adds no KMS round trip to any seal.
+    pub renew_before: Duration,
 }
 
 impl Default for LeaseLimits {
-    /// 5 minutes, 100 000 payloads, 4 GiB.
+    /// 5 minutes, 100 000 payloads, 4 GiB, renewed 30 s before expiry.
     fn default() -> Self {
         Self {
             max_age: Duration::from_secs(300),
             max_payloads: 100_000,
             max_bytes: 4 << 30,
+            renew_before: Duration::from_secs(30),
         }
     }
 }
@@ -34,6 +40,12 @@ impl LeaseLimits {
             max_payloads: 1,
             ..Self::default()
         }
+    }
+
+    /// The age at which a background renewal starts (`None`: renewal ahead is off).
+    pub(crate) fn renew_at(&self) -> Option<Duration> {
+        (!self.renew_before.is_zero())
+            .then(|| self.max_age - self.renew_before.min(self.max_age / 2))
     }
 
     /// Checks the limits are in range (1 s – 7 days, 1 – 2^32 payloads, ≥ 1 byte); the error

@@ -16,6 +16,8 @@ pub(crate) struct Counters {
     pub(crate) batch_unwraps: AtomicU64,
     pub(crate) batch_unwrapped_keys: AtomicU64,
     pub(crate) negative_hits: AtomicU64,
+    pub(crate) seal_waits: AtomicU64,
+    pub(crate) leases_renewed_ahead: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -38,6 +40,8 @@ impl Counters {
             batch_unwrap_calls: get(&self.batch_unwraps),
             batch_unwrapped_keys: get(&self.batch_unwrapped_keys),
             negative_cache_hits: get(&self.negative_hits),
+            seal_waits: get(&self.seal_waits),
+            leases_renewed_ahead: get(&self.leases_renewed_ahead),
         }
     }
 }
@@ -72,6 +76,15 @@ pub struct KeyStats {
     /// Opens refused from the negative cache: the same wrapped key (in the same context)
     /// had just failed to unwrap as invalid, so the KMS was not asked again.
     pub negative_cache_hits: u64,
+    /// Seals that waited for a KMS call: there was no usable lease for their context (the
+    /// first seal of a context, a lease spent while background renewal was failing, or
+    /// limits too small to renew ahead), so a lease was created in the seal's path — by it,
+    /// or by a seal it queued behind. With steady traffic this stays flat across lease
+    /// rollovers.
+    pub seal_waits: u64,
+    /// Leases replaced ahead of expiry by a background renewal (also counted in
+    /// `leases_created`).
+    pub leases_renewed_ahead: u64,
 }
 
 impl KeyStats {

@@ -96,6 +96,11 @@ fn the_multi_tenant_example_resolves_as_documented() {
     assert_eq!(c.policy_for("payments-eu").name, "rule `payments-*`");
     assert_eq!(c.policy_for("payments-eu").lease.max_payloads, 1000);
     assert_eq!(c.policy_for("health-records").lease.max_payloads, 1);
+    let dev = PolicyConfig::from_file(examples_dir().join("dev.toml")).expect("valid");
+    assert_eq!(
+        dev.policy_for("any").lease.renew_before,
+        std::time::Duration::from_secs(30)
+    );
     // Inherited from the default: the extra context field.
     assert_eq!(
         c.policy_for("health-records")
@@ -226,6 +231,12 @@ fn validation_errors_name_the_line_field_and_problem() {
         3,
         "default.lease",
         "max_age",
+    );
+    assert_error(
+        "[default]\nactive = \"local:///dev\"\n[default.lease]\nrenew_before = \"soon\"\n",
+        4,
+        "default.lease.renew_before",
+        "soon",
     );
     assert_error(
         "[default]\nactive = \"local:///dev\"\n[default.lease]\nmax_bytes = \"lots\"\n",

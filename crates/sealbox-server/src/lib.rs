@@ -22,7 +22,6 @@ mod observe;
 mod routes;
 mod serve;
 mod state;
-mod wire;
 
 use std::sync::Arc;
 

@@ -103,18 +103,27 @@ impl Metrics {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         let mut text = String::from_utf8(out).unwrap_or_default();
-        let (mut kms, mut unwraps, mut opens, mut seals, mut failed, mut leases, mut refused) =
-            (0, 0, 0, 0, 0, 0, 0);
+        let (mut kms, mut unwraps) = (0, 0);
+        let mut sum = sealbox_keyring::KeyStats::default();
         for k in policy.keyrings() {
             let s = k.stats();
             kms += s.kms_calls();
             unwraps += s.unwrap_calls + s.batch_unwrapped_keys;
-            opens += s.opens;
-            seals += s.seals;
-            failed += s.failed_calls;
-            leases += s.leases_created;
-            refused += s.negative_cache_hits;
+            sum.opens += s.opens;
+            sum.seals += s.seals;
+            sum.failed_calls += s.failed_calls;
+            sum.leases_created += s.leases_created;
+            sum.leases_renewed_ahead += s.leases_renewed_ahead;
+            sum.seal_waits += s.seal_waits;
+            sum.negative_cache_hits += s.negative_cache_hits;
         }
+        let (opens, seals, failed, leases, refused) = (
+            sum.opens,
+            sum.seals,
+            sum.failed_calls,
+            sum.leases_created,
+            sum.negative_cache_hits,
+        );
         let hits = opens.saturating_sub(unwraps);
         for (name, help, v) in [
             ("sealbox_kms_calls_total", "Calls to KMS providers.", kms),
@@ -139,6 +148,16 @@ impl Metrics {
                 "sealbox_data_key_leases_total",
                 "Data-key leases created.",
                 leases,
+            ),
+            (
+                "sealbox_data_key_leases_renewed_ahead_total",
+                "Data-key leases replaced in the background before they were spent.",
+                sum.leases_renewed_ahead,
+            ),
+            (
+                "sealbox_seal_kms_waits_total",
+                "Seals that waited for a KMS call (no usable lease: first use of a context, or a lease spent while renewal failed).",
+                sum.seal_waits,
             ),
             (
                 "sealbox_unwrap_refusals_cached_total",

@@ -20,7 +20,6 @@ use crate::error::ApiError;
 use crate::extract::{Namespace, PathNamespace, caller_key, peer};
 use crate::observe::{AuditSlot, runtime_of};
 use crate::state::{AppState, Runtime};
-use crate::wire;
 
 /// The codec operations, matched on a path's last non-empty segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,7 +170,7 @@ async fn codec_call(
             format!("request body over the {max_body}-byte limit"),
         )
     })?;
-    let payloads = wire::parse(&body).map_err(|e| {
+    let payloads = sealbox_temporal::json::parse_payloads(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "the body is not Temporal Payloads in protobuf JSON: {e}"
         ))
@@ -264,7 +263,7 @@ async fn codec_call(
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
-        Body::from(wire::render(&out)),
+        Body::from(sealbox_temporal::json::render_payloads(&out)),
     )
         .into_response())
 }

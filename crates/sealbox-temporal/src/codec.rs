@@ -55,6 +55,8 @@ struct Resolved {
 
 impl KeySource {
     fn resolve(&self, namespace: &str) -> Result<Resolved, sealbox_core::Error> {
+        #[cfg(not(feature = "policy"))]
+        let _ = namespace; // a fixed codec's context is its own
         match self {
             KeySource::Fixed { keyring, context } => Ok(Resolved {
                 keyring: keyring.clone(),
@@ -346,6 +348,7 @@ impl SealboxCodecBuilder {
                     .with(NAMESPACE_KEY, inner.namespace.clone())
                     .map_err(|e| CodecError::Config(format!("namespace: {e}")))?,
             },
+            #[cfg(feature = "policy")]
             other => other,
         };
         // Resolve once so that a namespace the policy cannot serve fails now, not per call.

@@ -31,6 +31,7 @@
 mod chain;
 mod codec;
 mod error;
+pub mod json;
 mod legacy;
 pub mod storage;
 mod zstd_codec;

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sealbox_core::transport::Transport;
@@ -51,6 +52,8 @@ pub struct Instrumented<P: ?Sized> {
     /// When set, every `unwrap` (counted first) waits for a permit of this semaphore and holds
     /// it until the inner call returns (to hold unwraps back while a test piles up callers).
     pub unwrap_gate: Option<Arc<tokio::sync::Semaphore>>,
+    /// How long every `generate_data_key` takes (a slow KMS), after it is counted.
+    pub generate_latency: Duration,
 }
 
 impl<P: KeyProvider + ?Sized> Instrumented<P> {
@@ -63,6 +66,7 @@ impl<P: KeyProvider + ?Sized> Instrumented<P> {
             fail_next: AtomicUsize::new(0),
             batch_gate: None,
             unwrap_gate: None,
+            generate_latency: Duration::ZERO,
         }
     }
 
@@ -98,6 +102,9 @@ impl<P: KeyProvider + ?Sized> KeyProvider for Instrumented<P> {
         context: &EncryptionContext,
     ) -> Result<GeneratedKey, ProviderError> {
         self.generate_calls.fetch_add(1, Ordering::SeqCst);
+        if !self.generate_latency.is_zero() {
+            tokio::time::sleep(self.generate_latency).await;
+        }
         self.maybe_fail()?;
         self.inner.generate_data_key(context).await
     }

@@ -49,6 +49,7 @@ pub(super) struct RawLease {
     pub(super) max_age: Option<Spanned<String>>,
     pub(super) max_payloads: Option<Spanned<i64>>,
     pub(super) max_bytes: Option<Spanned<String>>,
+    pub(super) renew_before: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -455,6 +455,11 @@ impl Validator<'_> {
         {
             out.max_bytes = n;
         }
+        if let Some(r) = &l.renew_before
+            && let Some(d) = self.duration(r, &format!("{field}.renew_before"))
+        {
+            out.renew_before = d;
+        }
         if let Err(e) = out.validate() {
             let msg = e.to_string();
             let msg = msg

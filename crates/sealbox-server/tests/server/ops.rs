@@ -36,6 +36,10 @@ async fn health_metrics_and_readiness() {
         "sealbox_kms_calls_total",
         "sealbox_unwrap_cache_hits_total",
         "sealbox_envelopes_sealed_total 2",
+        // One lease, created by the first encode of the namespace: it waited; none since.
+        "sealbox_data_key_leases_total 1\n",
+        "sealbox_seal_kms_waits_total 1\n",
+        "sealbox_data_key_leases_renewed_ahead_total 0\n",
     ] {
         assert!(m.contains(needle), "missing {needle} in\n{m}");
     }

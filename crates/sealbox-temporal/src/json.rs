@@ -7,9 +7,9 @@
 
 use std::collections::HashMap;
 
+use crate::Payload;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use sealbox_temporal::Payload;
 use serde_json::{Map, Value, json};
 use temporalio_common::protos::temporal::api::common::v1::payload::ExternalPayloadDetails;
 
@@ -44,8 +44,9 @@ fn int64(v: &Value, field: &str) -> Result<i64, String> {
     }
 }
 
-/// Parses a request body.
-pub(crate) fn parse(body: &[u8]) -> Result<Vec<Payload>, String> {
+/// Parses `Payloads` JSON (a codec request body). The error names the offending field
+/// (`payloads[3].metadata.encoding: invalid base64`); it never echoes payload bytes.
+pub fn parse_payloads(body: &[u8]) -> Result<Vec<Payload>, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
     let root = v
         .as_object()
@@ -105,8 +106,8 @@ pub(crate) fn parse(body: &[u8]) -> Result<Vec<Payload>, String> {
         .collect()
 }
 
-/// Serializes a response body.
-pub(crate) fn render(payloads: &[Payload]) -> Vec<u8> {
+/// Serializes payloads as canonical `Payloads` JSON (a codec response body).
+pub fn render_payloads(payloads: &[Payload]) -> Vec<u8> {
     let list: Vec<Value> = payloads
         .iter()
         .map(|p| {
