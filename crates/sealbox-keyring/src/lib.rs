@@ -361,6 +361,13 @@ impl Keyring {
                     waits.push(other.clone());
                     false
                 }
+                // A batch that finished since the check above cached (or refused) the key
+                // before withdrawing it: asking again would be a second KMS call.
+                None if self.inner.unwrapped.contains_key(key)
+                    || self.inner.refused.contains_key(key) =>
+                {
+                    false
+                }
                 None => {
                     in_flight.insert(key.clone(), announced.clone());
                     release.keys.push(key.clone());

@@ -25,6 +25,7 @@ struct RawServer {
     max_body: Option<String>,
     kms_timeout: Option<String>,
     request_timeout: Option<String>,
+    header_timeout: Option<String>,
     #[serde(default)]
     cors_origins: Vec<String>,
     audit_log: Option<String>,
@@ -210,6 +211,9 @@ pub struct ServerConfig {
     pub kms_timeout: Duration,
     /// Limit on a whole request.
     pub request_timeout: Duration,
+    /// Limit on receiving a request's headers (HTTP/1): a client that sends them slower
+    /// (slow-loris) is disconnected. Default 10 s. A listener setting: kept on reload.
+    pub header_timeout: Duration,
     /// Web UI origins allowed to call (CORS), exact `scheme://host[:port]`.
     pub cors_origins: Vec<String>,
     /// Audit log: `stderr`, `stdout` or a file path (appended).
@@ -254,6 +258,7 @@ impl Default for ServerConfig {
             max_body: 8 * 1024 * 1024,
             kms_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
             cors_origins: Vec::new(),
             audit_log: "stderr".into(),
             rate_limit: 0,
@@ -320,6 +325,7 @@ impl ServerConfig {
                 raw.request_timeout,
                 &mut c.request_timeout,
             ),
+            ("header_timeout", raw.header_timeout, &mut c.header_timeout),
         ] {
             if let Some(v) = value {
                 match humantime::parse_duration(&v) {

@@ -32,7 +32,7 @@ use axum::routing::{get, post};
 pub use auth::{Authenticator, Principal};
 pub use config::{ConfigError, MetricsAccess, Permission, ServerConfig};
 pub use error::ApiError;
-pub use serve::{RunningServer, run, start};
+pub use serve::{RunningServer, run, serve, start};
 pub use state::AppState;
 
 /// The HTTP application: the codec routes (under any prefix, audited and timed by one

@@ -39,6 +39,23 @@ impl RunningServer {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// HTTP/1 limits before a request reaches the router: a client that takes longer than
+/// `limit` to send its headers (slow-loris) is disconnected — hyper applies its header
+/// timeout only when it has a timer, which axum-server does not give it — and a request
+/// head over 64 KiB is refused with 431 (hyper's default read buffer would accept ≈ 400 KiB
+/// of headers per connection). Once the headers are in, `request_timeout` (a layer) bounds
+/// the rest, body upload included.
+fn http1_limits(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    limit: Duration,
+) {
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limit)
+        .max_buf_size(64 * 1024);
+}
+
 /// Loads the policy file at `config_path` (KEKs and `[server]`), checks that its exposure is
 /// safe, and starts serving (HTTP, or HTTPS with `[server.tls]`) on `listen` or
 /// `[server].listen`. The whole file (key policy and `[server]`) reloads on SIGHUP.
@@ -53,7 +70,6 @@ pub async fn start(
     config.check_exposure()?;
     let policy = Arc::new(ReloadablePolicy::load(&config_path).await?);
     let listen = config.listen;
-    let tls = config.tls.clone();
     let state = AppState::new(policy, config)?;
     state.warm_up().await;
     #[cfg(unix)]
@@ -68,20 +84,31 @@ pub async fn start(
             }
         });
     }
+    serve(state, listen).await
+}
+
+/// Serves `state` on `listen` (HTTP, or HTTPS with its `[server.tls]`), with the same
+/// listener limits as [`start`] but no SIGHUP handling and no exposure check: for
+/// embedding the codec server in another program, and for tests.
+pub async fn serve(state: Arc<AppState>, listen: SocketAddr) -> Result<RunningServer, BoxError> {
+    let config = state.config();
+    let (tls, header_timeout) = (config.tls.clone(), config.header_timeout);
     let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
     let (scheme, task) = match tls {
         Some(tls) => {
             let rustls = tls_config(&tls)?;
-            let server = axum_server::bind_rustls(
+            let mut server = axum_server::bind_rustls(
                 listen,
                 axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(rustls)),
             )
             .handle(handle.clone());
+            http1_limits(server.http_builder(), header_timeout);
             ("https", tokio::spawn(server.serve(app)))
         }
         None => {
-            let server = axum_server::bind(listen).handle(handle.clone());
+            let mut server = axum_server::bind(listen).handle(handle.clone());
+            http1_limits(server.http_builder(), header_timeout);
             ("http", tokio::spawn(server.serve(app)))
         }
     };

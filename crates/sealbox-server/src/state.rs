@@ -143,6 +143,14 @@ impl AppState {
             );
         }
         new.tls.clone_from(&old.tls);
+        if new.header_timeout != old.header_timeout {
+            tracing::warn!(
+                "[server].header_timeout changed to {:?}; the listener keeps {:?} until restarted",
+                new.header_timeout,
+                old.header_timeout
+            );
+            new.header_timeout = old.header_timeout;
+        }
         if new.audit_log != old.audit_log {
             tracing::warn!(
                 "[server].audit_log changed; the audit log stays where it is until restarted"

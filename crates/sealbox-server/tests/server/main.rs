@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 mod cors;
+mod hostile;
 mod jwt;
 mod limits;
 mod ops;
@@ -115,21 +116,14 @@ pub(crate) async fn state_from(path: &std::path::Path, text: &str) -> Arc<AppSta
     AppState::new(policy, ServerConfig::from_file(path).expect("cfg")).expect("state")
 }
 
-/// Serves `state` as `sealbox serve` does (with the peer's address) on a free loopback port,
-/// in the background; its URL, `http://127.0.0.1:PORT`.
+/// Serves `state` through the production listener (`sealbox_server::serve`: the peer's
+/// address, header timeout and size limits) on a free loopback port, in the background; its
+/// URL, `http://127.0.0.1:PORT`.
 pub(crate) async fn serve_on_loopback(state: Arc<AppState>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let server = sealbox_server::serve(state, "127.0.0.1:0".parse().expect("addr"))
         .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(
-            listener,
-            app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await;
-    });
-    format!("http://{addr}")
+        .expect("listen");
+    format!("http://{}", server.addr)
 }
 
 pub(crate) async fn fixture_app(extra_server: &str, use_id_token: bool) -> Fx {

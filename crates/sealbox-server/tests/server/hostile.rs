@@ -1,0 +1,903 @@
+//! Hostile input: a table of bad requests sent to a real listener (`sealbox_server::start`,
+//! as `sealbox serve` runs it), each with its expected status and error. Across the whole
+//! run, nothing panics and no plaintext, key, token or credential appears in any response,
+//! in the server's logs (captured at trace level for Sealbox's crates) or in the audit log.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::*;
+
+/// The plaintext every sealed payload of this test carries.
+const SECRET: &str = "card 4111 1111 1111 1111";
+
+/// A request of the table: HTTP through a client, or raw bytes on a socket (malformed HTTP).
+enum Req {
+    Http {
+        method: Method,
+        path: &'static str,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    },
+    /// Raw bytes written at once; the status line of the answer (0: closed without one).
+    Raw(Vec<u8>),
+    /// Raw bytes written in `chunks`, one per `gap` (a slow client).
+    Slow { chunks: Vec<Vec<u8>>, gap: Duration },
+}
+
+struct Case {
+    name: &'static str,
+    req: Req,
+    /// Expected status (0: the server closes the connection without an answer).
+    status: u16,
+    /// A fragment the answer's body must contain ("" for none).
+    says: &'static str,
+}
+
+/// Captured log output of the whole test process.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("logs").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+static PANICS: AtomicUsize = AtomicUsize::new(0);
+
+/// Sends raw bytes (in chunks, `gap` apart) and reads the answer until the server closes
+/// the connection or 20 s pass (a hang guard, not a measurement): the status code, 0 if the
+/// connection closed without a status line, and the raw answer.
+async fn raw(addr: std::net::SocketAddr, chunks: &[Vec<u8>], gap: Duration) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    for (i, c) in chunks.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(gap).await;
+        }
+        if s.write_all(c).await.is_err() {
+            break; // the server hung up on us: read what it said
+        }
+    }
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    // One answer is enough; keep-alive would hold the socket open.
+                    if out.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let text = String::from_utf8_lossy(&out);
+                        let len = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().to_owned())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        let head = text.find("\r\n\r\n").map_or(0, |i| i + 4);
+                        if out.len() >= head + len {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the server neither answered nor closed within 20 s"
+    );
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|t| t.get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+fn http(
+    method: Method,
+    path: &'static str,
+    headers: &[(&'static str, &str)],
+    body: impl Into<Vec<u8>>,
+) -> Req {
+    Req::Http {
+        method,
+        path,
+        headers: headers.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+        body: body.into(),
+    }
+}
+
+fn payloads_of(data: &[u8], encoding: &str) -> String {
+    json!({"payloads": [{"metadata": {"encoding": B64.encode(encoding)}, "data": B64.encode(data)}]})
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corpus_of_hostile_requests_gets_clear_errors_and_leaks_nothing() {
+    let logs = Logs::default();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "info,sealbox_server=trace,sealbox_keyring=trace,sealbox_policy=trace,\
+             sealbox_temporal=trace,sealbox_core=trace,sealbox_local=trace",
+        ))
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .init();
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.fetch_add(1, Ordering::SeqCst);
+        default_hook(info);
+    }));
+
+    let fx = fixture_with(
+        "request_timeout = \"2s\"\nheader_timeout = \"1s\"",
+        "use_id_token = false",
+    )
+    .await;
+    let server = sealbox_server::start(
+        fx._dir.path().join("policy.toml"),
+        Some("127.0.0.1:0".parse().expect("addr")),
+    )
+    .await
+    .expect("server");
+    let addr = server.addr;
+    let base = format!("http://{addr}");
+    let client = reqwest::Client::new();
+
+    // Credentials and an authentic envelope to mangle.
+    let alice = bearer(&alice());
+    let cli = bearer(CLI_TOKEN);
+    let kek_b64 = B64.encode([5u8; 32]);
+    let enc = client
+        .post(format!("{base}/encode"))
+        .header("authorization", &alice)
+        .header("x-namespace", "payments")
+        .body(json!({"payloads": [plain(&format!("\"{SECRET}\""))]}).to_string())
+        .send()
+        .await
+        .expect("encode");
+    assert_eq!(enc.status(), 200);
+    let sealed: Value = enc.json().await.expect("json");
+    let encoding = String::from_utf8(
+        B64.decode(
+            sealed["payloads"][0]["metadata"]["encoding"]
+                .as_str()
+                .expect("enc"),
+        )
+        .expect("b64"),
+    )
+    .expect("utf8");
+    let envelope = B64
+        .decode(sealed["payloads"][0]["data"].as_str().expect("data"))
+        .expect("b64");
+    let with_data = |data: &[u8]| {
+        let mut p = sealed.clone();
+        p["payloads"][0]["data"] = Value::String(B64.encode(data));
+        p.to_string()
+    };
+    let mangled = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut e = envelope.clone();
+        f(&mut e);
+        with_data(&e)
+    };
+    let jwt = |claims_: Value| bearer(&token(&rsa("rsa1.pem"), Algorithm::RS256, "rsa1", claims_));
+    let alice_without = |claim: &str| {
+        let mut c = claims("alice", json!({}));
+        c.as_object_mut().expect("obj").remove(claim);
+        jwt(c)
+    };
+    let pay = |auth: &str| {
+        vec![
+            ("authorization", auth.to_owned()),
+            ("x-namespace", "payments".to_owned()),
+        ]
+    };
+    let ok_body = json!({"payloads": [plain("\"x\"")]}).to_string();
+    let deep = format!("{}{}", "[".repeat(30_000), "]".repeat(30_000));
+    let deep_in_payload = format!(
+        r#"{{"payloads":[{{"metadata":{}1{}}}]}}"#,
+        "{\"a\":".repeat(5_000),
+        "}".repeat(5_000)
+    );
+    let h = |auth: &str| -> Vec<(&'static str, String)> { pay(auth) };
+    let post = |path: &'static str, headers: Vec<(&'static str, String)>, body: String| Req::Http {
+        method: Method::POST,
+        path,
+        headers,
+        body: body.into_bytes(),
+    };
+    let request_head = |extra: &str| {
+        format!(
+            "POST /decode HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: {alice}\r\nx-namespace: payments\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{ok_body}",
+            ok_body.len()
+        )
+        .into_bytes()
+    };
+
+    let cases: Vec<Case> = vec![
+        // --- JSON and the Payloads shape ---
+        Case {
+            name: "malformed JSON",
+            req: post("/decode", h(&alice), "{not json".into()),
+            status: 400,
+            says: "invalid JSON",
+        },
+        Case {
+            name: "empty body",
+            req: post("/decode", h(&alice), String::new()),
+            status: 400,
+            says: "invalid JSON",
+        },
+        Case {
+            name: "not UTF-8",
+            req: Req::Http {
+                method: Method::POST,
+                path: "/decode",
+                headers: h(&alice),
+                body: vec![0xff, 0xfe, b'{', 0x80],
+            },
+            status: 400,
+            says: "invalid JSON",
+        },
+        Case {
+            name: "30k-deep JSON arrays",
+            req: post("/decode", h(&alice), deep),
+            status: 400,
+            says: "invalid JSON",
+        },
+        Case {
+            name: "5k-deep objects in metadata",
+            req: post("/decode", h(&alice), deep_in_payload),
+            status: 400,
+            says: "invalid JSON",
+        },
+        Case {
+            name: "top level is an array",
+            req: post("/decode", h(&alice), "[]".into()),
+            status: 400,
+            says: "expected a JSON object",
+        },
+        Case {
+            name: "payloads is a number",
+            req: post("/decode", h(&alice), r#"{"payloads":5}"#.into()),
+            status: 400,
+            says: "payloads: expected an array",
+        },
+        Case {
+            name: "a payload is a string",
+            req: post("/decode", h(&alice), r#"{"payloads":["x"]}"#.into()),
+            status: 400,
+            says: "payloads[0]: expected an object",
+        },
+        Case {
+            name: "metadata is an array",
+            req: post(
+                "/decode",
+                h(&alice),
+                r#"{"payloads":[{"metadata":[]}]}"#.into(),
+            ),
+            status: 400,
+            says: "payloads[0].metadata: expected an object",
+        },
+        Case {
+            name: "metadata value is a number",
+            req: post(
+                "/decode",
+                h(&alice),
+                r#"{"payloads":[{"metadata":{"encoding":7}}]}"#.into(),
+            ),
+            status: 400,
+            says: "payloads[0].metadata.encoding: expected a base64 string",
+        },
+        Case {
+            name: "data is an object",
+            req: post("/decode", h(&alice), r#"{"payloads":[{"data":{}}]}"#.into()),
+            status: 400,
+            says: "payloads[0].data: expected a base64 string",
+        },
+        Case {
+            name: "bad base64 data",
+            req: post(
+                "/decode",
+                h(&alice),
+                r#"{"payloads":[{"data":"!!!!"}]}"#.into(),
+            ),
+            status: 400,
+            says: "payloads[0].data: invalid base64",
+        },
+        Case {
+            name: "bad base64 metadata",
+            req: post(
+                "/decode",
+                h(&alice),
+                r#"{"payloads":[{"metadata":{"encoding":"@@"}}]}"#.into(),
+            ),
+            status: 400,
+            says: "payloads[0].metadata.encoding: invalid base64",
+        },
+        Case {
+            name: "externalPayloads is a string",
+            req: post(
+                "/decode",
+                h(&alice),
+                r#"{"payloads":[{"externalPayloads":"x"}]}"#.into(),
+            ),
+            status: 400,
+            says: "externalPayloads: expected an array",
+        },
+        Case {
+            name: "sizeBytes not an int64",
+            req: post(
+                "/decode",
+                h(&alice),
+                r#"{"payloads":[{"externalPayloads":[{"sizeBytes":"9223372036854775808"}]}]}"#
+                    .into(),
+            ),
+            status: 400,
+            says: "is not an int64",
+        },
+        Case {
+            name: "sizeBytes a fraction",
+            req: post(
+                "/decode",
+                h(&alice),
+                r#"{"payloads":[{"externalPayloads":[{"sizeBytes":1.5}]}]}"#.into(),
+            ),
+            status: 400,
+            says: "is not an int64",
+        },
+        Case {
+            name: "body over max_body",
+            req: post(
+                "/decode",
+                h(&alice),
+                format!(r#"{{"payloads":[{{"data":"{}"}}]}}"#, "A".repeat(80 * 1024)),
+            ),
+            status: 413,
+            says: "limit",
+        },
+        Case {
+            name: "a 60 KiB garbage envelope",
+            req: post(
+                "/decode",
+                h(&alice),
+                payloads_of(&vec![0x5a; 45 * 1024], &encoding),
+            ),
+            status: 400,
+            says: "",
+        },
+        // --- envelopes: truncated, extended, re-versioned, flipped, swapped ---
+        Case {
+            name: "empty envelope",
+            req: post("/decode", h(&alice), with_data(&[])),
+            status: 400,
+            says: "",
+        },
+        Case {
+            name: "envelope cut to 1 byte",
+            req: post("/decode", h(&alice), mangled(&|e| e.truncate(1))),
+            status: 400,
+            says: "",
+        },
+        Case {
+            name: "envelope cut to 16 bytes",
+            req: post("/decode", h(&alice), mangled(&|e| e.truncate(16))),
+            status: 400,
+            says: "",
+        },
+        Case {
+            name: "envelope cut in half",
+            req: post(
+                "/decode",
+                h(&alice),
+                mangled(&|e| {
+                    let n = e.len() / 2;
+                    e.truncate(n)
+                }),
+            ),
+            status: 400,
+            says: "",
+        },
+        Case {
+            name: "envelope missing its last byte",
+            req: post(
+                "/decode",
+                h(&alice),
+                mangled(&|e| {
+                    e.pop();
+                }),
+            ),
+            status: 400,
+            says: "",
+        },
+        Case {
+            name: "envelope with a byte appended",
+            req: post("/decode", h(&alice), mangled(&|e| e.push(0))),
+            status: 400,
+            says: "",
+        },
+        Case {
+            name: "envelope with 40 KiB appended",
+            req: post(
+                "/decode",
+                h(&alice),
+                mangled(&|e| e.extend(std::iter::repeat_n(0u8, 40 * 1024))),
+            ),
+            status: 400,
+            says: "",
+        },
+        Case {
+            name: "version byte bumped",
+            req: post(
+                "/decode",
+                h(&alice),
+                mangled(&|e| e[4] = e[4].wrapping_add(1)),
+            ),
+            status: 400,
+            says: "",
+        },
+        Case {
+            name: "magic changed",
+            req: post("/decode", h(&alice), mangled(&|e| e[0] ^= 0xff)),
+            status: 400,
+            says: "",
+        },
+        Case {
+            name: "suite changed",
+            req: post("/decode", h(&alice), mangled(&|e| e[6] ^= 1)),
+            status: 400,
+            says: "",
+        },
+        Case {
+            name: "key_section_len at its maximum",
+            req: post(
+                "/decode",
+                h(&alice),
+                mangled(&|e| {
+                    e[7] = 0xff;
+                    e[8] = 0xff;
+                }),
+            ),
+            status: 400,
+            says: "",
+        },
+        Case {
+            name: "provider_len 0",
+            req: post("/decode", h(&alice), mangled(&|e| e[9] = 0)),
+            status: 400,
+            says: "",
+        },
+        Case {
+            name: "key_id_len at its maximum",
+            req: post(
+                "/decode",
+                h(&alice),
+                mangled(&|e| {
+                    let at = 10 + usize::from(e[9]);
+                    e[at] = 0xff;
+                    e[at + 1] = 0xff;
+                }),
+            ),
+            status: 400,
+            says: "",
+        },
+        Case {
+            name: "a bit flipped in the middle",
+            req: post(
+                "/decode",
+                h(&alice),
+                mangled(&|e| {
+                    let n = e.len() / 2;
+                    e[n] ^= 1
+                }),
+            ),
+            status: 400,
+            says: "",
+        },
+        Case {
+            name: "a bit flipped in the tag",
+            req: post(
+                "/decode",
+                h(&alice),
+                mangled(&|e| {
+                    let n = e.len() - 1;
+                    e[n] ^= 0x80
+                }),
+            ),
+            status: 400,
+            says: "",
+        },
+        Case {
+            name: "payload presented as another tenant's (swap)",
+            req: post(
+                "/decode",
+                vec![
+                    ("authorization", cli.clone()),
+                    ("x-namespace", "team-a".into()),
+                ],
+                sealed.to_string(),
+            ),
+            status: 400,
+            says: "encryption context",
+        },
+        // --- namespaces and routes ---
+        Case {
+            name: "no namespace",
+            req: post(
+                "/decode",
+                vec![("authorization", alice.clone())],
+                ok_body.clone(),
+            ),
+            status: 400,
+            says: "X-Namespace",
+        },
+        Case {
+            name: "namespace of 10 KB",
+            req: post(
+                "/decode",
+                vec![
+                    ("authorization", alice.clone()),
+                    ("x-namespace", "n".repeat(10_000)),
+                ],
+                ok_body.clone(),
+            ),
+            status: 400,
+            says: "namespace",
+        },
+        Case {
+            name: "namespace with control characters",
+            req: post(
+                "/decode",
+                vec![
+                    ("authorization", alice.clone()),
+                    ("x-namespace", "pay\tments".into()),
+                ],
+                ok_body.clone(),
+            ),
+            status: 400,
+            says: "namespace",
+        },
+        Case {
+            name: "namespace not permitted to the token",
+            req: post(
+                "/decode",
+                vec![
+                    ("authorization", cli.clone()),
+                    ("x-namespace", "payments".into()),
+                ],
+                ok_body.clone(),
+            ),
+            status: 403,
+            says: "",
+        },
+        Case {
+            name: "encode with a decode-only token",
+            req: post(
+                "/encode",
+                vec![
+                    ("authorization", cli.clone()),
+                    ("x-namespace", "team-a".into()),
+                ],
+                ok_body.clone(),
+            ),
+            status: 403,
+            says: "",
+        },
+        Case {
+            name: "unknown route",
+            req: post("/admin", h(&alice), ok_body.clone()),
+            status: 404,
+            says: "",
+        },
+        Case {
+            name: "GET on /decode",
+            req: http(Method::GET, "/decode", &[], ""),
+            status: 405,
+            says: "",
+        },
+        // --- credentials ---
+        Case {
+            name: "no credentials",
+            req: post(
+                "/decode",
+                vec![("x-namespace", "payments".into())],
+                ok_body.clone(),
+            ),
+            status: 401,
+            says: "",
+        },
+        Case {
+            name: "wrong static token",
+            req: post(
+                "/decode",
+                vec![
+                    ("authorization", bearer("cli-token-0123456789abcdeX")),
+                    ("x-namespace", "team-a".into()),
+                ],
+                ok_body.clone(),
+            ),
+            status: 401,
+            says: "invalid credentials",
+        },
+        Case {
+            name: "Basic credentials",
+            req: post("/decode", pay("Basic YWxpY2U6cGFzcw=="), ok_body.clone()),
+            status: 401,
+            says: "",
+        },
+        Case {
+            name: "expired JWT",
+            req: post(
+                "/decode",
+                pay(&jwt(claims("alice", json!({"exp": now() - 3600})))),
+                ok_body.clone(),
+            ),
+            status: 401,
+            says: "invalid credentials",
+        },
+        Case {
+            name: "JWT signed by an unknown key",
+            req: post(
+                "/decode",
+                pay(&bearer(&token(
+                    &rsa("rsa2.pem"),
+                    Algorithm::RS256,
+                    "rsa1",
+                    claims("alice", json!({})),
+                ))),
+                ok_body.clone(),
+            ),
+            status: 401,
+            says: "invalid credentials",
+        },
+        Case {
+            name: "alg=none JWT",
+            req: post(
+                "/decode",
+                pay(&bearer(&format!(
+                    "{}.{}.",
+                    URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT","kid":"rsa1"}"#),
+                    URL_SAFE_NO_PAD.encode(claims("alice", json!({})).to_string())
+                ))),
+                ok_body.clone(),
+            ),
+            status: 401,
+            says: "invalid credentials",
+        },
+        Case {
+            name: "HS256 keyed with the RSA public key",
+            req: post(
+                "/decode",
+                pay(&bearer(&token(
+                    &EncodingKey::from_secret(&fixture("rsa1.pub.pem")),
+                    Algorithm::HS256,
+                    "rsa1",
+                    claims("alice", json!({})),
+                ))),
+                ok_body.clone(),
+            ),
+            status: 401,
+            says: "invalid credentials",
+        },
+        Case {
+            name: "JWT without claims",
+            req: post("/decode", pay(&jwt(json!({}))), ok_body.clone()),
+            status: 401,
+            says: "invalid credentials",
+        },
+        Case {
+            name: "JWT without sub",
+            req: post("/decode", pay(&alice_without("sub")), ok_body.clone()),
+            status: 401,
+            says: "invalid credentials",
+        },
+        Case {
+            name: "JWT for another audience",
+            req: post(
+                "/decode",
+                pay(&jwt(claims("alice", json!({"aud": "other"})))),
+                ok_body.clone(),
+            ),
+            status: 401,
+            says: "invalid credentials",
+        },
+        Case {
+            name: "JWT with a 20 KB garbage signature",
+            req: post(
+                "/decode",
+                pay(&format!(
+                    "{}{}",
+                    &alice[..alice.rfind('.').expect("dot") + 1],
+                    "A".repeat(20_000)
+                )),
+                ok_body.clone(),
+            ),
+            status: 401,
+            says: "invalid credentials",
+        },
+        // --- browsers ---
+        Case {
+            name: "preflight from a disallowed origin",
+            req: http(
+                Method::OPTIONS,
+                "/decode",
+                &[
+                    ("origin", "https://evil.example"),
+                    ("access-control-request-method", "POST"),
+                ],
+                "",
+            ),
+            status: 200,
+            says: "",
+        },
+        // --- malformed HTTP on the socket ---
+        Case {
+            name: "garbage request line",
+            req: Req::Raw(b"GARBAGE\r\n\r\n".to_vec()),
+            status: 400,
+            says: "",
+        },
+        Case {
+            name: "a 200 KiB header",
+            req: Req::Raw(request_head(&format!(
+                "x-big: {}\r\n",
+                "a".repeat(200 * 1024)
+            ))),
+            status: 431,
+            says: "",
+        },
+        Case {
+            name: "200 headers",
+            req: Req::Raw(request_head(
+                &(0..200)
+                    .map(|i| format!("x-h{i}: v\r\n"))
+                    .collect::<String>(),
+            )),
+            status: 431,
+            says: "",
+        },
+        Case {
+            name: "content-length larger than the body sent",
+            req: Req::Raw({
+                let mut r = request_head("");
+                let s = String::from_utf8(r.clone()).expect("utf8").replace(
+                    &format!("content-length: {}", ok_body.len()),
+                    "content-length: 1000",
+                );
+                r = s.into_bytes();
+                r
+            }),
+            status: 504,
+            says: "took longer than",
+        },
+        Case {
+            name: "slow-loris headers (a byte every 300 ms)",
+            req: Req::Slow {
+                chunks: request_head("").chunks(1).map(<[u8]>::to_vec).collect(),
+                gap: Duration::from_millis(300),
+            },
+            status: 0,
+            says: "",
+        },
+    ];
+    assert!(cases.len() >= 40, "{} cases", cases.len());
+
+    let mut answers = String::new();
+    let mut wrong = Vec::new();
+    for case in &cases {
+        let (status, text) = match &case.req {
+            Req::Http {
+                method,
+                path,
+                headers,
+                body,
+            } => {
+                let mut r = client
+                    .request(method.clone(), format!("{base}{path}"))
+                    .body(body.clone());
+                for (k, v) in headers {
+                    r = r.header(*k, v);
+                }
+                let resp = r
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+                let status = resp.status().as_u16();
+                let head = format!("{:?}", resp.headers());
+                (
+                    status,
+                    format!("{head}\n{}", resp.text().await.unwrap_or_default()),
+                )
+            }
+            Req::Raw(bytes) => raw(addr, std::slice::from_ref(bytes), Duration::ZERO).await,
+            Req::Slow { chunks, gap } => raw(addr, chunks, *gap).await,
+        };
+        // A preflight from a disallowed origin is answered, but without the header that
+        // would let the browser send the request.
+        let grants_origin = text.contains("access-control-allow-origin");
+        if status != case.status
+            || !text.contains(case.says)
+            || (case.name.contains("origin") && grants_origin)
+        {
+            wrong.push(format!(
+                "{}: expected {} with `{}`, got {status}: {text}",
+                case.name, case.status, case.says
+            ));
+        }
+        answers.push_str(&text);
+    }
+
+    assert!(
+        wrong.is_empty(),
+        "{} of {} cases:\n{}",
+        wrong.len(),
+        cases.len(),
+        wrong.join("\n")
+    );
+    // The server is still serving.
+    let healthy = client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(healthy.status(), 200);
+    server
+        .shutdown(Duration::from_secs(5))
+        .await
+        .expect("shutdown");
+
+    let logs = String::from_utf8_lossy(&logs.0.lock().expect("logs")).into_owned();
+    let audit = std::fs::read_to_string(&fx.audit).expect("audit");
+    assert!(
+        logs.contains("key provider") || logs.contains("codec"),
+        "the logs were captured:\n{logs}"
+    );
+    assert!(
+        audit.lines().count() >= 45,
+        "every request is audited:\n{audit}"
+    );
+    let secret_b64 = B64.encode(format!("\"{SECRET}\""));
+    let bearer_alice = alice.trim_start_matches("Bearer ");
+    for (what, needle) in [
+        ("plaintext", SECRET),
+        ("plaintext as base64", secret_b64.as_str()),
+        ("the KEK", kek_b64.as_str()),
+        ("the static token", CLI_TOKEN),
+        ("a valid JWT", bearer_alice),
+    ] {
+        for (place, text) in [
+            ("responses", &answers),
+            ("logs", &logs),
+            ("audit log", &audit),
+        ] {
+            assert!(!text.contains(needle), "{what} appears in the {place}");
+        }
+    }
+    assert_eq!(
+        PANICS.load(Ordering::SeqCst),
+        0,
+        "a request made the server panic"
+    );
+}
