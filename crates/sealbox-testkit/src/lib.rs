@@ -13,6 +13,7 @@ pub mod conformance;
 pub mod faults;
 pub mod fixtures;
 pub mod gcpkms;
+mod openbao_file;
 pub mod postgres;
 pub mod servers;
 

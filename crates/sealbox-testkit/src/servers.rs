@@ -190,7 +190,7 @@ pub(crate) fn retry_on_taken_port<T>(name: &str, start: impl Fn() -> Result<T, S
 }
 
 /// The process that owns the listening TCP socket on 127.0.0.1:`port` (Linux `/proc`).
-fn listener_owner(port: u16) -> Option<u32> {
+pub(crate) fn listener_owner(port: u16) -> Option<u32> {
     let mut inodes = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
@@ -239,7 +239,7 @@ fn listener_owner(port: u16) -> Option<u32> {
 }
 
 /// Whether `pid` is `ancestor` or one of its descendants.
-fn descends_from(mut pid: u32, ancestor: u32) -> bool {
+pub(crate) fn descends_from(mut pid: u32, ancestor: u32) -> bool {
     for _ in 0..64 {
         if pid == ancestor {
             return true;
@@ -265,8 +265,8 @@ fn proc_stat(pid: u32) -> Option<(char, u32)> {
 
 /// An OpenBao dev server (Vault API) with a random root token.
 pub struct OpenBao {
-    guard: Guard,
-    bin: PathBuf,
+    pub(crate) guard: Guard,
+    pub(crate) bin: PathBuf,
     /// `http://127.0.0.1:PORT`.
     pub addr: String,
     /// The root token.
@@ -275,7 +275,9 @@ pub struct OpenBao {
     pub ca_cert: Option<PathBuf>,
     /// The server's file audit log (every request, as JSON lines).
     pub audit_log: PathBuf,
-    _dir: tempfile::TempDir,
+    pub(crate) _dir: tempfile::TempDir,
+    /// How to start this server again (file-storage servers only; see `openbao_file.rs`).
+    pub(crate) restart: Option<crate::openbao_file::Restart>,
 }
 
 impl OpenBao {
@@ -343,6 +345,7 @@ impl OpenBao {
             ca_cert,
             audit_log,
             _dir: dir,
+            restart: None,
         };
         let start = Instant::now();
         while bao.try_cli(&bao.root_token, &["status"]).is_err() {

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 mod cors;
+mod faults;
 mod hostile;
 mod jwt;
 mod limits;
