@@ -41,6 +41,8 @@ opened = post("/decode", sealed)
 assert opened == plain, opened
 print("serve-smoke: /encode and /decode round trip ok;", base64.b64decode(meta["encryption-key-id"]).decode())
 PY
+# A core dump of the server would hold data keys and tokens: `sealbox serve` turns them off.
+grep -Eq '^Max core file size +0 +0 ' "/proc/$pid/limits" || { grep core "/proc/$pid/limits" >&2; echo "serve-smoke: core dumps are not off" >&2; exit 1; }
 kill -TERM "$pid"
 wait "$pid"
 pid=""

@@ -129,7 +129,14 @@ pub async fn serve(state: Arc<AppState>, listen: SocketAddr) -> Result<RunningSe
 
 /// Runs the server (see [`start`]) until Ctrl-C or SIGTERM, then shuts down gracefully
 /// (in-flight requests get 20 s).
+///
+/// Core dumps are turned off first (`RLIMIT_CORE` 0 on Unix): a core of the server would
+/// hold unwrapped data keys, lease keys and tokens.
 pub async fn run(config_path: PathBuf, listen: Option<SocketAddr>) -> Result<(), BoxError> {
+    #[cfg(unix)]
+    if let Err(e) = rlimit::setrlimit(rlimit::Resource::CORE, 0, 0) {
+        tracing::warn!("could not turn core dumps off: {e}");
+    }
     let server = start(config_path, listen).await?;
     let _ = writeln!(
         std::io::stderr(),

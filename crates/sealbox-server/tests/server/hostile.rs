@@ -868,6 +868,24 @@ async fn a_corpus_of_hostile_requests_gets_clear_errors_and_leaks_nothing() {
         .await
         .expect("shutdown");
 
+    // Debug output of the public types holding the same configuration: the server settings
+    // (tokens, JWT), the policy and its key-rings and providers.
+    let path = fx._dir.path().join("policy.toml");
+    let policy = sealbox_policy::ReloadablePolicy::load(&path)
+        .await
+        .expect("policy");
+    let current = policy.current();
+    let debug = format!(
+        "{:?}\n{policy:?}\n{current:?}\n{:?}\n{:?}",
+        ServerConfig::from_file(&path).expect("config"),
+        current.keyrings(),
+        current.providers(),
+    );
+    assert!(
+        debug.contains("payments") && debug.contains("cli"),
+        "the Debug output covers the configuration: {debug}"
+    );
+    answers.push_str(&debug);
     let logs = String::from_utf8_lossy(&logs.0.lock().expect("logs")).into_owned();
     let audit = std::fs::read_to_string(&fx.audit).expect("audit");
     assert!(
