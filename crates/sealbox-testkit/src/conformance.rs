@@ -342,6 +342,40 @@ pub async fn missing_key_is_a_typed_error(h: &dyn Harness) {
     assert!(!err.is_retryable(), "{err}");
 }
 
+/// Every single-bit flip and every truncation of an envelope sealed through this provider is
+/// rejected: flips in the wrapped key reach the KMS, which must refuse them (or return a key
+/// that the envelope's commitment rejects); everything else fails before or at decryption.
+pub async fn tampering_is_rejected(h: &dyn Harness) {
+    let p = h.provider();
+    let c = ctx("tamper");
+    let plaintext = b"tamper-evident payload".to_vec();
+    let writer = Keyring::builder(p.clone()).build().expect("keyring");
+    let envelope = writer.seal(&c, &plaintext).await.expect("seal");
+    let reader = Keyring::builder(p).build().expect("keyring");
+    assert_eq!(reader.open(&c, &envelope).await.expect("open"), plaintext);
+    for i in 0..envelope.len() {
+        for bit in 0..8 {
+            let mut t = envelope.clone();
+            t[i] ^= 1 << bit;
+            if let Ok(opened) = reader.open(&c, &t).await {
+                panic!(
+                    "a flip of bit {bit} in byte {i} of {} opened ({} bytes)",
+                    envelope.len(),
+                    opened.len()
+                );
+            }
+        }
+    }
+    for len in 0..envelope.len() {
+        assert!(
+            reader.open(&c, &envelope[..len]).await.is_err(),
+            "truncated to {len} bytes, it opened"
+        );
+    }
+    // The untampered envelope still opens: nothing above poisoned the caches.
+    assert_eq!(reader.open(&c, &envelope).await.expect("open"), plaintext);
+}
+
 /// Every check in the suite, as one test per check in the calling crate. `$make` is an async
 /// function returning the harness (it may start a server; the harness keeps it alive).
 #[macro_export]
@@ -356,6 +390,7 @@ macro_rules! conformance_tests {
             conformance_kms_call_counts => kms_call_counts,
             conformance_concurrent_opens_one_call => concurrent_opens_one_call,
             conformance_missing_key_is_a_typed_error => missing_key_is_a_typed_error,
+            conformance_tampering_is_rejected => tampering_is_rejected,
         );
     };
     (@each $make:path; $($test:ident => $check:ident,)*) => {
