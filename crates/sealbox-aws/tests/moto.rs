@@ -564,3 +564,94 @@ async fn kms_must_report_this_key_as_the_one_that_decrypted() {
         }
     }
 }
+
+/// moto frozen (SIGSTOP) while 8 tasks seal (each for a new context: a new data key) and
+/// open an envelope whose key is cached: opens keep succeeding; seals fail closed with a
+/// typed, retryable error after `max_attempts × attempt_timeout` (nothing waits longer);
+/// after SIGCONT sealing works again without reconnecting the provider. Prints the figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_kms_under_load_fails_closed_and_recovers() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let h = harness().await;
+    let mut config = AwsKmsConfig::new(&h.a_arn).max_attempts(2);
+    config.attempt_timeout = Duration::from_millis(500);
+    let kms = Arc::new(AwsKms::connect_with(&h.sdk, config).await.expect("connect"));
+    let keyring = Keyring::builder(kms).build().expect("keyring");
+    let cached = keyring.seal(&ctx("cached"), b"cached").await.expect("seal");
+    let stop = Arc::new(AtomicBool::new(false));
+    let frozen = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let (keyring, cached, stop, frozen) = (
+            keyring.clone(),
+            cached.clone(),
+            stop.clone(),
+            frozen.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            // (during the freeze?, seal ok?, open ok?, seal latency, seal error kind)
+            let mut out = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let during = frozen.load(Ordering::Relaxed);
+                let opened = keyring.open(&ctx("cached"), &cached).await;
+                let start = Instant::now();
+                let sealed = keyring
+                    .seal(&ctx(&format!("new-{worker}-{i}")), b"secret payload")
+                    .await;
+                let took = start.elapsed();
+                let kind = match &sealed {
+                    Err(Error::Provider(p)) => {
+                        assert!(p.is_retryable(), "{p}");
+                        Some(p.kind())
+                    }
+                    Err(other) => panic!("a seal failed with an untyped error: {other:?}"),
+                    Ok(env) => {
+                        assert!(!env.windows(6).any(|w| w == b"secret"), "plaintext");
+                        None
+                    }
+                };
+                out.push((during, sealed.is_ok(), opened.is_ok(), took, kind));
+            }
+            out
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    frozen.store(true, Ordering::Relaxed);
+    tokio::task::block_in_place(|| h.moto.freeze());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::task::block_in_place(|| h.moto.thaw());
+    frozen.store(false, Ordering::Relaxed);
+    // Let the seals that were waiting on the frozen server finish, then some fresh ones.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("worker"));
+    }
+    assert!(all.iter().all(|r| r.2), "an open of a cached key failed");
+    let during: Vec<_> = all.iter().filter(|r| r.0).collect();
+    let failed: Vec<_> = during.iter().filter(|r| !r.1).collect();
+    assert!(!failed.is_empty(), "no seal failed while KMS was frozen");
+    let max_failed = failed.iter().map(|r| r.3).max().unwrap_or_default();
+    let recovered = all.iter().rev().take(8).filter(|r| r.1).count();
+    assert!(recovered > 0, "sealing did not recover after SIGCONT");
+    let probe = keyring.seal(&ctx("after"), b"x").await;
+    assert!(probe.is_ok(), "{probe:?}");
+    let kinds: std::collections::BTreeSet<String> = failed
+        .iter()
+        .filter_map(|r| r.4)
+        .map(|k| format!("{k:?}"))
+        .collect();
+    eprintln!(
+        "moto frozen 3 s under load (8 tasks; 2 attempts × 500 ms): {} opens of a cached key, \
+         all ok; {} seals during the freeze, {} failed ({kinds:?}), slowest failure {max_failed:?}; \
+         {} seals in all, sealing recovered after SIGCONT",
+        all.len(),
+        during.len(),
+        failed.len(),
+        all.len(),
+    );
+}

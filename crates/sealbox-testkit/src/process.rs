@@ -87,6 +87,50 @@ impl Guard {
     }
 }
 
+impl Guard {
+    /// Sends `sig` (`-STOP` or `-CONT`) to the server and waits until `/proc` shows it
+    /// stopped (or running again). A stopped server must still own its listening `port`
+    /// and, when `probe` (plain HTTP), answer nothing there — so a test that then sees an
+    /// answer knows it did not come from a server that was still running.
+    pub(crate) fn signal(&self, sig: &str, port: u16, probe: bool) {
+        let pid = self.child.id();
+        let status = Command::new("kill").args([sig, &pid.to_string()]).status();
+        assert!(
+            matches!(status, Ok(s) if s.success()),
+            "kill {sig} {pid} failed"
+        );
+        // `kill` returns when the signal is queued (and succeeds on a zombie): wait until the
+        // process is really stopped (or running again).
+        let want_stopped = sig == "-STOP";
+        let start = Instant::now();
+        loop {
+            match proc_stat(pid) {
+                Some((state, _)) if matches!(state, 'T' | 't') == want_stopped => break,
+                Some(_) if start.elapsed() < Duration::from_secs(10) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                other => panic!(
+                    "{} (pid {pid}) is not {} after kill {sig}: /proc state {other:?}",
+                    self.name,
+                    if want_stopped { "stopped" } else { "running" }
+                ),
+            }
+        }
+        if want_stopped {
+            if let Some(owner) = listener_owner(port) {
+                assert!(
+                    descends_from(owner, pid),
+                    "{}'s port is held by pid {owner}, not by the frozen server {pid}",
+                    self.name
+                );
+            }
+            if probe {
+                assert_silent(port);
+            }
+        }
+    }
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -108,7 +152,7 @@ pub(crate) fn retry_on_taken_port<T>(name: &str, start: impl Fn() -> Result<T, S
 }
 
 /// Asserts that an HTTP request to 127.0.0.1:`port` gets no answer within 300 ms.
-pub(crate) fn assert_silent(port: u16) {
+fn assert_silent(port: u16) {
     use std::io::{Read, Write};
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return; // refusing connections is silent too
@@ -120,14 +164,14 @@ pub(crate) fn assert_silent(port: u16) {
         && n > 0
     {
         panic!(
-            "a frozen OpenBao answered on port {port}: {}",
+            "a frozen server answered on port {port}: {}",
             String::from_utf8_lossy(&buf[..n])
         );
     }
 }
 
 /// The process that owns the listening TCP socket on 127.0.0.1:`port` (Linux `/proc`).
-pub(crate) fn listener_owner(port: u16) -> Option<u32> {
+fn listener_owner(port: u16) -> Option<u32> {
     let mut inodes = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
@@ -176,7 +220,7 @@ pub(crate) fn listener_owner(port: u16) -> Option<u32> {
 }
 
 /// Whether `pid` is `ancestor` or one of its descendants.
-pub(crate) fn descends_from(mut pid: u32, ancestor: u32) -> bool {
+fn descends_from(mut pid: u32, ancestor: u32) -> bool {
     for _ in 0..64 {
         if pid == ancestor {
             return true;
@@ -190,7 +234,7 @@ pub(crate) fn descends_from(mut pid: u32, ancestor: u32) -> bool {
 }
 
 /// The state letter and parent pid of `pid` from `/proc/PID/stat`.
-pub(crate) fn proc_stat(pid: u32) -> Option<(char, u32)> {
+fn proc_stat(pid: u32) -> Option<(char, u32)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // "PID (COMM) STATE PPID …": COMM may hold spaces and parentheses.
     let rest = &text[text.rfind(')')? + 2..];

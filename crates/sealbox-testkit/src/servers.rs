@@ -9,9 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub(crate) use crate::process::{
-    Guard, assert_silent, descends_from, listener_owner, proc_stat, retry_on_taken_port,
-};
+pub(crate) use crate::process::{Guard, retry_on_taken_port};
 
 /// The workspace root (where `.tools/` lives).
 pub fn workspace_root() -> PathBuf {
@@ -199,48 +197,12 @@ impl OpenBao {
     }
 
     fn signal(&self, sig: &str) {
-        let pid = self.guard.child.id();
-        let status = Command::new("kill").args([sig, &pid.to_string()]).status();
-        assert!(
-            matches!(status, Ok(s) if s.success()),
-            "kill {sig} {pid} failed"
-        );
-        // `kill` returns when the signal is queued (and succeeds on a zombie): wait until the
-        // process is really stopped (or running again), so a test's next request cannot
-        // reach a server that still answers.
-        let want_stopped = sig == "-STOP";
-        let start = Instant::now();
-        loop {
-            match proc_stat(pid) {
-                Some((state, _)) if matches!(state, 'T' | 't') == want_stopped => break,
-                Some(_) if start.elapsed() < Duration::from_secs(10) => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                other => panic!(
-                    "OpenBao (pid {pid}) is not {} after kill {sig}: /proc state {other:?}",
-                    if want_stopped { "stopped" } else { "running" }
-                ),
-            }
-        }
-        if want_stopped {
-            let port = self
-                .addr
-                .rsplit_once(':')
-                .and_then(|(_, p)| p.parse::<u16>().ok());
-            if let Some(owner) = port.and_then(listener_owner) {
-                assert!(
-                    descends_from(owner, pid),
-                    "OpenBao's port is held by pid {owner}, not by the frozen server {pid}"
-                );
-            }
-            // And nothing answers there: a test that then sees a KMS answer found a product
-            // path that needs no KMS, not a server that was still running.
-            if let Some(port) = port
-                && self.ca_cert.is_none()
-            {
-                assert_silent(port);
-            }
-        }
+        let port = self
+            .addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("no port in {}", self.addr));
+        self.guard.signal(sig, port, self.ca_cert.is_none());
     }
 
     /// Runs the `bao` CLI against this server with `token`.
@@ -368,6 +330,24 @@ pub struct Moto {
 }
 
 impl Moto {
+    /// Suspends moto (SIGSTOP): connections hang, as with an AWS endpoint that stopped
+    /// answering. [`Moto::thaw`] resumes it.
+    pub fn freeze(&self) {
+        self._guard.signal("-STOP", self.port(), true);
+    }
+
+    /// Resumes a frozen moto (SIGCONT).
+    pub fn thaw(&self) {
+        self._guard.signal("-CONT", self.port(), true);
+    }
+
+    fn port(&self) -> u16 {
+        self.endpoint
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {}", self.endpoint))
+    }
+
     /// Starts `moto_server` and waits until it listens.
     pub fn start() -> Self {
         retry_on_taken_port("moto", Self::try_start)
