@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs that cargo does not: a project-local Python
-# virtualenv under .tools/ (git-ignored) with the packages in scripts/requirements-test.txt.
+# virtualenv under .tools/ (git-ignored) with the packages in scripts/requirements-test.txt,
+# and cargo-deny (pinned, for the supply-chain check).
 # Idempotent: a second run only checks. Also installs protoc (Debian protobuf-compiler) if it
 # is missing, so that a fresh machine needs nothing but this repository.
 set -euo pipefail
@@ -47,6 +48,18 @@ if ! command -v pg_config >/dev/null 2>&1; then
     { $sudo_cmd apt-get update -q >/dev/null 2>&1 && $sudo_cmd apt-get install -y -q postgresql >/dev/null; } ||
     { echo "setup-tools: could not install postgresql with apt-get" >&2; exit 1; }
 fi
+# cargo-deny: scripts/test.sh checks the dependency graph's bans, licences and sources against
+# deny.toml. Pinned (deny.toml follows this version's schema); installed from crates.io into
+# cargo's default bin dir, not .tools/, so that a fresh clone on the same machine (CI) reuses it
+# instead of compiling it again (a cold `cargo install` takes minutes).
+deny_version="0.20.2"
+if [[ "$(cargo deny --version 2>/dev/null || true)" != "cargo-deny $deny_version" ]]; then
+  echo "setup-tools: installing cargo-deny $deny_version (cargo install --locked, from crates.io)"
+  cargo install --locked --quiet cargo-deny --version "$deny_version" ||
+    { echo "setup-tools: could not install cargo-deny $deny_version with cargo install" >&2; exit 1; }
+  [[ "$(cargo deny --version 2>/dev/null || true)" == "cargo-deny $deny_version" ]] ||
+    { echo "setup-tools: cargo-deny $deny_version installed but 'cargo deny --version' does not report it (is cargo's bin dir on PATH?)" >&2; exit 1; }
+fi
 need node "install Node.js 18+ (Debian: apt-get install nodejs npm)"
 lock="$root/scripts/node/package-lock.json"
 node_stamp="$root/scripts/node/node_modules/.lock.sha256"
@@ -67,4 +80,4 @@ if [[ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]]; then
   "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$req"
   echo "$want" > "$stamp"
 fi
-echo "setup-tools: ready ($("$venv/bin/python" --version), $(cargo --version), $(protoc --version))"
+echo "setup-tools: ready ($("$venv/bin/python" --version), $(cargo --version), $(protoc --version), $(cargo deny --version))"

@@ -21,6 +21,12 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "supply chain: cargo deny check bans licenses sources (deny.toml)"
+# --workspace: the root manifest is also the `sealbox` package, so without it only that package's
+# graph would be checked. Advisories are a manual step (deny.toml says how): CI can't reach the
+# advisory database. Duplicate versions are warnings; any error fails the run.
+cargo deny --workspace --locked check bans licenses sources
+
 step "format vectors, checked by an independent implementation (tests/vectors/verify.py)"
 .tools/venv/bin/python tests/vectors/verify.py
 

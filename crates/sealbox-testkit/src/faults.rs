@@ -57,31 +57,7 @@ async fn serve(
     body: &str,
 ) {
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        // Read one request: headers, then Content-Length bytes of body.
-        let header_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let headers = String::from_utf8_lossy(&buf[..header_end]).to_ascii_lowercase();
-        let length = headers
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .unwrap_or(0);
-        while buf.len() < header_end + length {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        buf.drain(..header_end + length);
+    while read_request(&mut stream, &mut buf).await.is_some() {
         counter.fetch_add(1, Ordering::SeqCst);
         let response = format!(
             "HTTP/1.1 {status} Injected\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{body}",
@@ -162,9 +138,9 @@ impl Drop for FaultProxy {
     }
 }
 
-/// Reads one request (head and Content-Length body) from `stream`; `None` at EOF.
-async fn read_request(stream: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut buf = Vec::new();
+/// Reads one request (head and Content-Length body) from `stream`, through `buf` (which
+/// keeps what was read beyond it, for the next request); `None` at EOF.
+async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
     let mut chunk = [0u8; 8192];
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -187,8 +163,7 @@ async fn read_request(stream: &mut TcpStream) -> Option<Vec<u8>> {
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    buf.truncate(head_end + length);
-    Some(buf)
+    Some(buf.drain(..head_end + length).collect())
 }
 
 /// The request with its `connection` headers replaced by `connection: close`.
@@ -217,7 +192,7 @@ async fn relay(
     fault: Arc<std::sync::Mutex<Fault>>,
     requests: Arc<AtomicUsize>,
 ) {
-    let Some(request) = read_request(&mut client).await else {
+    let Some(request) = read_request(&mut client, &mut Vec::new()).await else {
         return;
     };
     let n = requests.fetch_add(1, Ordering::SeqCst) + 1;

@@ -174,6 +174,19 @@ impl Logs {
         (logs, guard)
     }
 
+    /// Captures, for the rest of the process, every thread's logs that pass `filter` (an
+    /// `EnvFilter` directive such as `info,sealbox_server=trace`): for tests whose servers
+    /// log from runtime worker threads. Panics if a global subscriber is already set.
+    pub fn capture_globally(filter: &str) -> Self {
+        let logs = Logs::default();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .init();
+        logs
+    }
+
     /// Everything captured so far.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().expect("logs")).into_owned()

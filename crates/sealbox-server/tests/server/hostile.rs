@@ -36,27 +36,6 @@ struct Case {
     says: &'static str,
 }
 
-/// Captured log output of the whole test process.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("logs").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 static PANICS: AtomicUsize = AtomicUsize::new(0);
 
 /// Sends raw bytes (in chunks, `gap` apart) and reads the answer until the server closes
@@ -136,15 +115,10 @@ fn payloads_of(data: &[u8], encoding: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corpus_of_hostile_requests_gets_clear_errors_and_leaks_nothing() {
-    let logs = Logs::default();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "info,sealbox_server=trace,sealbox_keyring=trace,sealbox_policy=trace,\
-             sealbox_temporal=trace,sealbox_core=trace,sealbox_local=trace",
-        ))
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .init();
+    let logs = sealbox_testkit::fixtures::Logs::capture_globally(
+        "info,sealbox_server=trace,sealbox_keyring=trace,sealbox_policy=trace,\
+         sealbox_temporal=trace,sealbox_core=trace,sealbox_local=trace",
+    );
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         PANICS.fetch_add(1, Ordering::SeqCst);
@@ -886,7 +860,7 @@ async fn a_corpus_of_hostile_requests_gets_clear_errors_and_leaks_nothing() {
         "the Debug output covers the configuration: {debug}"
     );
     answers.push_str(&debug);
-    let logs = String::from_utf8_lossy(&logs.0.lock().expect("logs")).into_owned();
+    let logs = logs.text();
     let audit = std::fs::read_to_string(&fx.audit).expect("audit");
     assert!(
         logs.contains("key provider") || logs.contains("codec"),
