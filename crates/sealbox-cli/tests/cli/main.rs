@@ -313,3 +313,206 @@ fn the_cli_works_against_openbao() {
     );
     assert_eq!(opened.stdout, b"order 42");
 }
+
+/// Hostile input to the CLI, as a table: each case exits with its code (1: the operation
+/// failed, 2: usage or configuration) and names what is wrong on stderr; none panics
+/// (exit 101), none writes anything on stdout, and none prints the KEK or the plaintext.
+#[test]
+fn hostile_cli_inputs_fail_clearly_and_leak_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (policy, key) = local_policy(dir.path());
+    let secret = b"cli secret 4111-1111";
+    let mut seal = sealbox();
+    seal.env("TEST_KEK", &key)
+        .args(["seal", "--namespace", "tenant-a", "--config"])
+        .arg(&policy);
+    let envelope = run(seal, secret).stdout;
+    assert!(envelope.len() > 100);
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p.display().to_string()
+    };
+    let inline_secret = file(
+        "inline.toml",
+        "[vault]\nauth = \"token\"\ntoken = \"s.hunter2\"\n[default]\nactive = \"vault://127.0.0.1:1/transit/keys/k\"\n",
+    );
+    let bad_toml = file("bad.toml", "[default\nactive = ");
+    let no_default = file("nodefault.toml", "version = 1\n");
+    let huge_key_id = file(
+        "huge.toml",
+        &format!("[default]\nactive = \"local:///{}\"\n", "k".repeat(5000)),
+    );
+    let binary = dir.path().join("binary.toml");
+    std::fs::write(&binary, [0xff, 0xfe, 0x00, 0x80]).expect("write");
+    let binary = binary.display().to_string();
+    let policy = policy.display().to_string();
+    let truncated = envelope[..envelope.len() / 2].to_vec();
+    let mut extended = envelope.clone();
+    extended.push(0);
+    let mut reversioned = envelope.clone();
+    reversioned[4] = 9;
+    let garbage = vec![0x41u8; 1 << 20];
+
+    type Case<'a> = (&'a str, Vec<&'a str>, Vec<u8>, i32, &'a str);
+    let open = |ns: &'static str| vec!["open", "--namespace", ns, "--config", policy.as_str()];
+    let cases: Vec<Case> = vec![
+        (
+            "unknown subcommand",
+            vec!["explode"],
+            vec![],
+            2,
+            "unrecognized subcommand",
+        ),
+        (
+            "seal without a namespace",
+            vec!["seal", "--config", &policy],
+            vec![],
+            2,
+            "--namespace",
+        ),
+        (
+            "missing config file",
+            vec!["config", "check", "/nonexistent/p.toml"],
+            vec![],
+            2,
+            "/nonexistent/p.toml",
+        ),
+        (
+            "config that is not TOML",
+            vec!["config", "check", &bad_toml],
+            vec![],
+            2,
+            "bad.toml:",
+        ),
+        (
+            "config that is not UTF-8",
+            vec!["config", "check", &binary],
+            vec![],
+            2,
+            "binary.toml",
+        ),
+        (
+            "config without [default]",
+            vec!["config", "check", &no_default],
+            vec![],
+            2,
+            "default",
+        ),
+        (
+            "an inline secret in the config",
+            vec!["config", "check", &inline_secret],
+            vec![],
+            2,
+            "token",
+        ),
+        (
+            "a 5000-character key name",
+            vec!["config", "check", &huge_key_id],
+            vec![],
+            2,
+            "huge.toml:",
+        ),
+        (
+            "open an empty input",
+            open("tenant-a"),
+            vec![],
+            1,
+            "envelope",
+        ),
+        (
+            "open a truncated envelope",
+            open("tenant-a"),
+            truncated,
+            1,
+            "truncated",
+        ),
+        (
+            "open an extended envelope",
+            open("tenant-a"),
+            extended,
+            1,
+            "unexpected bytes after the end",
+        ),
+        (
+            "open a re-versioned envelope",
+            open("tenant-a"),
+            reversioned.clone(),
+            1,
+            "version",
+        ),
+        (
+            "open 1 MiB of garbage",
+            open("tenant-a"),
+            garbage.clone(),
+            1,
+            "envelope",
+        ),
+        (
+            "open as another tenant",
+            open("tenant-b"),
+            envelope.clone(),
+            1,
+            "namespace",
+        ),
+        ("inspect garbage", vec!["inspect"], garbage, 1, "envelope"),
+        (
+            "inspect a re-versioned envelope",
+            vec!["inspect"],
+            reversioned,
+            1,
+            "version",
+        ),
+        (
+            "seal with a namespace holding a control character",
+            vec!["seal", "--namespace", "a\u{7}b", "--config", &policy],
+            secret.to_vec(),
+            1,
+            "namespace",
+        ),
+        (
+            "open --in a missing file",
+            vec![
+                "open",
+                "--namespace",
+                "tenant-a",
+                "--config",
+                &policy,
+                "--in",
+                "/nonexistent/env",
+            ],
+            vec![],
+            1,
+            "/nonexistent/env",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (name, args, stdin, code, says) in &cases {
+        let mut cmd = sealbox();
+        cmd.env("TEST_KEK", &key).args(args);
+        let out = run(cmd, stdin);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let leaked = [key.as_bytes(), &secret[..], b"hunter2"]
+            .iter()
+            .any(|s| out.stderr.windows(s.len()).any(|w| w == *s));
+        if out.status.code() != Some(*code)
+            || !err.to_lowercase().contains(&says.to_lowercase())
+            || !out.stdout.is_empty()
+            || err.contains("panicked")
+            || leaked
+        {
+            wrong.push(format!(
+                "{name}: expected exit {code} naming `{says}`, got {:?}, stdout {} bytes, leaked {leaked}: {err}",
+                out.status.code(),
+                out.stdout.len()
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} cases:\n{}",
+        wrong.len(),
+        cases.len(),
+        wrong.join("\n")
+    );
+}
