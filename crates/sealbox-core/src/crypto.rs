@@ -12,13 +12,12 @@
 //! data `A || C` (see [`crate::format`]). Because every payload has its own key, a nonce can
 //! never repeat under one key even when thousands of payloads share a cached data key.
 
-use aes_gcm::aead::{AeadInOut, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use hkdf::Hkdf;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::aead::{AeadParams, backend};
 use crate::context::EncryptionContext;
 use crate::error::Error;
 use crate::format::{
@@ -31,54 +30,6 @@ use crate::key::{DATA_KEY_LEN, DataKey, WrappedKey};
 pub const PAYLOAD_KEY_LABEL: &[u8] = b"sealbox/v1/payload-key";
 /// HKDF info label for the key commitment.
 pub const COMMITMENT_LABEL: &[u8] = b"sealbox/v1/commitment";
-
-/// What one AEAD call is keyed and bound with: the payload key, the nonce and the associated
-/// data.
-pub(crate) struct AeadParams<'a> {
-    pub(crate) key: &'a [u8; DATA_KEY_LEN],
-    pub(crate) nonce: &'a [u8; NONCE_LEN],
-    pub(crate) aad: &'a [u8],
-}
-
-/// The AEAD seam: the format fixes the algorithm (AES-256-GCM for suite 0x0001); this trait
-/// fixes nothing but the call shape, so another implementation of the same algorithm can be
-/// dropped in and measured without touching the format.
-pub(crate) trait AeadBackend: Send + Sync {
-    /// Encrypts `buf` in place and returns the tag.
-    fn seal(&self, params: &AeadParams<'_>, buf: &mut [u8]) -> Result<[u8; TAG_LEN], ()>;
-
-    /// Verifies `tag` and decrypts `buf` in place.
-    fn open(&self, params: &AeadParams<'_>, buf: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<(), ()>;
-}
-
-/// AES-256-GCM from RustCrypto's `aes-gcm` (AES-NI and CLMUL when the CPU has them).
-pub(crate) struct RustCryptoAesGcm;
-
-impl AeadBackend for RustCryptoAesGcm {
-    fn seal(&self, params: &AeadParams<'_>, buf: &mut [u8]) -> Result<[u8; TAG_LEN], ()> {
-        let cipher = Aes256Gcm::new(&(*params.key).into());
-        let tag = cipher
-            .encrypt_inout_detached(&Nonce::from(*params.nonce), params.aad, buf.into())
-            .map_err(|_| ())?;
-        let mut out = [0u8; TAG_LEN];
-        out.copy_from_slice(&tag);
-        Ok(out)
-    }
-
-    fn open(&self, params: &AeadParams<'_>, buf: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<(), ()> {
-        let cipher = Aes256Gcm::new(&(*params.key).into());
-        let nonce = Nonce::from(*params.nonce);
-        cipher
-            .decrypt_inout_detached(&nonce, params.aad, buf.into(), &Tag::from(*tag))
-            .map_err(|_| ())
-    }
-}
-
-fn backend(suite: Suite) -> &'static dyn AeadBackend {
-    match suite {
-        Suite::Aes256GcmHkdfSha256Commit => &RustCryptoAesGcm,
-    }
-}
 
 /// The payload key and commitment derived for one payload.
 struct PayloadKeys {

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod aead;
 pub mod context;
 pub mod crypto;
 pub mod error;
