@@ -1,0 +1,147 @@
+//! SVG plots of the cost curves (plotters, SVG backend only, no font crates).
+
+use plotters::prelude::*;
+
+use crate::fmt::{size_label, time_label};
+
+/// One line of a plot: a label, a colour and (size in bytes, value) points.
+pub struct Line {
+    pub label: String,
+    pub color: RGBColor,
+    pub dashed: bool,
+    /// Draw a dot at every point (off for reference lines).
+    pub markers: bool,
+    pub points: Vec<(usize, f64)>,
+}
+
+fn x_of(size: usize) -> f64 {
+    (size as f64).log2()
+}
+
+fn x_range(lines: &[Line]) -> (f64, f64) {
+    let xs = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| x_of(p.0)));
+    let lo = xs.clone().fold(f64::INFINITY, f64::min);
+    let hi = xs.fold(f64::NEG_INFINITY, f64::max);
+    (lo - 0.3, hi + 0.3)
+}
+
+fn draw_lines<DB: DrawingBackend, CT: CoordTranslate<From = (f64, f64)>>(
+    chart: &mut ChartContext<'_, DB, CT>,
+    lines: &[Line],
+) -> Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    for line in lines {
+        let color = line.color;
+        let style = ShapeStyle::from(&color).stroke_width(2);
+        let pts: Vec<(f64, f64)> = line.points.iter().map(|&(s, v)| (x_of(s), v)).collect();
+        if line.dashed {
+            chart
+                .draw_series(DashedLineSeries::new(pts.clone(), 6, 4, style))
+                .map_err(|e| e.to_string())?
+        } else {
+            chart
+                .draw_series(LineSeries::new(pts.clone(), style))
+                .map_err(|e| e.to_string())?
+        }
+        .label(line.label.clone())
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2)));
+        if line.markers {
+            chart
+                .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Log-log plot of ns per operation against payload size.
+pub fn cost_curve(path: &std::path::Path, title: &str, lines: &[Line]) -> Result<(), String> {
+    let root = SVGBackend::new(path, (960, 620)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let (x0, x1) = x_range(lines);
+    let vals = lines.iter().flat_map(|l| l.points.iter().map(|p| p.1));
+    let y0 = vals.clone().fold(f64::INFINITY, f64::min) / 1.6;
+    let y1 = vals.fold(f64::NEG_INFINITY, f64::max) * 1.6;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_labels(9)
+        .x_label_formatter(&|v| {
+            let r = v.round();
+            if (v - r).abs() < 1e-6 && r >= 0.0 {
+                size_label(1usize << (r as u32))
+            } else {
+                String::new()
+            }
+        })
+        .y_label_formatter(&|v| time_label(*v))
+        .x_desc("payload size (log scale)")
+        .y_desc("CPU time per operation (log scale)")
+        .draw()
+        .map_err(|e| e.to_string())?;
+    draw_lines(&mut chart, lines)?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Ratio (Sealbox throughput ÷ fastest raw throughput) against payload size (log x).
+pub fn ratio_curve(path: &std::path::Path, title: &str, lines: &[Line]) -> Result<(), String> {
+    let root = SVGBackend::new(path, (960, 620)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let (x0, x1) = x_range(lines);
+    let ymax = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.1))
+        .fold(1.0f64, f64::max)
+        * 1.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, 0.0..ymax)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_labels(9)
+        .x_label_formatter(&|v| {
+            let r = v.round();
+            if (v - r).abs() < 1e-6 && r >= 0.0 {
+                size_label(1usize << (r as u32))
+            } else {
+                String::new()
+            }
+        })
+        .y_label_formatter(&|v| format!("{v:.1}×"))
+        .x_desc("payload size (log scale)")
+        .y_desc("Sealbox ÷ fastest raw AES-256-GCM (throughput)")
+        .draw()
+        .map_err(|e| e.to_string())?;
+    draw_lines(&mut chart, lines)?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}
