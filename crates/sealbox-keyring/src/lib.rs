@@ -522,6 +522,11 @@ impl Keyring {
             wrapped: wrapped.clone(),
             context: context.clone(),
         };
+        // The hot path: a cached key (one cache lookup). A wrapped key the KMS just refused is
+        // never in the unwrap cache, so the negative cache is asked only on a miss.
+        if let Some(k) = self.inner.unwrapped.get(&key).await {
+            return Ok(k);
+        }
         if let Some(e) = self.inner.refused.get(&key).await {
             bump(&self.inner.counters.negative_hits);
             return Err(Error::Provider(e));
