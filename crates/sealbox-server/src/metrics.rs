@@ -117,20 +117,13 @@ impl Metrics {
             sum.seal_waits += s.seal_waits;
             sum.negative_cache_hits += s.negative_cache_hits;
         }
-        let (opens, seals, failed, leases, refused) = (
-            sum.opens,
-            sum.seals,
-            sum.failed_calls,
-            sum.leases_created,
-            sum.negative_cache_hits,
-        );
-        let hits = opens.saturating_sub(unwraps);
+        let hits = sum.opens.saturating_sub(unwraps);
         for (name, help, v) in [
             ("sealbox_kms_calls_total", "Calls to KMS providers.", kms),
             (
                 "sealbox_kms_failed_calls_total",
                 "Failed calls to KMS providers.",
-                failed,
+                sum.failed_calls,
             ),
             (
                 "sealbox_unwrap_cache_misses_total",
@@ -142,12 +135,20 @@ impl Metrics {
                 "Envelope opens served from the unwrap cache.",
                 hits,
             ),
-            ("sealbox_envelopes_opened_total", "Envelopes opened.", opens),
-            ("sealbox_envelopes_sealed_total", "Envelopes sealed.", seals),
+            (
+                "sealbox_envelopes_opened_total",
+                "Envelopes opened.",
+                sum.opens,
+            ),
+            (
+                "sealbox_envelopes_sealed_total",
+                "Envelopes sealed.",
+                sum.seals,
+            ),
             (
                 "sealbox_data_key_leases_total",
                 "Data-key leases created.",
-                leases,
+                sum.leases_created,
             ),
             (
                 "sealbox_data_key_leases_renewed_ahead_total",
@@ -162,7 +163,7 @@ impl Metrics {
             (
                 "sealbox_unwrap_refusals_cached_total",
                 "Opens refused from the negative cache (a wrapped key the KMS had just refused).",
-                refused,
+                sum.negative_cache_hits,
             ),
         ] {
             text.push_str(&format!(
