@@ -87,6 +87,46 @@ pub struct KeyStats {
     pub leases_renewed_ahead: u64,
 }
 
+impl std::ops::AddAssign for KeyStats {
+    /// Adds another key-ring's counters (for totals over several key-rings).
+    fn add_assign(&mut self, o: Self) {
+        let Self {
+            generate_calls,
+            wrap_calls,
+            unwrap_calls,
+            rewrap_calls,
+            describe_calls,
+            failed_calls,
+            seals,
+            opens,
+            leases_created,
+            batch_unwrap_calls,
+            batch_unwrapped_keys,
+            negative_cache_hits,
+            seal_waits,
+            leases_renewed_ahead,
+        } = self;
+        for (total, add) in [
+            (generate_calls, o.generate_calls),
+            (wrap_calls, o.wrap_calls),
+            (unwrap_calls, o.unwrap_calls),
+            (rewrap_calls, o.rewrap_calls),
+            (describe_calls, o.describe_calls),
+            (failed_calls, o.failed_calls),
+            (seals, o.seals),
+            (opens, o.opens),
+            (leases_created, o.leases_created),
+            (batch_unwrap_calls, o.batch_unwrap_calls),
+            (batch_unwrapped_keys, o.batch_unwrapped_keys),
+            (negative_cache_hits, o.negative_cache_hits),
+            (seal_waits, o.seal_waits),
+            (leases_renewed_ahead, o.leases_renewed_ahead),
+        ] {
+            *total += add;
+        }
+    }
+}
+
 impl KeyStats {
     /// All provider (KMS) calls; a batch unwrap counts as one.
     pub fn kms_calls(&self) -> u64 {

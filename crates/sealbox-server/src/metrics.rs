@@ -103,20 +103,11 @@ impl Metrics {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         let mut text = String::from_utf8(out).unwrap_or_default();
-        let (mut kms, mut unwraps) = (0, 0);
         let mut sum = sealbox_keyring::KeyStats::default();
         for k in policy.keyrings() {
-            let s = k.stats();
-            kms += s.kms_calls();
-            unwraps += s.unwrap_calls + s.batch_unwrapped_keys;
-            sum.opens += s.opens;
-            sum.seals += s.seals;
-            sum.failed_calls += s.failed_calls;
-            sum.leases_created += s.leases_created;
-            sum.leases_renewed_ahead += s.leases_renewed_ahead;
-            sum.seal_waits += s.seal_waits;
-            sum.negative_cache_hits += s.negative_cache_hits;
+            sum += k.stats();
         }
+        let (kms, unwraps) = (sum.kms_calls(), sum.unwrap_calls + sum.batch_unwrapped_keys);
         let hits = sum.opens.saturating_sub(unwraps);
         for (name, help, v) in [
             ("sealbox_kms_calls_total", "Calls to KMS providers.", kms),
