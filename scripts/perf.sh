@@ -3,8 +3,10 @@
 # its own Cargo.lock and target dir perf/target) in release mode and runs every section it
 # implements, printing one table per section and writing them to target/perf/:
 #
-#   scripts/perf.sh            # full run, ≈ 2 minutes of measuring on one core
-#   scripts/perf.sh --quick    # smoke test (short batches; figures not meaningful)
+#   scripts/perf.sh               # full run, ≈ 4 minutes of measuring
+#   scripts/perf.sh --quick       # smoke test (short batches; figures not meaningful)
+#   scripts/perf.sh --codec-only  # section 3 alone → codec_server.md, codec_server.csv
+#   PERF_SKIP_CODEC=1 scripts/perf.sh   # without section 3 (no sealbox build, no Python venv)
 #
 #   target/perf/results.md       the tables below, with the run's date, commit and machine
 #   target/perf/throughput.csv   every implementation × size × seal/open (median, quartiles)
@@ -13,15 +15,26 @@
 #   target/perf/breakdown.csv    where a 1 KiB seal/open spends its time
 #   target/perf/memory.csv       peak memory of a 4 MiB seal / open / round trip
 #   target/perf/overhead.csv     envelope bytes − plaintext bytes (local KEK)
+#   target/perf/codec_server.csv section 3: codec server CPU/request, req/s, latency percentiles
 #
-# What each figure means: perf/README.md. Not part of the test command. The build uses one
-# job (PERF_JOBS to change) and never touches the workspace's target/debug or target/release.
+# Section 3 also builds the release `sealbox` binary into target/perf-server (its own target
+# dir: cargo's lock on target/debug or target/release is never taken) and installs its Python
+# peer (perf/requirements.txt: aiohttp, cryptography, temporalio) from PyPI into
+# target/perf/venv, reinstalling only when the requirements change.
+#
+# What each figure means: perf/README.md. Not part of the test command. The builds use one
+# job (PERF_JOBS to change) and never touch the workspace's target/debug or target/release.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 perf="$root/perf"
 out="$root/target/perf"
 jobs="${PERF_JOBS:-1}"
+mode=run
+if [[ "${1:-}" == "--codec-only" ]]; then
+    mode=codec
+    shift
+fi
 
 # Cargo runs inside perf/ (its own workspace): never in the repository root.
 cd "$perf"
@@ -38,14 +51,48 @@ else
     backend=rustcrypto
 fi
 
-# Section 3 needs the Python equivalent of Temporal's sample codec server; it is not built yet.
-py="$root/.tools/venv/bin/python"
-if [ ! -x "$py" ]; then
-    section3="not implemented yet; also, no Python at .tools/venv (scripts/setup-tools.sh creates it)."
-elif ! "$py" -c 'import aiohttp' 2>/dev/null; then
-    section3="not implemented yet; also, aiohttp is not installed in .tools/venv, so the Python sample codec server (aiohttp + cryptography + temporalio) cannot run here."
+# Section 3: the release `sealbox` binary (own target dir) and the Python peer (own venv).
+section3=""
+server_build=""
+server_bin="$root/target/perf-server/release/sealbox"
+venv="$out/venv"
+req="$perf/requirements.txt"
+if [[ -n "${PERF_SKIP_CODEC:-}" ]]; then
+    section3="skipped (PERF_SKIP_CODEC is set)."
 else
-    section3="not implemented in the harness yet."
+    echo "[perf] building the release sealbox binary (target/perf-server, -j $jobs; the first build takes many minutes)" >&2
+    t0=$(date +%s)
+    if (cd "$root" && CARGO_TARGET_DIR="$root/target/perf-server" \
+            cargo build --release --locked -j "$jobs" -p sealbox-cli >&2); then
+        server_build="$(( $(date +%s) - t0 )) s (cargo build --release --locked -j $jobs -p sealbox-cli, CARGO_TARGET_DIR=target/perf-server, incremental if built before)"
+    else
+        section3="the release sealbox binary did not build (cargo build --release -p sealbox-cli failed)."
+    fi
+    if [[ -z "$section3" ]]; then
+        mkdir -p "$out"
+        stamp="$venv/.requirements.sha256"
+        want="$(sha256sum "$req" | cut -d' ' -f1)"
+        if [[ ! -x "$venv/bin/python" ]]; then
+            echo "[perf] creating $venv" >&2
+            python3 -m venv "$venv" >&2 || section3="python3 -m venv failed (Debian: apt-get install python3 python3-venv)."
+        fi
+        if [[ -z "$section3" && "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+            echo "[perf] installing the Python peer's packages (perf/requirements.txt) into $venv" >&2
+            if "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$req" >&2; then
+                echo "$want" >"$stamp"
+            else
+                section3="pip install -r perf/requirements.txt failed, so the Python sample codec server (aiohttp + cryptography + temporalio) cannot run here."
+            fi
+        fi
+    fi
+fi
+if [[ -z "$section3" ]]; then
+    export SEALBOX_PERF_SEALBOX_BIN="$server_bin"
+    export SEALBOX_PERF_PYTHON="$venv/bin/python"
+    export SEALBOX_PERF_PY_SERVER="$perf/python_codec_server.py"
+    unset SEALBOX_PERF_SECTION3
+else
+    export SEALBOX_PERF_SECTION3="$section3"
 fi
 
 commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -54,11 +101,11 @@ meta="date: $(date -u '+%Y-%m-%d %H:%M UTC')
 commit: $commit${dirty:+ plus uncommitted changes in: $dirty}
 toolchain: $(rustc --version)
 sealbox-core features in this build: AEAD backend $backend
-harness build: ${build_secs} s (cargo build --release -j $jobs in perf/, incremental if it was built before)"
+harness build: ${build_secs} s (cargo build --release -j $jobs in perf/, incremental if it was built before)${server_build:+
+sealbox server build (section 3): $server_build}"
 
 mkdir -p "$out"
 cd "$root"
 SEALBOX_PERF_META="$meta" \
 SEALBOX_PERF_CORE_BACKEND="$backend" \
-SEALBOX_PERF_SECTION3="$section3" \
-    "$perf/target/release/sealbox-perf" run --out "$out" "$@"
+    "$perf/target/release/sealbox-perf" "$mode" --out "$out" "$@"

@@ -1,12 +1,15 @@
-//! Sealbox performance harness (issue #16, sections 1 and 6 so far). Run through
+//! Sealbox performance harness (issue #16, sections 1, 3 and 6 so far). Run through
 //! `scripts/perf.sh`; see perf/README.md for what every figure means.
 //!
 //! ```text
-//! sealbox-perf run [--out DIR] [--quick]   all sections; tables on stdout, files in DIR
-//! sealbox-perf mem OP BYTES                 (internal) one peak-memory child process
+//! sealbox-perf run [--out DIR] [--quick]     all sections; tables on stdout, files in DIR
+//! sealbox-perf codec [--out DIR] [--quick]   section 3 alone (codec_server.md, codec_server.csv)
+//! sealbox-perf codec-load --port P [...]      section 3's /decode load against a running server
+//! sealbox-perf mem OP BYTES                   (internal) one peak-memory child process
 //! ```
 
 mod alloc;
+mod codec;
 mod fmt;
 mod measure;
 mod mem;
@@ -1410,16 +1413,13 @@ fn run(args: &[String]) {
     let overhead_csv = overhead(&fx, &mut report);
 
     report.say("## 3. Codec server CPU per request\n\n");
-    report.para(&format!(
-        "Not measured in this run: {}",
-        std::env::var("SEALBOX_PERF_SECTION3")
-            .unwrap_or_else(|_| "not implemented in the harness yet.".into())
-    ));
+    let codec_csv = section3(quick, &mut report);
     report.say("## Not yet in this harness\n\n");
     report.para(
-        "Section 2 (AWS Encryption SDK), section 3 (codec server against the Python sample), section 4 \
-         (worker overhead on Temporal), section 5 (KMS call counts against OpenBao), and from section 6 the codec \
-         server's CPU against payloads per request and the Vault/AWS/GCP/Temporal Proxy/sample overheads.",
+        "Section 2 (AWS Encryption SDK), section 3's `temporal` CLI pattern (time to decode a 1,000-event \
+         history), section 4 (worker overhead on Temporal), section 5 (KMS call counts against OpenBao), and from \
+         section 6 the codec server's CPU against payloads per request beyond 100 and the \
+         Vault/AWS/GCP/Temporal Proxy/sample overheads.",
     );
 
     let stats = fx.writer.stats();
@@ -1450,6 +1450,81 @@ fn run(args: &[String]) {
     write("breakdown.csv", &bd.csv);
     write("memory.csv", &mem_csv);
     write("overhead.csv", &overhead_csv);
+    match codec_csv {
+        Some(csv) => write("codec_server.csv", &csv),
+        // No stale figures from an earlier run beside this run's results.md.
+        None => {
+            let _ = std::fs::remove_file(out_dir.join("codec_server.csv"));
+        }
+    }
+    eprintln!("[perf] wrote {}", out_dir.display());
+}
+
+/// Section 3, or the reason it did not run; `Some(csv)` when it ran.
+fn section3(quick: bool, report: &mut Report) -> Option<String> {
+    if let Ok(why) = std::env::var("SEALBOX_PERF_SECTION3") {
+        report.para(&format!("Not measured in this run: {why}"));
+        return None;
+    }
+    let setup = match codec::Setup::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            report.para(&format!("Not measured in this run: {e}."));
+            return None;
+        }
+    };
+    let plan = if quick {
+        codec::Plan::quick()
+    } else {
+        codec::Plan::standard()
+    };
+    match codec::section3(&setup, plan, quick, report) {
+        Ok(csv) => Some(csv),
+        Err(e) => {
+            report.para(&format!("**Section 3 failed:** {e}"));
+            None
+        }
+    }
+}
+
+/// `sealbox-perf codec [--out DIR] [--quick]`: section 3 alone.
+fn run_codec(args: &[String]) {
+    let mut out_dir = PathBuf::from("target/perf");
+    let mut quick = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--out" => out_dir = PathBuf::from(it.next().expect("--out DIR")),
+            "--quick" => quick = true,
+            other => {
+                eprintln!(
+                    "unknown argument {other}\nusage: sealbox-perf codec [--out DIR] [--quick]"
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+    std::fs::create_dir_all(&out_dir).expect("create output directory");
+    let mut report = Report { md: String::new() };
+    report.say("# Sealbox performance run: section 3 only\n\n");
+    if let Ok(meta) = std::env::var("SEALBOX_PERF_META") {
+        for line in meta.lines().filter(|l| !l.trim().is_empty()) {
+            report.say(&format!("- {line}\n"));
+        }
+    }
+    report.say(&format!(
+        "- CPU: {} ({} logical CPUs visible); kernel {}\n\n",
+        read_first("/proc/cpuinfo", "model name").unwrap_or_else(|| "?".into()),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map_or("?".into(), |s| s.trim().to_owned()),
+    ));
+    report.say("## 3. Codec server CPU per request\n\n");
+    let csv = section3(quick, &mut report);
+    std::fs::write(out_dir.join("codec_server.md"), &report.md).expect("write codec_server.md");
+    if let Some(csv) = csv {
+        std::fs::write(out_dir.join("codec_server.csv"), csv).expect("write codec_server.csv");
+    }
     eprintln!("[perf] wrote {}", out_dir.display());
 }
 
@@ -1460,10 +1535,12 @@ fn main() {
             mem::child(&args[1], args[2].parse().expect("size in bytes"));
         }
         Some("run") => run(&args[1..]),
+        Some("codec") => run_codec(&args[1..]),
+        Some("codec-load") => codec::load_command(&args[1..]),
         None => run(&[]),
         _ => {
             eprintln!(
-                "usage: sealbox-perf run [--out DIR] [--quick]\n       sealbox-perf mem seal|open|roundtrip BYTES"
+                "usage: sealbox-perf run [--out DIR] [--quick]\n       sealbox-perf codec [--out DIR] [--quick]\n       sealbox-perf mem seal|open|roundtrip BYTES"
             );
             std::process::exit(2);
         }
