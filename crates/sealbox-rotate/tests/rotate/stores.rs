@@ -7,17 +7,37 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sealbox_rotate::{Store, StoreError, Version};
 
-/// What the suite needs from a store kind's test setup.
-#[async_trait]
-pub(crate) trait Harness: Send + Sync {
+/// A store kind's test setup: the store under test, and `behind`, which reaches the same
+/// objects behind the store's back (and holds what serves them).
+pub(crate) struct Harness<B: ?Sized> {
     /// The store under test (keys relative to its root or prefix).
-    fn store(&self) -> Arc<dyn Store>;
-    /// Deletes `key` behind the store's back.
+    store: Arc<dyn Store>,
+    behind: B,
+}
+
+/// What the suite needs from a store kind's backend, behind the store's back.
+#[async_trait]
+pub(crate) trait Behind: Send + Sync {
+    /// Deletes `key`.
     async fn delete(&self, key: &str);
-    /// Writes `key` behind the store's back, as another program would.
+    /// Writes `key`, as another program would.
     async fn overwrite(&self, key: &str, bytes: &[u8]);
+}
+
+impl<B: Behind + ?Sized> Harness<B> {
+    fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.store)
+    }
+    async fn delete(&self, key: &str) {
+        self.behind.delete(key).await;
+    }
+    async fn overwrite(&self, key: &str, bytes: &[u8]) {
+        self.behind.overwrite(key, bytes).await;
+    }
 }
 
 /// Keys that sort differently bytewise than by any locale or by walking directories
@@ -90,16 +110,49 @@ async fn walk(store: &dyn Store, limit: usize) -> Vec<(String, u64)> {
     panic!("listing did not end");
 }
 
+/// The keys of [`walk`], without their sizes.
+async fn walk_keys(store: &dyn Store, limit: usize) -> Vec<String> {
+    walk(store, limit)
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// `key` reads back as `bytes` at `version`; `what` says which write is checked.
+async fn assert_holds(s: &dyn Store, key: &str, bytes: &[u8], version: &Version, what: &str) {
+    let o = s.read(key).await.expect("read");
+    assert!(
+        o.bytes == bytes,
+        "{key}: {what}: came back different ({} bytes)",
+        o.bytes.len()
+    );
+    assert_eq!(&o.version, version, "{key}: {what}: the version");
+}
+
+/// `bad` is refused as an invalid key by create and by read.
+async fn assert_key_refused(s: &dyn Store, bad: &str) {
+    let r = s.create(bad, b"x".to_vec()).await;
+    assert!(
+        matches!(r, Err(StoreError::InvalidKey { .. })),
+        "{bad:?}: {r:?}"
+    );
+    let r = s.read(bad).await;
+    assert!(
+        matches!(r, Err(StoreError::InvalidKey { .. })),
+        "{bad:?}: {r:?}"
+    );
+}
+
 /// create → read returns the bytes and the same version, twice; a missing key is NotFound.
-pub(crate) async fn round_trip(h: &dyn Harness) {
+pub(crate) async fn round_trip(h: &Harness<dyn Behind>) {
     let s = h.store();
     let v = s
         .create("env/one", b"first envelope".to_vec())
         .await
         .expect("create");
-    let o = s.read("env/one").await.expect("read");
-    assert_eq!(o.bytes, b"first envelope");
-    assert_eq!(o.version, v, "create and read disagree on the version");
+    let what = "create and read disagree";
+    assert_holds(&*s, "env/one", b"first envelope", &v, what).await;
     let again = s.read("env/one").await.expect("read again");
     assert_eq!(again.version, v, "version changed without a write");
     let r = s.read("env/missing").await;
@@ -108,18 +161,16 @@ pub(crate) async fn round_trip(h: &dyn Harness) {
 }
 
 /// create on an existing key is a Conflict and leaves the object alone.
-pub(crate) async fn create_existing_conflicts(h: &dyn Harness) {
+pub(crate) async fn create_existing_conflicts(h: &Harness<dyn Behind>) {
     let s = h.store();
     let v = s.create("k", b"original".to_vec()).await.expect("create");
     let r = s.create("k", b"intruder".to_vec()).await;
     assert!(is_conflict(&r, "k"), "{r:?}");
-    let o = s.read("k").await.expect("read");
-    assert_eq!(o.bytes, b"original");
-    assert_eq!(o.version, v);
+    assert_holds(&*s, "k", b"original", &v, "after the refused create").await;
 }
 
 /// Paging with any limit visits every key once, in bytewise order, with its size.
-pub(crate) async fn list_pages_in_bytewise_order(h: &dyn Harness) {
+pub(crate) async fn list_pages_in_bytewise_order(h: &Harness<dyn Behind>) {
     let s = h.store();
     for (i, key) in ODD_KEYS.iter().enumerate() {
         s.create(key, pattern(i * 3, 1)).await.expect(key);
@@ -150,7 +201,7 @@ pub(crate) async fn list_pages_in_bytewise_order(h: &dyn Harness) {
 /// Objects added or removed between pages: those present for the whole walk are seen exactly
 /// once, none twice, none that was removed before the walk reached it, and none that was
 /// added behind the cursor.
-pub(crate) async fn list_is_stable_under_changes(h: &dyn Harness) {
+pub(crate) async fn list_is_stable_under_changes(h: &Harness<dyn Behind>) {
     let s = h.store();
     let mut initial: Vec<String> = (0..24).map(|i| format!("d{}/k{i:02}", i % 3)).collect();
     for key in &initial {
@@ -221,7 +272,7 @@ pub(crate) async fn list_is_stable_under_changes(h: &dyn Harness) {
 
 /// replace with the current version writes the new bytes and returns a new version, which
 /// a read confirms; the old version is then stale.
-pub(crate) async fn replace_with_current_version(h: &dyn Harness) {
+pub(crate) async fn replace_with_current_version(h: &Harness<dyn Behind>) {
     let s = h.store();
     let v1 = s.create("r", b"one".to_vec()).await.expect("create");
     let read = s.read("r").await.expect("read");
@@ -230,12 +281,7 @@ pub(crate) async fn replace_with_current_version(h: &dyn Harness) {
         .await
         .expect("replace");
     assert_ne!(v2, v1, "a replace with new bytes must change the version");
-    let o = s.read("r").await.expect("read");
-    assert_eq!(o.bytes, b"two");
-    assert_eq!(
-        o.version, v2,
-        "replace and read disagree on the new version"
-    );
+    assert_holds(&*s, "r", b"two", &v2, "replace and read disagree").await;
     let v3 = s
         .replace("r", &v2, b"three".to_vec())
         .await
@@ -244,7 +290,7 @@ pub(crate) async fn replace_with_current_version(h: &dyn Harness) {
 }
 
 /// replace with a stale (or made-up) version is a Conflict and writes nothing.
-pub(crate) async fn replace_with_stale_version_conflicts(h: &dyn Harness) {
+pub(crate) async fn replace_with_stale_version_conflicts(h: &Harness<dyn Behind>) {
     let s = h.store();
     let v1 = s.create("s", b"one".to_vec()).await.expect("create");
     let v2 = s.replace("s", &v1, b"two".to_vec()).await.expect("replace");
@@ -254,13 +300,11 @@ pub(crate) async fn replace_with_stale_version_conflicts(h: &dyn Harness) {
         .replace("s", &Version("not-a-version".into()), b"junk".to_vec())
         .await;
     assert!(is_conflict(&r, "s"), "{r:?}");
-    let o = s.read("s").await.expect("read");
-    assert_eq!(o.bytes, b"two");
-    assert_eq!(o.version, v2);
+    assert_holds(&*s, "s", b"two", &v2, "after the refused replaces").await;
 }
 
 /// A write by someone else after the read makes the replace a Conflict; their bytes stay.
-pub(crate) async fn foreign_write_conflicts(h: &dyn Harness) {
+pub(crate) async fn foreign_write_conflicts(h: &Harness<dyn Behind>) {
     let s = h.store();
     s.create("f", b"original bytes".to_vec())
         .await
@@ -277,7 +321,7 @@ pub(crate) async fn foreign_write_conflicts(h: &dyn Harness) {
 
 /// Of N concurrent replaces of the same version, exactly one wins; the others conflict and
 /// the object holds the winner's bytes.
-pub(crate) async fn concurrent_replaces_one_wins(h: &dyn Harness) {
+pub(crate) async fn concurrent_replaces_one_wins(h: &Harness<dyn Behind>) {
     const N: usize = 8;
     let s = h.store();
     s.create("c", b"start".to_vec()).await.expect("create");
@@ -310,14 +354,13 @@ pub(crate) async fn concurrent_replaces_one_wins(h: &dyn Harness) {
             winners.len()
         );
         let (i, v) = &winners[0];
-        let o = s.read("c").await.expect("read");
-        assert_eq!(o.bytes, format!("round {round} writer {i}").into_bytes());
-        assert_eq!(o.version, *v);
+        let winner = format!("round {round} writer {i}").into_bytes();
+        assert_holds(&*s, "c", &winner, v, "the winner").await;
     }
 }
 
 /// replace of a deleted or never-created key is NotFound and creates nothing.
-pub(crate) async fn replace_missing_is_not_found(h: &dyn Harness) {
+pub(crate) async fn replace_missing_is_not_found(h: &Harness<dyn Behind>) {
     let s = h.store();
     let v = s
         .create("gone", b"soon gone".to_vec())
@@ -337,33 +380,24 @@ pub(crate) async fn replace_missing_is_not_found(h: &dyn Harness) {
 }
 
 /// A few MiB round trip through create, read, replace and list.
-pub(crate) async fn large_object(h: &dyn Harness) {
+pub(crate) async fn large_object(h: &Harness<dyn Behind>) {
     let s = h.store();
     let big = pattern(5 * 1024 * 1024 + 7, 3);
     let v = s.create("big", big.clone()).await.expect("create");
-    let o = s.read("big").await.expect("read");
-    assert!(o.bytes == big, "5 MiB object came back different");
-    assert_eq!(o.version, v);
+    assert_holds(&*s, "big", &big, &v, "5 MiB object").await;
     let other = pattern(3 * 1024 * 1024, 9);
     let v2 = s.replace("big", &v, other.clone()).await.expect("replace");
-    let o = s.read("big").await.expect("read");
-    assert!(
-        o.bytes == other,
-        "replaced 3 MiB object came back different"
-    );
-    assert_eq!(o.version, v2);
+    assert_holds(&*s, "big", &other, &v2, "replaced 3 MiB object").await;
     let listed = s.list(None, 10).await.expect("list");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].size, other.len() as u64);
 }
 
 /// An empty object is an object: created, listed with size 0, read, replaced both ways.
-pub(crate) async fn empty_object(h: &dyn Harness) {
+pub(crate) async fn empty_object(h: &Harness<dyn Behind>) {
     let s = h.store();
     let v = s.create("empty", Vec::new()).await.expect("create");
-    let o = s.read("empty").await.expect("read");
-    assert!(o.bytes.is_empty());
-    assert_eq!(o.version, v);
+    assert_holds(&*s, "empty", b"", &v, "created empty").await;
     let listed = s.list(None, 10).await.expect("list");
     assert_eq!(listed.len(), 1);
     assert_eq!((listed[0].key.as_str(), listed[0].size), ("empty", 0));
@@ -375,26 +409,15 @@ pub(crate) async fn empty_object(h: &dyn Harness) {
         .replace("empty", &v2, Vec::new())
         .await
         .expect("replace back");
-    let o = s.read("empty").await.expect("read");
-    assert!(o.bytes.is_empty());
-    assert_eq!(o.version, v3);
+    assert_holds(&*s, "empty", b"", &v3, "replaced back to empty").await;
 }
 
 /// Keys no store can hold (empty, NUL) are refused by every operation, without a panic.
-pub(crate) async fn invalid_keys_refused(h: &dyn Harness) {
+pub(crate) async fn invalid_keys_refused(h: &Harness<dyn Behind>) {
     let s = h.store();
     let v = s.create("ok", b"ok".to_vec()).await.expect("create");
     for bad in ["", "a\0b"] {
-        let r = s.create(bad, b"x".to_vec()).await;
-        assert!(
-            matches!(r, Err(StoreError::InvalidKey { .. })),
-            "{bad:?}: {r:?}"
-        );
-        let r = s.read(bad).await;
-        assert!(
-            matches!(r, Err(StoreError::InvalidKey { .. })),
-            "{bad:?}: {r:?}"
-        );
+        assert_key_refused(&*s, bad).await;
         let r = s.replace(bad, &v, b"x".to_vec()).await;
         assert!(
             matches!(r, Err(StoreError::InvalidKey { .. })),
@@ -405,8 +428,53 @@ pub(crate) async fn invalid_keys_refused(h: &dyn Harness) {
     assert_eq!(listed.len(), 1, "{listed:?}");
 }
 
+/// Behind an object store kind's store (over the prefix `envelopes/` of a bucket): a second
+/// client (`raw`) on the same bucket, and what serves it (`server`).
+pub(crate) struct ObjectBehind<O, S = ()> {
+    server: S,
+    raw: O,
+}
+
+/// Where the store over an [`ObjectBehind`] keeps `key`.
+fn object_path(key: &str) -> Path {
+    Path::parse(format!("envelopes/{key}")).expect("path")
+}
+
+#[async_trait]
+impl<O: ObjectStore, S: Send + Sync> Behind for ObjectBehind<O, S> {
+    async fn delete(&self, key: &str) {
+        self.raw.delete(&object_path(key)).await.expect("delete");
+    }
+    async fn overwrite(&self, key: &str, bytes: &[u8]) {
+        self.raw
+            .put(&object_path(key), PutPayload::from(bytes.to_vec()))
+            .await
+            .expect("put");
+    }
+}
+
+/// With objects at `outside` (paths beside the prefix, or the prefix itself) and `k` created
+/// in the store, the store lists `k` alone.
+async fn assert_prefix_isolates<O: ObjectStore, S>(
+    h: &Harness<ObjectBehind<O, S>>,
+    outside: &[&str],
+) {
+    for outside in outside {
+        h.behind
+            .raw
+            .put(
+                &Path::parse(*outside).expect("path"),
+                PutPayload::from(b"o".to_vec()),
+            )
+            .await
+            .expect("put");
+    }
+    h.store.create("k", b"in".to_vec()).await.expect("create");
+    assert_eq!(walk_keys(&*h.store, 2).await, ["k"]);
+}
+
 /// One test per check for the store kind built by `$make` (an async fn returning a
-/// [`Harness`]).
+/// [`Harness`] of a [`Behind`]).
 macro_rules! store_conformance {
     ($make:path) => {
         store_conformance!(@tests $make;
@@ -445,28 +513,25 @@ mod file {
 
     use super::*;
 
-    pub(crate) struct FileHarness {
+    pub(crate) struct FileBehind {
         /// Holds `store/` (the store's root) and whatever a test puts beside it.
         dir: tempfile::TempDir,
         root: PathBuf,
-        store: Arc<dyn Store>,
     }
 
-    async fn make() -> FileHarness {
+    async fn make() -> Harness<FileBehind> {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("store");
         std::fs::create_dir(&root).expect("mkdir");
         let store = open_store(root.to_str().expect("UTF-8 path"))
             .await
             .expect("open");
-        FileHarness { dir, root, store }
+        let behind = FileBehind { dir, root };
+        Harness { store, behind }
     }
 
     #[async_trait]
-    impl Harness for FileHarness {
-        fn store(&self) -> Arc<dyn Store> {
-            Arc::clone(&self.store)
-        }
+    impl Behind for FileBehind {
         async fn delete(&self, key: &str) {
             std::fs::remove_file(self.root.join(key)).expect("delete");
         }
@@ -505,7 +570,7 @@ mod file {
             .replace("a", &v, b"b".to_vec())
             .await
             .expect("replace");
-        let work = h.root.join(".sealbox-rotate");
+        let work = h.behind.root.join(".sealbox-rotate");
         assert_eq!(names(&work), BTreeSet::from(["lock".to_owned()]));
         std::fs::write(work.join("tmp-dead"), b"half an envelope").expect("plant");
         let live = work.join("tmp-live");
@@ -540,7 +605,7 @@ mod file {
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
 
-        let store = open_store(h.root.to_str().expect("UTF-8"))
+        let store = open_store(h.behind.root.to_str().expect("UTF-8"))
             .await
             .expect("open");
         assert_eq!(
@@ -560,7 +625,7 @@ mod file {
         writer.0.kill().expect("SIGKILL the writer");
         writer.0.wait().expect("wait");
         drop(probe);
-        open_store(h.root.to_str().expect("UTF-8"))
+        open_store(h.behind.root.to_str().expect("UTF-8"))
             .await
             .expect("open");
         assert_eq!(names(&work), BTreeSet::from(["lock".to_owned()]));
@@ -577,7 +642,7 @@ mod file {
             .create("inside", b"in".to_vec())
             .await
             .expect("create");
-        let absolute = format!("{}/escaped", h.dir.path().display());
+        let absolute = format!("{}/escaped", h.behind.dir.path().display());
         for bad in [
             "../escaped",
             "a/../../escaped",
@@ -594,25 +659,19 @@ mod file {
             "a\0b",
             "",
         ] {
-            let r = h.store.create(bad, b"x".to_vec()).await;
-            assert!(
-                matches!(r, Err(StoreError::InvalidKey { .. })),
-                "{bad:?}: {r:?}"
-            );
-            let r = h.store.read(bad).await;
-            assert!(
-                matches!(r, Err(StoreError::InvalidKey { .. })),
-                "{bad:?}: {r:?}"
-            );
+            assert_key_refused(&*h.store, bad).await;
             let r = h.store.replace(bad, &v, b"x".to_vec()).await;
             assert!(
                 matches!(r, Err(StoreError::InvalidKey { ref reason, .. }) if !reason.is_empty()),
                 "{bad:?}: {r:?}"
             );
         }
-        assert_eq!(names(h.dir.path()), BTreeSet::from(["store".to_owned()]));
         assert_eq!(
-            names(&h.root),
+            names(h.behind.dir.path()),
+            BTreeSet::from(["store".to_owned()])
+        );
+        assert_eq!(
+            names(&h.behind.root),
             BTreeSet::from(["inside".to_owned(), ".sealbox-rotate".to_owned()])
         );
         assert_eq!(h.store.list(None, 10).await.expect("list").len(), 1);
@@ -623,19 +682,15 @@ mod file {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn symbolic_links_are_not_followed() {
         let h = make().await;
-        let outside = h.dir.path().join("outside");
+        let outside = h.behind.dir.path().join("outside");
         std::fs::create_dir(&outside).expect("mkdir");
         std::fs::write(outside.join("secret"), b"not an envelope").expect("write");
-        std::os::unix::fs::symlink(outside.join("secret"), h.root.join("link")).expect("symlink");
-        std::os::unix::fs::symlink(&outside, h.root.join("ldir")).expect("symlink");
+        std::os::unix::fs::symlink(outside.join("secret"), h.behind.root.join("link"))
+            .expect("symlink");
+        std::os::unix::fs::symlink(&outside, h.behind.root.join("ldir")).expect("symlink");
         let v = h.store.create("real", b"r".to_vec()).await.expect("create");
 
-        let keys: Vec<String> = walk(&*h.store, 10)
-            .await
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
-        assert_eq!(keys, ["real"]);
+        assert_eq!(walk_keys(&*h.store, 10).await, ["real"]);
         for key in ["link", "ldir/secret"] {
             let r = h.store.read(key).await;
             assert!(
@@ -664,7 +719,7 @@ mod file {
         assert!(is_not_found(&r, "d"), "{r:?}");
         let r = h.store.create("d", b"y".to_vec()).await;
         assert!(is_conflict(&r, "d"), "{r:?}");
-        assert!(h.root.join("d/x").is_file());
+        assert!(h.behind.root.join("d/x").is_file());
     }
 
     /// Created files are private (0600); a replace keeps the file's permission bits.
@@ -672,7 +727,7 @@ mod file {
     async fn permissions_are_private_on_create_and_kept_on_replace() {
         let h = make().await;
         let mode = |key: &str| {
-            std::fs::metadata(h.root.join(key))
+            std::fs::metadata(h.behind.root.join(key))
                 .expect("stat")
                 .permissions()
                 .mode()
@@ -683,8 +738,11 @@ mod file {
             .await
             .expect("create");
         assert_eq!(mode("dir/p"), 0o600);
-        std::fs::set_permissions(h.root.join("dir/p"), std::fs::Permissions::from_mode(0o640))
-            .expect("chmod");
+        std::fs::set_permissions(
+            h.behind.root.join("dir/p"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .expect("chmod");
         let v = h.store.read("dir/p").await.expect("read").version;
         h.store
             .replace("dir/p", &v, b"q".to_vec())
@@ -698,7 +756,7 @@ mod file {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn same_size_rewrite_with_restored_mtime_conflicts() {
         let h = make().await;
-        let path = h.root.join("m");
+        let path = h.behind.root.join("m");
         h.store
             .create("m", b"12345".to_vec())
             .await
@@ -725,7 +783,7 @@ mod file {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn two_instances_on_one_directory_never_both_win() {
         let h = make().await;
-        let other = open_store(&format!("file://{}", h.root.display()))
+        let other = open_store(&format!("file://{}", h.behind.root.display()))
             .await
             .expect("open again");
         h.store.create("c", b"0".to_vec()).await.expect("create");
@@ -759,7 +817,7 @@ mod file {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn urls_and_options_are_checked() {
         let h = make().await;
-        let spaced = h.dir.path().join("with space");
+        let spaced = h.behind.dir.path().join("with space");
         std::fs::create_dir(&spaced).expect("mkdir");
         let url = format!("file://{}", spaced.display()).replace(' ', "%20");
         let s = open_store(&url).await.expect("file:// URL");
@@ -767,14 +825,14 @@ mod file {
         assert!(spaced.join("x").is_file());
         assert!(s.describe().starts_with("file:///"), "{}", s.describe());
 
-        let missing = h.dir.path().join("missing");
-        let file = h.root.join("inside");
+        let missing = h.behind.dir.path().join("missing");
+        let file = h.behind.root.join("inside");
         std::fs::write(&file, b"x").expect("write");
         for bad in [
             missing.display().to_string(),
             file.display().to_string(),
-            format!("file://otherhost{}", h.root.display()),
-            format!("file://{}?x=1", h.root.display()),
+            format!("file://otherhost{}", h.behind.root.display()),
+            format!("file://{}?x=1", h.behind.root.display()),
             "ftp://example.invalid/x".to_owned(),
         ] {
             let r = open_store(&bad).await;
@@ -783,7 +841,11 @@ mod file {
                 "{bad}: {r:?}"
             );
         }
-        let r = open_store_with(h.root.to_str().expect("UTF-8"), &[("aws_region", "x")]).await;
+        let r = open_store_with(
+            h.behind.root.to_str().expect("UTF-8"),
+            &[("aws_region", "x")],
+        )
+        .await;
         assert!(
             matches!(&r, Err(StoreError::InvalidUrl(m)) if m.contains("no options")),
             "{r:?}"
@@ -796,46 +858,20 @@ mod file {
 mod memory {
     use futures::StreamExt;
     use object_store::memory::InMemory;
-    use object_store::path::Path;
-    use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
     use sealbox_rotate::{from_object_store, open_store, open_store_with};
 
     use super::*;
 
-    pub(crate) struct MemoryHarness {
-        inner: Arc<InMemory>,
-        store: Arc<dyn Store>,
-    }
-
-    async fn make() -> MemoryHarness {
-        let inner = Arc::new(InMemory::new());
+    async fn make() -> Harness<ObjectBehind<Arc<InMemory>>> {
+        let raw = Arc::new(InMemory::new());
         let store = from_object_store(
-            Arc::clone(&inner) as Arc<dyn ObjectStore>,
+            Arc::clone(&raw) as Arc<dyn ObjectStore>,
             "envelopes",
             "memory://test",
         )
         .expect("wrap");
-        MemoryHarness { inner, store }
-    }
-
-    fn path(key: &str) -> Path {
-        Path::parse(format!("envelopes/{key}")).expect("path")
-    }
-
-    #[async_trait]
-    impl Harness for MemoryHarness {
-        fn store(&self) -> Arc<dyn Store> {
-            Arc::clone(&self.store)
-        }
-        async fn delete(&self, key: &str) {
-            self.inner.delete(&path(key)).await.expect("delete");
-        }
-        async fn overwrite(&self, key: &str, bytes: &[u8]) {
-            self.inner
-                .put(&path(key), PutPayload::from(bytes.to_vec()))
-                .await
-                .expect("put");
-        }
+        let behind = ObjectBehind { server: (), raw };
+        Harness { store, behind }
     }
 
     store_conformance!(make);
@@ -852,8 +888,7 @@ mod memory {
         let mut expected: Vec<String> = ODD_KEYS.iter().map(|k| (*k).to_owned()).collect();
         expected.sort();
         for limit in [1, 3, 100] {
-            let keys: Vec<String> = walk(&*s, limit).await.into_iter().map(|(k, _)| k).collect();
-            assert_eq!(keys, expected, "limit {limit}");
+            assert_eq!(walk_keys(&*s, limit).await, expected, "limit {limit}");
         }
         let fresh = open_store("memory://").await.expect("open");
         assert!(fresh.list(None, 10).await.expect("list").is_empty());
@@ -870,18 +905,9 @@ mod memory {
     async fn keys_must_be_canonical_object_paths() {
         let h = make().await;
         for bad in ["/a", "a/", "a//b", "a/../b", "..", ".", "a\nb", "a\u{7f}b"] {
-            let r = h.store.create(bad, b"x".to_vec()).await;
-            assert!(
-                matches!(r, Err(StoreError::InvalidKey { .. })),
-                "{bad:?}: {r:?}"
-            );
-            let r = h.store.read(bad).await;
-            assert!(
-                matches!(r, Err(StoreError::InvalidKey { .. })),
-                "{bad:?}: {r:?}"
-            );
+            assert_key_refused(&*h.store, bad).await;
         }
-        let all = h.inner.list(None).collect::<Vec<_>>().await;
+        let all = h.behind.raw.list(None).collect::<Vec<_>>().await;
         assert!(all.is_empty(), "{all:?}");
     }
 
@@ -890,30 +916,17 @@ mod memory {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_prefix_isolates_the_store() {
         let h = make().await;
-        for outside in [
+        let outside = [
             "envelopes-2/k",
             "envelopesk",
             "envelopes",
             "other/envelopes/k",
-        ] {
-            h.inner
-                .put(
-                    &Path::parse(outside).expect("path"),
-                    PutPayload::from(b"o".to_vec()),
-                )
-                .await
-                .expect("put");
-        }
-        h.store.create("k", b"in".to_vec()).await.expect("create");
-        let keys: Vec<String> = walk(&*h.store, 2)
-            .await
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
-        assert_eq!(keys, ["k"]);
+        ];
+        assert_prefix_isolates(&h, &outside).await;
         let raw = h
-            .inner
-            .get(&path("k"))
+            .behind
+            .raw
+            .get(&object_path("k"))
             .await
             .expect("get")
             .bytes()
@@ -927,8 +940,6 @@ mod memory {
 /// second client behind its back.
 mod s3 {
     use object_store::aws::{AmazonS3, AmazonS3Builder};
-    use object_store::path::Path;
-    use object_store::{ObjectStoreExt, PutPayload};
     use sealbox_rotate::open_store_with;
     use sealbox_testkit::servers::Moto;
 
@@ -937,12 +948,6 @@ mod s3 {
     const BUCKET: &str = "sealbox-rotate-test";
     const KEY_ID: &str = "AKIDSEALBOXTEST";
     const SECRET: &str = "dummy-secret-Zq8wX2vK";
-
-    pub(crate) struct S3Harness {
-        moto: Moto,
-        store: Arc<dyn Store>,
-        raw: AmazonS3,
-    }
 
     fn options(endpoint: &str) -> Vec<(&'static str, String)> {
         vec![
@@ -970,7 +975,7 @@ mod s3 {
         );
     }
 
-    async fn make() -> S3Harness {
+    async fn make() -> Harness<ObjectBehind<AmazonS3, Moto>> {
         let moto = Moto::start();
         create_bucket(&moto.endpoint, BUCKET).await;
         let store = open(
@@ -988,27 +993,8 @@ mod s3 {
             .with_secret_access_key(SECRET)
             .build()
             .expect("raw client");
-        S3Harness { moto, store, raw }
-    }
-
-    fn path(key: &str) -> Path {
-        Path::parse(format!("envelopes/{key}")).expect("path")
-    }
-
-    #[async_trait]
-    impl Harness for S3Harness {
-        fn store(&self) -> Arc<dyn Store> {
-            Arc::clone(&self.store)
-        }
-        async fn delete(&self, key: &str) {
-            self.raw.delete(&path(key)).await.expect("delete");
-        }
-        async fn overwrite(&self, key: &str, bytes: &[u8]) {
-            self.raw
-                .put(&path(key), PutPayload::from(bytes.to_vec()))
-                .await
-                .expect("put");
-        }
+        let behind = ObjectBehind { server: moto, raw };
+        Harness { store, behind }
     }
 
     store_conformance!(make);
@@ -1104,7 +1090,8 @@ mod s3 {
         let h = make().await;
         let d = h.store.describe();
         assert!(
-            d.contains(&format!("s3://{BUCKET}/envelopes")) && d.contains(&h.moto.endpoint),
+            d.contains(&format!("s3://{BUCKET}/envelopes"))
+                && d.contains(&h.behind.server.endpoint),
             "{d}"
         );
         let debug = format!("{:?}", h.store);
@@ -1114,7 +1101,7 @@ mod s3 {
                 "{shown}"
             );
         }
-        let missing = open("s3://no-such-bucket/p", &options(&h.moto.endpoint))
+        let missing = open("s3://no-such-bucket/p", &options(&h.behind.server.endpoint))
             .await
             .expect("open makes no request");
         let e = missing.list(None, 10).await.expect_err("no bucket");
@@ -1127,28 +1114,16 @@ mod s3 {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_prefix_isolates_the_store() {
         let h = make().await;
-        for outside in ["envelopes-2/k", "envelopesk", "other/envelopes/k"] {
-            h.raw
-                .put(
-                    &Path::parse(outside).expect("path"),
-                    PutPayload::from(b"o".to_vec()),
-                )
-                .await
-                .expect("put");
-        }
-        h.store.create("k", b"in".to_vec()).await.expect("create");
-        let keys: Vec<String> = walk(&*h.store, 2)
-            .await
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
-        assert_eq!(keys, ["k"]);
-        let whole = open(&format!("s3://{BUCKET}"), &options(&h.moto.endpoint))
-            .await
-            .expect("open the whole bucket");
-        let keys: Vec<String> = walk(&*whole, 3).await.into_iter().map(|(k, _)| k).collect();
+        let outside = ["envelopes-2/k", "envelopesk", "other/envelopes/k"];
+        assert_prefix_isolates(&h, &outside).await;
+        let whole = open(
+            &format!("s3://{BUCKET}"),
+            &options(&h.behind.server.endpoint),
+        )
+        .await
+        .expect("open the whole bucket");
         assert_eq!(
-            keys,
+            walk_keys(&*whole, 3).await,
             [
                 "envelopes-2/k",
                 "envelopes/k",
@@ -1164,7 +1139,7 @@ mod s3 {
     async fn versioned_bucket() {
         let h = make().await;
         let response = reqwest::Client::new()
-            .put(format!("{}/{BUCKET}?versioning", h.moto.endpoint))
+            .put(format!("{}/{BUCKET}?versioning", h.behind.server.endpoint))
             .body(
                 "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
                  <Status>Enabled</Status></VersioningConfiguration>",
@@ -1185,8 +1160,7 @@ mod s3 {
         assert_ne!(v2, v1);
         let r = h.store.replace("v", &v1, b"stale".to_vec()).await;
         assert!(is_conflict(&r, "v"), "{r:?}");
-        let o = h.store.read("v").await.expect("read");
-        assert_eq!((o.bytes.as_slice(), &o.version), (&b"two"[..], &v2));
+        assert_holds(&*h.store, "v", b"two", &v2, "versioned replace").await;
     }
 }
 
@@ -1202,9 +1176,8 @@ mod postgres {
     const TABLE: &str = "CREATE TABLE envelopes (\
          name text COLLATE \"und-x-icu\" PRIMARY KEY, body bytea, note text)";
 
-    pub(crate) struct PgHarness {
+    pub(crate) struct PgBehind {
         pg: Postgres,
-        store: Arc<dyn Store>,
         client: Client,
     }
 
@@ -1223,19 +1196,17 @@ mod postgres {
         client
     }
 
-    async fn make() -> PgHarness {
+    async fn make() -> Harness<PgBehind> {
         let pg = Postgres::start();
         pg.psql("postgres", TABLE);
         let store = open_store(&store_url(&pg)).await.expect("open");
         let client = connect(&pg).await;
-        PgHarness { pg, store, client }
+        let behind = PgBehind { pg, client };
+        Harness { store, behind }
     }
 
     #[async_trait]
-    impl Harness for PgHarness {
-        fn store(&self) -> Arc<dyn Store> {
-            Arc::clone(&self.store)
-        }
+    impl Behind for PgBehind {
         async fn delete(&self, key: &str) {
             let n = self
                 .client
@@ -1430,7 +1401,8 @@ mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rows_with_null_are_not_objects() {
         let h = make().await;
-        h.client
+        h.behind
+            .client
             .execute(
                 "INSERT INTO envelopes (name, body) VALUES ('nothing', NULL)",
                 &[],
@@ -1438,12 +1410,7 @@ mod postgres {
             .await
             .expect("insert");
         let v = h.store.create("real", b"r".to_vec()).await.expect("create");
-        let keys: Vec<String> = walk(&*h.store, 5)
-            .await
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
-        assert_eq!(keys, ["real"]);
+        assert_eq!(walk_keys(&*h.store, 5).await, ["real"]);
         assert!(is_not_found(&h.store.read("nothing").await, "nothing"));
         let r = h.store.replace("nothing", &v, b"x".to_vec()).await;
         assert!(is_not_found(&r, "nothing"), "{r:?}");
@@ -1458,6 +1425,7 @@ mod postgres {
         let h = make().await;
         let v = h.store.create("k", b"1".to_vec()).await.expect("create");
         let killed: bool = h
+            .behind
             .client
             .query_one(
                 "SELECT bool_and(pg_terminate_backend(pid)) FROM pg_stat_activity \
@@ -1475,6 +1443,6 @@ mod postgres {
             Err(e) => panic!("{e}"),
         };
         assert_eq!(o.version, v);
-        let _ = &h.pg;
+        let _ = &h.behind.pg;
     }
 }
