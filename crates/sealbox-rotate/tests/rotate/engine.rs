@@ -10,8 +10,8 @@ use base64::Engine;
 use sealbox_core::inspect;
 use sealbox_policy::{PolicyConfig, PolicyKeyrings};
 use sealbox_rotate::{
-    Mode, Object, ObjectMeta, Retire, RunError, RunOptions, Shard, Store, StoreError, Version,
-    check, external_storage_object, inventory, open_store, run,
+    Mode, Object, ObjectMeta, Report, Retire, RunError, RunOptions, Shard, Store, StoreError,
+    Version, check, external_storage_object, inventory, open_store, run,
 };
 
 /// Key files for `local:///old` and `local:///new` in a temp dir.
@@ -51,6 +51,31 @@ pub(crate) async fn policy(active: &str, decrypt_only: &[&str], lease: u64) -> P
     PolicyKeyrings::build(PolicyConfig::from_toml(&text, "policy.toml").expect("valid"))
         .await
         .expect("build")
+}
+
+/// A rotation from `local:///old` to `local:///new`: `before` has the old KEK active, `after`
+/// the new one with the old one decrypt-only.
+struct Rotation {
+    k: Keys,
+    before: PolicyKeyrings,
+    after: PolicyKeyrings,
+}
+
+/// A [`Rotation`] whose policies lease a data key for `lease` payloads, with `n` envelopes
+/// [`seed`]ed into `store` under `before`.
+async fn seeded(store: &dyn Store, n: usize, lease: u64) -> Rotation {
+    let k = keys();
+    let before = policy(&k.old, &[], lease).await;
+    seed(store, &before, n).await;
+    let after = policy(&k.new, &[&k.old], lease).await;
+    Rotation { k, before, after }
+}
+
+/// One run of `mode` with the default options over `store` under `policy`; it must finish.
+async fn run_mode(policy: &PolicyKeyrings, store: &dyn Store, mode: Mode) -> Report {
+    run(policy, store, &RunOptions::new(mode))
+        .await
+        .expect("run")
 }
 
 fn plaintext(i: usize) -> Vec<u8> {
@@ -101,13 +126,11 @@ fn name(kek: &sealbox_core::KekRef) -> String {
 
 #[tokio::test]
 async fn rewrap_moves_every_envelope_to_the_active_kek_on_a_file_store() {
-    let k = keys();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open_store(&format!("file://{}", dir.path().display()))
         .await
         .expect("store");
-    let before = policy(&k.old, &[], 10).await;
-    seed(store.as_ref(), &before, 300).await;
+    let Rotation { k, before, after } = seeded(store.as_ref(), 300, 10).await;
     store
         .create("notes/readme.txt", b"not an envelope".to_vec())
         .await
@@ -118,7 +141,6 @@ async fn rewrap_moves_every_envelope_to_the_active_kek_on_a_file_store() {
         .await
         .expect("create");
 
-    let after = policy(&k.new, &[&k.old], 10).await;
     // A dry run changes nothing and says what would change.
     let mut dry = RunOptions::new(Mode::Rewrap);
     dry.dry_run = true;
@@ -126,9 +148,7 @@ async fn rewrap_moves_every_envelope_to_the_active_kek_on_a_file_store() {
     assert_eq!((report.would_change, report.changed), (300, 0));
     assert_all_on(store.as_ref(), &before, 300, "old").await;
 
-    let report = run(&after, store.as_ref(), &RunOptions::new(Mode::Rewrap))
-        .await
-        .expect("run");
+    let report = run_mode(&after, store.as_ref(), Mode::Rewrap).await;
     assert_eq!(report.scanned, 302);
     assert_eq!(report.changed, 300);
     assert_eq!((report.not_envelopes, report.external_objects), (1, 1));
@@ -164,9 +184,7 @@ async fn rewrap_makes_three_kms_calls_per_distinct_data_key() {
     }
     assert_eq!(before.keyrings()[0].stats().generate_calls, 100);
     let after = policy(&k.new, &[&k.old], 100).await;
-    let report = run(&after, store.as_ref(), &RunOptions::new(Mode::Rewrap))
-        .await
-        .expect("run");
+    let report = run_mode(&after, store.as_ref(), Mode::Rewrap).await;
     assert_eq!(report.changed, 10_000);
     let stats = after.keyrings()[0].stats();
     // Per distinct data key: unwrap the old wrapped key (also opens the old envelope for
@@ -266,10 +284,8 @@ impl Store for Faulty {
 
 #[tokio::test]
 async fn a_concurrent_writer_is_never_overwritten() {
-    let k = keys();
     let inner = open_store("memory://").await.expect("store");
-    let before = policy(&k.old, &[], 10).await;
-    seed(inner.as_ref(), &before, 50).await;
+    let Rotation { before, after, .. } = seeded(inner.as_ref(), 50, 10).await;
     // The writer stores a new envelope under the old KEK after the job has read obj/00007.
     let writers = before
         .seal("tenant-1", b"the writer's data")
@@ -279,27 +295,19 @@ async fn a_concurrent_writer_is_never_overwritten() {
         race: Some((key(7), writers.clone())),
         ..Faulty::new(inner.clone())
     };
-    let after = policy(&k.new, &[&k.old], 10).await;
-    let report = run(&after, &store, &RunOptions::new(Mode::Rewrap))
-        .await
-        .expect("run");
+    let report = run_mode(&after, &store, Mode::Rewrap).await;
     assert_eq!(report.conflicts, vec![key(7)]);
     assert_eq!(report.changed, 49);
     assert_eq!(inner.read(&key(7)).await.expect("read").bytes, writers);
     // A second run picks it up.
-    let again = run(&after, inner.as_ref(), &RunOptions::new(Mode::Rewrap))
-        .await
-        .expect("run");
+    let again = run_mode(&after, inner.as_ref(), Mode::Rewrap).await;
     assert_eq!((again.changed, again.conflicts.len()), (1, 0));
 }
 
 #[tokio::test]
 async fn shards_cover_every_object_exactly_once() {
-    let k = keys();
     let store = open_store("memory://").await.expect("store");
-    let before = policy(&k.old, &[], 10).await;
-    seed(store.as_ref(), &before, 200).await;
-    let after = policy(&k.new, &[&k.old], 10).await;
+    let Rotation { after, .. } = seeded(store.as_ref(), 200, 10).await;
     let mut total = 0;
     for i in 0..3 {
         let mut options = RunOptions::new(Mode::Rewrap);
@@ -316,15 +324,10 @@ async fn shards_cover_every_object_exactly_once() {
 
 #[tokio::test]
 async fn reencrypt_gives_fresh_data_keys_and_the_same_plaintexts() {
-    let k = keys();
     let store = open_store("memory://").await.expect("store");
-    let before = policy(&k.old, &[], 1000).await;
-    seed(store.as_ref(), &before, 60).await;
+    let Rotation { after, .. } = seeded(store.as_ref(), 60, 1000).await;
     let old_keys = futures_keys(store.as_ref(), 60).await;
-    let after = policy(&k.new, &[&k.old], 1000).await;
-    let report = run(&after, store.as_ref(), &RunOptions::new(Mode::Reencrypt))
-        .await
-        .expect("run");
+    let report = run_mode(&after, store.as_ref(), Mode::Reencrypt).await;
     assert_eq!(report.changed, 60);
     let new_keys = futures_keys(store.as_ref(), 60).await;
     assert!(new_keys.iter().all(|k| !old_keys.contains(k)));
@@ -333,11 +336,8 @@ async fn reencrypt_gives_fresh_data_keys_and_the_same_plaintexts() {
 
 #[tokio::test]
 async fn a_checkpointed_run_resumes_after_its_last_page() {
-    let k = keys();
     let inner = open_store("memory://").await.expect("store");
-    let before = policy(&k.old, &[], 10).await;
-    seed(inner.as_ref(), &before, 100).await;
-    let after = policy(&k.new, &[&k.old], 10).await;
+    let Rotation { after, .. } = seeded(inner.as_ref(), 100, 10).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut options = RunOptions::new(Mode::Rewrap);
     options.checkpoint = Some(dir.path().join("run.json"));
@@ -370,15 +370,12 @@ async fn a_checkpointed_run_resumes_after_its_last_page() {
 
 #[tokio::test]
 async fn inventory_and_check_gate_retirement() {
-    let k = keys();
     let store = open_store("memory://").await.expect("store");
-    let before = policy(&k.old, &[], 10).await;
-    seed(store.as_ref(), &before, 40).await;
+    let Rotation { k, after, .. } = seeded(store.as_ref(), 40, 10).await;
     store
         .create("junk", b"junk".to_vec())
         .await
         .expect("create");
-    let after = policy(&k.new, &[&k.old], 10).await;
 
     let inv = inventory(store.as_ref(), Shard::ALL, 4, &name)
         .await
@@ -397,9 +394,7 @@ async fn inventory_and_check_gate_retirement() {
         assert_eq!((report.exit_code(), report.in_use), (1, 40), "{uri}");
         assert_eq!(report.examples.len(), 10);
     }
-    run(&after, store.as_ref(), &RunOptions::new(Mode::Rewrap))
-        .await
-        .expect("run");
+    run_mode(&after, store.as_ref(), Mode::Rewrap).await;
     let retire = Retire::resolve(&k.old, &after).await.expect("resolves");
     assert_eq!(check(store.as_ref(), &retire, None, 4).await.exit_code(), 0);
     // A damaged envelope makes the scan incomplete: never a "free".

@@ -126,8 +126,29 @@ async fn signal(handle: &UntypedWorkflowHandle<Client>, value: &str) {
         .expect("signal");
 }
 
-/// Acts as the worker for one workflow task on `task_queue`: answers it with `command`.
-async fn answer_task(connection: &Connection, task_queue: &str, command: Command) {
+/// Starts workflow `id` with `input` on the task queue `tq-{id}`, with no other options.
+async fn start_plain(
+    client: &Client,
+    id: &str,
+    input: Payload,
+) -> (UntypedWorkflowHandle<Client>, String) {
+    let options = WorkflowStartOptions::new(format!("tq-{id}"), id).build();
+    start(client, id, input, options).await
+}
+
+/// Acts as the worker for one workflow task on `task_queue`: answers it with a command of
+/// `command_type` with `attributes`.
+async fn answer_task(
+    connection: &Connection,
+    task_queue: &str,
+    command_type: CommandType,
+    attributes: command::Attributes,
+) {
+    let command = Command {
+        command_type: command_type as i32,
+        attributes: Some(attributes),
+        ..Command::default()
+    };
     let mut svc = connection.clone();
     let task = svc
         .poll_workflow_task_queue(
@@ -242,30 +263,19 @@ async fn inventory_and_check_walk_every_history_of_a_namespace() {
     answer_task(
         &conn,
         "tq-a-1",
-        Command {
-            command_type: CommandType::CompleteWorkflowExecution as i32,
-            attributes: Some(
-                command::Attributes::CompleteWorkflowExecutionCommandAttributes(
-                    CompleteWorkflowExecutionCommandAttributes {
-                        result: Some(Payloads {
-                            payloads: vec![result],
-                        }),
-                    },
-                ),
-            ),
-            ..Command::default()
-        },
+        CommandType::CompleteWorkflowExecution,
+        command::Attributes::CompleteWorkflowExecutionCommandAttributes(
+            CompleteWorkflowExecutionCommandAttributes {
+                result: Some(Payloads {
+                    payloads: vec![result],
+                }),
+            },
+        ),
     )
     .await;
 
     // a-2: sealed input and signal (A); terminated with plaintext details and a reference.
-    let (a2, run_a2) = start(
-        &client_a,
-        "a-2",
-        json("card 5500 0000 0000 0004"),
-        WorkflowStartOptions::new("tq-a-2", "a-2").build(),
-    )
-    .await;
+    let (a2, run_a2) = start_plain(&client_a, "a-2", json("card 5500 0000 0000 0004")).await;
     signal(&a2, "hold").await;
     a2.terminate(
         WorkflowTerminateOptions::builder()
@@ -279,13 +289,7 @@ async fn inventory_and_check_walk_every_history_of_a_namespace() {
     .expect("terminate");
 
     // b-1: sealed input (B); failed with a sealed failure whose cause is sealed too.
-    let (_b1, run_b1) = start(
-        &client_b,
-        "b-1",
-        json("card 3714 496353 98431"),
-        WorkflowStartOptions::new("tq-b-1", "b-1").build(),
-    )
-    .await;
+    let (_b1, run_b1) = start_plain(&client_b, "b-1", json("card 3714 496353 98431")).await;
     let failure = Failure {
         message: "Encoded failure".into(),
         encoded_attributes: Some(
@@ -310,26 +314,17 @@ async fn inventory_and_check_walk_every_history_of_a_namespace() {
     answer_task(
         &conn,
         "tq-b-1",
-        Command {
-            command_type: CommandType::FailWorkflowExecution as i32,
-            attributes: Some(command::Attributes::FailWorkflowExecutionCommandAttributes(
-                FailWorkflowExecutionCommandAttributes {
-                    failure: Some(failure),
-                },
-            )),
-            ..Command::default()
-        },
+        CommandType::FailWorkflowExecution,
+        command::Attributes::FailWorkflowExecutionCommandAttributes(
+            FailWorkflowExecutionCommandAttributes {
+                failure: Some(failure),
+            },
+        ),
     )
     .await;
 
     // b-2: sealed input (B), left running.
-    let (_b2, run_b2) = start(
-        &client_b,
-        "b-2",
-        json("card 6011 0009 9013 9424"),
-        WorkflowStartOptions::new("tq-b-2", "b-2").build(),
-    )
-    .await;
+    let (_b2, run_b2) = start_plain(&client_b, "b-2", json("card 6011 0009 9013 9424")).await;
 
     // The damaged namespace: an input marked as a Sealbox envelope whose data is not one
     // (written through a client without a codec, so it reaches history as it is).
@@ -341,13 +336,7 @@ async fn inventory_and_check_walk_every_history_of_a_namespace() {
         "sealbox-format".into(),
         FORMAT_ENVELOPE_V1.as_bytes().to_vec(),
     );
-    let (_d, run_d) = start(
-        &raw,
-        "d-1",
-        bad,
-        WorkflowStartOptions::new("tq-d-1", "d-1").build(),
-    )
-    .await;
+    let (_d, run_d) = start_plain(&raw, "d-1", bad).await;
 
     await_visible(&conn, NS, &[&run_a1, &run_a2, &run_b1, &run_b2]).await;
     await_visible(&conn, DAMAGED_NS, &[&run_d]).await;
@@ -558,17 +547,16 @@ async fn storage_gc_deletes_only_what_no_history_references() {
 
     // Only `kept` enters a history (as the workflow's input, sent as is).
     let conn = connection(&server.address).await;
-    let (_, run) = start(
-        &client(&conn, GC_NS, None),
-        "gc-1",
-        kept.clone(),
-        WorkflowStartOptions::new("tq-gc", "gc-1").build(),
-    )
-    .await;
+    let (_, run) = start_plain(&client(&conn, GC_NS, None), "gc-1", kept.clone()).await;
     await_visible(&conn, GC_NS, &[&run]).await;
 
     let source = TemporalSource::parse(&format!("temporal://{}/_", server.address)).expect("url");
     let listed = |r: &sealbox_rotate::gc::GcReport| r.unreferenced_keys.clone();
+    let options = |min_age: Duration, dry_run: bool| GcOptions {
+        min_age,
+        dry_run,
+        ..GcOptions::default()
+    };
     let keys_now = || async {
         let mut keys: Vec<String> = driver
             .list_objects()
@@ -587,16 +575,7 @@ async fn storage_gc_deletes_only_what_no_history_references() {
     };
 
     // Young objects are kept whatever the histories say.
-    let young = gc(
-        &driver,
-        &source,
-        &GcOptions {
-            min_age: Duration::from_secs(3600),
-            dry_run: false,
-            ..GcOptions::default()
-        },
-    )
-    .await;
+    let young = gc(&driver, &source, &options(Duration::from_secs(3600), false)).await;
     assert!(young.complete, "{young:?}");
     assert_eq!(
         (young.referenced, young.young, young.deleted),
@@ -606,16 +585,7 @@ async fn storage_gc_deletes_only_what_no_history_references() {
     assert_eq!(keys_now().await, both);
 
     // A dry run lists the orphan and deletes nothing.
-    let dry = gc(
-        &driver,
-        &source,
-        &GcOptions {
-            min_age: Duration::ZERO,
-            dry_run: true,
-            ..GcOptions::default()
-        },
-    )
-    .await;
+    let dry = gc(&driver, &source, &options(Duration::ZERO, true)).await;
     assert_eq!(dry.exit_code(), 0, "{dry:?}");
     assert_eq!(listed(&dry), vec![orphan_key.clone()]);
     assert_eq!((dry.referenced, dry.deleted), (1, 0));
@@ -628,16 +598,7 @@ async fn storage_gc_deletes_only_what_no_history_references() {
         .encode_payloads(vec![json("stray")])
         .await
         .expect("store");
-    let incomplete = gc(
-        &driver,
-        &source,
-        &GcOptions {
-            min_age: Duration::ZERO,
-            dry_run: false,
-            ..GcOptions::default()
-        },
-    )
-    .await;
+    let incomplete = gc(&driver, &source, &options(Duration::ZERO, false)).await;
     assert_eq!(incomplete.exit_code(), 3, "{incomplete:?}");
     assert_eq!(incomplete.deleted, 0);
     assert!(
@@ -656,10 +617,8 @@ async fn storage_gc_deletes_only_what_no_history_references() {
         &driver,
         &source,
         &GcOptions {
-            min_age: Duration::ZERO,
-            dry_run: false,
             namespaces: Some(vec![GC_NS.to_owned()]),
-            ..GcOptions::default()
+            ..options(Duration::ZERO, false)
         },
     )
     .await;
