@@ -21,6 +21,15 @@ fn payload(tag: &str) -> Payload {
     }
 }
 
+/// Event `event_id`, of the kind and with the payloads of `attributes`.
+fn event(event_id: i64, attributes: Attributes) -> HistoryEvent {
+    HistoryEvent {
+        event_id,
+        attributes: Some(attributes),
+        ..HistoryEvent::default()
+    }
+}
+
 async fn tags(event: HistoryEvent) -> Vec<String> {
     let mut t: Vec<String> = event_payloads(event)
         .await
@@ -54,9 +63,9 @@ fn failure(tag: &str, cause: Option<Failure>) -> Failure {
 
 #[tokio::test]
 async fn every_payload_of_a_started_event_is_found_and_search_attributes_are_not() {
-    let event = HistoryEvent {
-        event_id: 1,
-        attributes: Some(Attributes::WorkflowExecutionStartedEventAttributes(
+    let started = event(
+        1,
+        Attributes::WorkflowExecutionStartedEventAttributes(
             WorkflowExecutionStartedEventAttributes {
                 input: Some(Payloads {
                     payloads: vec![payload("input-0"), payload("input-1")],
@@ -76,11 +85,10 @@ async fn every_payload_of_a_started_event_is_found_and_search_attributes_are_not
                 }),
                 ..WorkflowExecutionStartedEventAttributes::default()
             },
-        )),
-        ..HistoryEvent::default()
-    };
+        ),
+    );
     assert_eq!(
-        tags(event).await,
+        tags(started).await,
         [
             "cause-attrs",
             "cause-details",
@@ -97,37 +105,34 @@ async fn every_payload_of_a_started_event_is_found_and_search_attributes_are_not
 
 #[tokio::test]
 async fn marker_details_and_update_outcomes_are_found() {
-    let marker = HistoryEvent {
-        event_id: 7,
-        attributes: Some(Attributes::MarkerRecordedEventAttributes(
-            MarkerRecordedEventAttributes {
-                details: HashMap::from([
-                    (
-                        "a".to_owned(),
-                        Payloads {
-                            payloads: vec![payload("marker-a")],
-                        },
-                    ),
-                    (
-                        "b".to_owned(),
-                        Payloads {
-                            payloads: vec![payload("marker-b")],
-                        },
-                    ),
-                ]),
-                failure: Some(failure("marker", None)),
-                ..MarkerRecordedEventAttributes::default()
-            },
-        )),
-        ..HistoryEvent::default()
-    };
+    let marker = event(
+        7,
+        Attributes::MarkerRecordedEventAttributes(MarkerRecordedEventAttributes {
+            details: HashMap::from([
+                (
+                    "a".to_owned(),
+                    Payloads {
+                        payloads: vec![payload("marker-a")],
+                    },
+                ),
+                (
+                    "b".to_owned(),
+                    Payloads {
+                        payloads: vec![payload("marker-b")],
+                    },
+                ),
+            ]),
+            failure: Some(failure("marker", None)),
+            ..MarkerRecordedEventAttributes::default()
+        }),
+    );
     assert_eq!(
         tags(marker).await,
         ["marker-a", "marker-attrs", "marker-b", "marker-details"]
     );
-    let update = HistoryEvent {
-        event_id: 9,
-        attributes: Some(Attributes::WorkflowExecutionUpdateCompletedEventAttributes(
+    let update = event(
+        9,
+        Attributes::WorkflowExecutionUpdateCompletedEventAttributes(
             WorkflowExecutionUpdateCompletedEventAttributes {
                 outcome: Some(Outcome {
                     value: Some(outcome::Value::Success(Payloads {
@@ -136,9 +141,8 @@ async fn marker_details_and_update_outcomes_are_found() {
                 }),
                 ..WorkflowExecutionUpdateCompletedEventAttributes::default()
             },
-        )),
-        ..HistoryEvent::default()
-    };
+        ),
+    );
     assert_eq!(tags(update).await, ["update-result"]);
     assert!(tags(HistoryEvent::default()).await.is_empty());
 }
@@ -235,29 +239,20 @@ fn env_settings_apply_and_the_api_key_never_shows() {
     )
     .expect_err("plain text key");
     assert!(e.to_string().contains("only over TLS"), "{e}");
-    // Loopback may opt out (a local proxy that terminates TLS).
-    assert!(
-        !TemporalSource::from_url_with_env(
-            "temporal://127.0.0.1:7233/ns?tls=false",
-            env(&[("TEMPORAL_API_KEY", "k")])
-        )
-        .expect("loopback")
-        .tls()
-    );
-    // The URL wins over the environment.
-    assert!(
-        !TemporalSource::from_url_with_env(
-            "temporal://h/ns?tls=false",
-            env(&[("TEMPORAL_TLS", "true")])
-        )
-        .expect("url wins")
-        .tls()
-    );
-    assert!(
-        TemporalSource::from_url_with_env("temporal://h/ns", env(&[("TEMPORAL_TLS", "1")]))
-            .expect("env")
+    let tls = |url: &str, vars: &'static [(&'static str, &'static str)]| {
+        TemporalSource::from_url_with_env(url, env(vars))
+            .expect(url)
             .tls()
-    );
+    };
+    // Loopback may opt out (a local proxy that terminates TLS).
+    let loopback = "temporal://127.0.0.1:7233/ns?tls=false";
+    assert!(!tls(loopback, &[("TEMPORAL_API_KEY", "k")]));
+    // The URL wins over the environment.
+    assert!(!tls(
+        "temporal://h/ns?tls=false",
+        &[("TEMPORAL_TLS", "true")]
+    ));
+    assert!(tls("temporal://h/ns", &[("TEMPORAL_TLS", "1")]));
 }
 
 #[test]

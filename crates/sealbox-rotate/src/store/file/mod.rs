@@ -244,15 +244,7 @@ impl FileStore {
             }
             match fs::symlink_metadata(&path) {
                 Ok(m) if m.is_dir() => {}
-                Ok(m) if m.file_type().is_symlink() => {
-                    return Err(StoreError::backend(
-                        Some(key),
-                        format!(
-                            "{} is a symbolic link; the file store does not follow links",
-                            path.display()
-                        ),
-                    ));
-                }
+                Ok(m) if m.file_type().is_symlink() => return Err(not_regular(key, &path, &m)),
                 Ok(_) => return Ok(None),
                 Err(e) if is_missing(&e) => return Ok(None),
                 Err(e) => return Err(io_error(Some(key), "stat", &path, e)),
@@ -445,15 +437,7 @@ impl FileStore {
             dir.push(segment);
             match fs::symlink_metadata(&dir) {
                 Ok(m) if m.is_dir() => continue,
-                Ok(m) if m.file_type().is_symlink() => {
-                    return Err(StoreError::backend(
-                        Some(key),
-                        format!(
-                            "{} is a symbolic link; the file store does not follow links",
-                            dir.display()
-                        ),
-                    ));
-                }
+                Ok(m) if m.file_type().is_symlink() => return Err(not_regular(key, &dir, &m)),
                 Ok(_) => {
                     return Err(StoreError::backend(
                         Some(key),
@@ -573,6 +557,8 @@ fn sweep(root: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// `key`'s path, or a directory on its way, is not what it must be: a symbolic link, or not a
+/// regular file.
 fn not_regular(key: &str, path: &Path, meta: &fs::Metadata) -> StoreError {
     let what = if meta.file_type().is_symlink() {
         "a symbolic link; the file store does not follow links"
