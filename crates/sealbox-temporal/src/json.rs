@@ -3,40 +3,265 @@
 //! "externalPayloads":[{"sizeBytes":"123"}]}]}`. Input follows protobuf JSON's parsing rules
 //! (lowerCamelCase or original field names, standard or URL-safe base64 with or without
 //! padding, int64 as string or number, `null` = absent); output is canonical (lowerCamelCase,
-//! padded standard base64, int64 as strings, empty fields omitted).
+//! padded standard base64, int64 as strings, empty fields omitted, keys in sorted order).
+//!
+//! The body is read in one pass into a small typed tree whose strings borrow from the body
+//! (no `serde_json::Value`, no copy of a base64 string), then checked in the order a reader
+//! of the tree would check it, so every error names the first offending field; the answer is
+//! written straight into one buffer, base64 included. Unknown fields are skipped (nesting
+//! limits as for any JSON value); a repeated field keeps its last value.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 
 use crate::Payload;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use serde_json::{Map, Value, json};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use temporalio_common::protos::temporal::api::common::v1::payload::ExternalPayloadDetails;
 
-fn bytes(v: &Value, field: &str) -> Result<Vec<u8>, String> {
+#[cfg(test)]
+mod tests;
+
+/// Parses `Payloads` JSON (a codec request body). The error names the offending field
+/// (`payloads[3].metadata.encoding: invalid base64`); it never echoes payload bytes.
+pub fn parse_payloads(body: &[u8]) -> Result<Vec<Payload>, String> {
+    let root: Obj<Root<'_>> =
+        serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    let Obj::Is(root) = root else {
+        return Err("expected a JSON object {\"payloads\": [...]}".into());
+    };
+    let list = match root.payloads {
+        None | Some(Arr::Null) => return Ok(Vec::new()),
+        Some(Arr::Is(list)) => list,
+        Some(Arr::Other) => return Err("payloads: expected an array".into()),
+    };
+    list.into_iter()
+        .enumerate()
+        .map(|(i, p)| match p {
+            Obj::Is(p) => p.check(i),
+            _ => Err(format!("payloads[{i}]: expected an object")),
+        })
+        .collect()
+}
+
+/// Serializes payloads as canonical `Payloads` JSON (a codec response body).
+pub fn render_payloads(payloads: &[Payload]) -> Vec<u8> {
+    let size: usize = payloads
+        .iter()
+        .map(|p| {
+            let metadata: usize = p
+                .metadata
+                .iter()
+                .map(|(k, v)| k.len() + v.len().div_ceil(3) * 4 + 6)
+                .sum();
+            p.data.len().div_ceil(3) * 4 + metadata + 32 * p.external_payloads.len() + 32
+        })
+        .sum();
+    let mut out = String::with_capacity(size + 16);
+    out.push_str("{\"payloads\":[");
+    for (i, p) in payloads.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // Keys in sorted order: data, externalPayloads, metadata.
+        let mut sep = '{';
+        if !p.data.is_empty() {
+            out.push(sep);
+            sep = ',';
+            out.push_str("\"data\":");
+            push_base64(&mut out, &p.data);
+        }
+        if !p.external_payloads.is_empty() {
+            out.push(sep);
+            sep = ',';
+            out.push_str("\"externalPayloads\":[");
+            for (j, d) in p.external_payloads.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"sizeBytes\":\"");
+                out.push_str(&d.size_bytes.to_string());
+                out.push_str("\"}");
+            }
+            out.push(']');
+        }
+        if !p.metadata.is_empty() {
+            out.push(sep);
+            sep = ',';
+            out.push_str("\"metadata\":");
+            let mut keys: Vec<&String> = p.metadata.keys().collect();
+            keys.sort();
+            for (j, k) in keys.into_iter().enumerate() {
+                out.push(if j == 0 { '{' } else { ',' });
+                push_json_string(&mut out, k);
+                out.push(':');
+                push_base64(&mut out, &p.metadata[k]);
+            }
+            out.push('}');
+        }
+        if sep == '{' {
+            out.push('{');
+        }
+        out.push('}');
+    }
+    out.push_str("]}");
+    out.into_bytes()
+}
+
+/// A quoted base64 string (padded standard alphabet).
+fn push_base64(out: &mut String, bytes: &[u8]) {
+    out.push('"');
+    STANDARD.encode_string(bytes, out);
+    out.push('"');
+}
+
+/// A JSON string, escaped as serde_json escapes it (short forms for `\b \t \n \f \r`,
+/// `\u00XX` for other control characters, nothing else).
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        let short = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\u{8}' => "\\b",
+            '\t' => "\\t",
+            '\n' => "\\n",
+            '\u{c}' => "\\f",
+            '\r' => "\\r",
+            c if c < ' ' => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if short.is_empty() {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push_str(short);
+        }
+        start = i + c.len_utf8();
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+// ---------------------------------------------------------------------------------------------
+// The typed tree. Every position records what kind of JSON value stood there, so the checks
+// run after the whole body parsed (a syntax error anywhere is reported as such, first).
+
+/// A position that should hold an object.
+enum Obj<T> {
+    Null,
+    Is(T),
+    Other,
+}
+
+/// A position that should hold an array.
+enum Arr<T> {
+    Null,
+    Is(Vec<T>),
+    Other,
+}
+
+/// A leaf: a string (borrowed from the body unless it had escapes), a number, or another kind.
+enum Scalar<'a> {
+    Null,
+    Str(Cow<'a, str>),
+    Num(serde_json::Number),
+    Other,
+}
+
+struct Root<'a> {
+    payloads: Option<Arr<Obj<RawPayload<'a>>>>,
+}
+
+struct RawPayload<'a> {
+    metadata: Option<Obj<BTreeMap<Cow<'a, str>, Scalar<'a>>>>,
+    data: Option<Scalar<'a>>,
+    external_camel: Option<Arr<Obj<RawExternal<'a>>>>,
+    external_snake: Option<Arr<Obj<RawExternal<'a>>>>,
+}
+
+struct RawExternal<'a> {
+    camel: Option<Scalar<'a>>,
+    snake: Option<Scalar<'a>>,
+}
+
+/// protobuf JSON's rule for a field with two names: the lowerCamelCase one when present,
+/// the original otherwise; `null` is absent.
+fn either<T>(camel: Option<T>, snake: Option<T>, is_null: impl Fn(&T) -> bool) -> Option<T> {
+    camel.or(snake).filter(|v| !is_null(v))
+}
+
+impl RawPayload<'_> {
+    fn check(self, i: usize) -> Result<Payload, String> {
+        let mut metadata = HashMap::new();
+        match self.metadata {
+            None | Some(Obj::Null) => {}
+            Some(Obj::Is(m)) => {
+                for (k, v) in m {
+                    let value = bytes(&v, &format!("payloads[{i}].metadata.{k}"))?;
+                    metadata.insert(k.into_owned(), value);
+                }
+            }
+            Some(Obj::Other) => return Err(format!("payloads[{i}].metadata: expected an object")),
+        }
+        let data = match self.data {
+            Some(v) => bytes(&v, &format!("payloads[{i}].data"))?,
+            None => Vec::new(),
+        };
+        let mut external_payloads = Vec::new();
+        match either(self.external_camel, self.external_snake, |a| {
+            matches!(a, Arr::Null)
+        }) {
+            None | Some(Arr::Null) => {}
+            Some(Arr::Is(list)) => {
+                for (j, e) in list.into_iter().enumerate() {
+                    let size = match e {
+                        Obj::Is(e) => either(e.camel, e.snake, |s| matches!(s, Scalar::Null)),
+                        _ => None,
+                    };
+                    let size_bytes = match size {
+                        Some(v) => int64(
+                            &v,
+                            &format!("payloads[{i}].externalPayloads[{j}].sizeBytes"),
+                        )?,
+                        None => 0,
+                    };
+                    external_payloads.push(ExternalPayloadDetails { size_bytes });
+                }
+            }
+            Some(Arr::Other) => {
+                return Err(format!("payloads[{i}].externalPayloads: expected an array"));
+            }
+        }
+        Ok(Payload {
+            metadata,
+            data,
+            external_payloads,
+        })
+    }
+}
+
+fn bytes(v: &Scalar<'_>, field: &str) -> Result<Vec<u8>, String> {
     let s = match v {
-        Value::Null => return Ok(Vec::new()),
-        Value::String(s) => s,
+        Scalar::Null => return Ok(Vec::new()),
+        Scalar::Str(s) => s,
         _ => return Err(format!("{field}: expected a base64 string")),
     };
     [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD]
         .iter()
-        .find_map(|e| e.decode(s).ok())
+        .find_map(|e| e.decode(s.as_bytes()).ok())
         .ok_or_else(|| format!("{field}: invalid base64"))
 }
 
-fn field<'a>(m: &'a Map<String, Value>, camel: &str, snake: &str) -> Option<&'a Value> {
-    m.get(camel)
-        .or_else(|| m.get(snake))
-        .filter(|v| !v.is_null())
-}
-
-fn int64(v: &Value, field: &str) -> Result<i64, String> {
+fn int64(v: &Scalar<'_>, field: &str) -> Result<i64, String> {
     match v {
-        Value::String(s) => s
+        Scalar::Str(s) => s
             .parse()
             .map_err(|_| format!("{field}: `{s}` is not an int64")),
-        Value::Number(n) => n
+        Scalar::Num(n) => n
             .as_i64()
             .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
             .ok_or_else(|| format!("{field}: {n} is not an int64")),
@@ -44,96 +269,241 @@ fn int64(v: &Value, field: &str) -> Result<i64, String> {
     }
 }
 
-/// Parses `Payloads` JSON (a codec request body). The error names the offending field
-/// (`payloads[3].metadata.encoding: invalid base64`); it never echoes payload bytes.
-pub fn parse_payloads(body: &[u8]) -> Result<Vec<Payload>, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
-    let root = v
-        .as_object()
-        .ok_or("expected a JSON object {\"payloads\": [...]}")?;
-    let list = match root.get("payloads") {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(a)) => a,
-        Some(_) => return Err("payloads: expected an array".into()),
-    };
-    list.iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let p = p
-                .as_object()
-                .ok_or_else(|| format!("payloads[{i}]: expected an object"))?;
-            let mut metadata = HashMap::new();
-            match p.get("metadata") {
-                None | Some(Value::Null) => {}
-                Some(Value::Object(m)) => {
-                    for (k, v) in m {
-                        metadata
-                            .insert(k.clone(), bytes(v, &format!("payloads[{i}].metadata.{k}"))?);
-                    }
-                }
-                Some(_) => return Err(format!("payloads[{i}].metadata: expected an object")),
-            }
-            let data = match p.get("data") {
-                Some(v) => bytes(v, &format!("payloads[{i}].data"))?,
-                None => Vec::new(),
-            };
-            let mut external_payloads = Vec::new();
-            match field(p, "externalPayloads", "external_payloads") {
-                None => {}
-                Some(Value::Array(a)) => {
-                    for (j, e) in a.iter().enumerate() {
-                        let f = format!("payloads[{i}].externalPayloads[{j}].sizeBytes");
-                        let size_bytes = match e
-                            .as_object()
-                            .and_then(|o| field(o, "sizeBytes", "size_bytes"))
-                        {
-                            Some(v) => int64(v, &f)?,
-                            None => 0,
-                        };
-                        external_payloads.push(ExternalPayloadDetails { size_bytes });
-                    }
-                }
-                Some(_) => {
-                    return Err(format!("payloads[{i}].externalPayloads: expected an array"));
-                }
-            }
-            Ok(Payload {
-                metadata,
-                data,
-                external_payloads,
-            })
-        })
-        .collect()
+// ---------------------------------------------------------------------------------------------
+// Deserialization. Each visitor takes any JSON value: what is not the expected kind is
+// recorded as `Null` or `Other` (and skipped through `Skip`, which nests exactly as a
+// `serde_json::Value` would, so the nesting limit applies the same everywhere).
+
+/// Any JSON value, read and dropped.
+struct Skip;
+
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SkipVisitor)
+    }
 }
 
-/// Serializes payloads as canonical `Payloads` JSON (a codec response body).
-pub fn render_payloads(payloads: &[Payload]) -> Vec<u8> {
-    let list: Vec<Value> = payloads
-        .iter()
-        .map(|p| {
-            let mut o = Map::new();
-            if !p.metadata.is_empty() {
-                let mut keys: Vec<&String> = p.metadata.keys().collect();
-                keys.sort();
-                let m: Map<String, Value> = keys
-                    .into_iter()
-                    .map(|k| (k.clone(), Value::String(STANDARD.encode(&p.metadata[k]))))
-                    .collect();
-                o.insert("metadata".into(), Value::Object(m));
+struct SkipVisitor;
+
+/// The scalar arms of a visitor that records every kind but one container as `$other`
+/// (`null` as `$null`).
+macro_rules! other_scalars {
+    ($null:expr, $other:expr) => {
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($null)
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($other)
+        }
+    };
+}
+
+/// Reads the rest of a sequence or map that is not wanted.
+fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<Skip>()?.is_some() {}
+    Ok(())
+}
+
+fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<Skip, Skip>()?.is_some() {}
+    Ok(())
+}
+
+impl<'de> Visitor<'de> for SkipVisitor {
+    type Value = Skip;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    other_scalars!(Skip, Skip);
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Skip, A::Error> {
+        skip_seq(seq).map(|()| Skip)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Skip, A::Error> {
+        skip_map(map).map(|()| Skip)
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Scalar::Num(v.into()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Scalar::Num(v.into()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Scalar::Other, Scalar::Num))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        skip_seq(seq).map(|()| Scalar::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        skip_map(map).map(|()| Scalar::Other)
+    }
+}
+
+/// An object key, borrowed from the body unless it had escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Scalar::deserialize(d)? {
+            Scalar::Str(s) => Ok(Key(s)),
+            // serde_json only ever gives strings as keys.
+            _ => Err(de::Error::custom("object key is not a string")),
+        }
+    }
+}
+
+/// What an object-shaped position is read into.
+trait FromMap<'de>: Sized {
+    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
+}
+
+impl<'de, T: FromMap<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: FromMap<'de>> Visitor<'de> for V<T> {
+            type Value = Obj<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
             }
-            if !p.data.is_empty() {
-                o.insert("data".into(), Value::String(STANDARD.encode(&p.data)));
+            other_scalars!(Obj::Null, Obj::Other);
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                skip_seq(seq).map(|()| Obj::Other)
             }
-            if !p.external_payloads.is_empty() {
-                let e: Vec<Value> = p
-                    .external_payloads
-                    .iter()
-                    .map(|d| json!({ "sizeBytes": d.size_bytes.to_string() }))
-                    .collect();
-                o.insert("externalPayloads".into(), Value::Array(e));
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::from_map(map).map(Obj::Is)
             }
-            Value::Object(o)
-        })
-        .collect();
-    json!({ "payloads": list }).to_string().into_bytes()
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Arr<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Arr<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            other_scalars!(Arr::Null, Arr::Other);
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Arr::Is(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                skip_map(map).map(|()| Arr::Other)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl<'de> FromMap<'de> for Root<'de> {
+    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut root = Root { payloads: None };
+        while let Some(Key(k)) = map.next_key()? {
+            if k == "payloads" {
+                root.payloads = Some(map.next_value()?);
+            } else {
+                map.next_value::<Skip>()?;
+            }
+        }
+        Ok(root)
+    }
+}
+
+impl<'de> FromMap<'de> for RawPayload<'de> {
+    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut p = RawPayload {
+            metadata: None,
+            data: None,
+            external_camel: None,
+            external_snake: None,
+        };
+        while let Some(Key(k)) = map.next_key()? {
+            match &*k {
+                "metadata" => p.metadata = Some(map.next_value()?),
+                "data" => p.data = Some(map.next_value()?),
+                "externalPayloads" => p.external_camel = Some(map.next_value()?),
+                "external_payloads" => p.external_snake = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<Skip>()?;
+                }
+            }
+        }
+        Ok(p)
+    }
+}
+
+impl<'de> FromMap<'de> for BTreeMap<Cow<'de, str>, Scalar<'de>> {
+    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut m = BTreeMap::new();
+        while let Some(Key(k)) = map.next_key()? {
+            m.insert(k, map.next_value()?);
+        }
+        Ok(m)
+    }
+}
+
+impl<'de> FromMap<'de> for RawExternal<'de> {
+    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut e = RawExternal {
+            camel: None,
+            snake: None,
+        };
+        while let Some(Key(k)) = map.next_key()? {
+            match &*k {
+                "sizeBytes" => e.camel = Some(map.next_value()?),
+                "size_bytes" => e.snake = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<Skip>()?;
+                }
+            }
+        }
+        Ok(e)
+    }
 }
