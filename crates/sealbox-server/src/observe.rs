@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::error::{ApiError, Failed};
 use crate::extract::peer;
@@ -26,6 +26,30 @@ pub(crate) struct AuditRecord {
     pub(crate) plaintext: usize,
     pub(crate) keks: BTreeSet<String>,
     pub(crate) keks_omitted: usize,
+}
+
+/// One audit line: a JSON object with its keys in sorted order (the field order below),
+/// serialized straight into the line's buffer.
+#[derive(Serialize)]
+pub(crate) struct AuditLine<'a> {
+    duration_ms: f64,
+    error: Option<&'a str>,
+    keks: &'a BTreeSet<String>,
+    keks_omitted: usize,
+    namespace: &'a str,
+    operation: &'a str,
+    outcome: &'a str,
+    payloads: usize,
+    peer: &'a str,
+    plaintext_payloads: usize,
+    status: u16,
+    subject: &'a str,
+    #[serde(serialize_with = "display")]
+    time: humantime::Rfc3339Timestamp,
+}
+
+fn display<S: serde::Serializer>(v: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
 }
 
 /// The request's audit record, filled in by extractors and handlers.
@@ -91,20 +115,20 @@ pub(crate) async fn observe(State(s): State<Arc<AppState>>, req: Request, next: 
         audit.plaintext,
         elapsed,
     );
-    s.write_audit(json!({
-        "time": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-        "subject": audit.subject,
-        "peer": peer,
-        "namespace": audit.namespace,
-        "operation": op,
-        "payloads": audit.payloads,
-        "plaintext_payloads": audit.plaintext,
-        "keks": audit.keks,
-        "keks_omitted": audit.keks_omitted,
-        "status": status.as_u16(),
-        "outcome": reason,
-        "error": failed.map(|f| &f.message),
-        "duration_ms": elapsed.as_secs_f64() * 1000.0,
-    }));
+    s.write_audit(&AuditLine {
+        duration_ms: elapsed.as_secs_f64() * 1000.0,
+        error: failed.map(|f| f.message.as_str()),
+        keks: &audit.keks,
+        keks_omitted: audit.keks_omitted,
+        namespace: &audit.namespace,
+        operation: &op,
+        outcome: reason,
+        payloads: audit.payloads,
+        peer: &peer,
+        plaintext_payloads: audit.plaintext,
+        status: status.as_u16(),
+        subject: &audit.subject,
+        time: humantime::format_rfc3339_millis(std::time::SystemTime::now()),
+    });
     response
 }

@@ -15,6 +15,7 @@ use sealbox_temporal::{CodecError, SealboxCodec};
 
 use crate::auth::Authenticator;
 use crate::config::ServerConfig;
+use crate::observe::AuditLine;
 use crate::{limits, metrics};
 
 type Limiter = governor::DefaultKeyedRateLimiter<String>;
@@ -217,14 +218,17 @@ impl AppState {
         Ok(driver)
     }
 
-    pub(crate) fn write_audit(&self, line: serde_json::Value) {
-        let mut text = line.to_string();
-        text.push('\n');
+    pub(crate) fn write_audit(&self, line: &AuditLine<'_>) {
+        let mut text = Vec::with_capacity(320);
+        if serde_json::to_writer(&mut text, line).is_err() {
+            return;
+        }
+        text.push(b'\n');
         let _ = match &self.audit {
-            AuditSink::Stderr => std::io::stderr().lock().write_all(text.as_bytes()),
-            AuditSink::Stdout => std::io::stdout().lock().write_all(text.as_bytes()),
+            AuditSink::Stderr => std::io::stderr().lock().write_all(&text),
+            AuditSink::Stdout => std::io::stdout().lock().write_all(&text),
             AuditSink::File(f) => match f.lock() {
-                Ok(mut f) => f.write_all(text.as_bytes()),
+                Ok(mut f) => f.write_all(&text),
                 Err(_) => Ok(()),
             },
         };
