@@ -29,3 +29,15 @@ pub fn write_secret_file(path: &std::path::Path, contents: &str) {
             .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
     }
 }
+
+/// Fails the test when any case of a table-driven test went wrong, listing every one
+/// (`wrong`, a line each) out of the `total` run, so that one run shows all the failures.
+#[track_caller]
+pub fn assert_no_wrong_cases(wrong: &[String], total: usize) {
+    assert!(
+        wrong.is_empty(),
+        "{} of {total} cases:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}

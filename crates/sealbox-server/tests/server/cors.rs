@@ -51,9 +51,8 @@ async fn cors_preflight_echoes_only_configured_origins() {
     assert!(evil.headers.get("access-control-allow-origin").is_none());
     // The actual request from the UI also carries the exact origin back.
     let auth = bearer(&alice());
-    let r = call(
+    let r = post(
         &fx.app,
-        Method::POST,
         "/decode",
         &[
             ("origin", UI_ORIGIN),

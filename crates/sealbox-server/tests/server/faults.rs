@@ -119,14 +119,7 @@ fn start_load(app: &Router, cached: Value, cold: Vec<Value>, scenario: &str) -> 
                     ),
                 };
                 let started = Instant::now();
-                let r = call(
-                    &app,
-                    Method::POST,
-                    path,
-                    &[("x-namespace", namespace.as_str())],
-                    &body,
-                )
-                .await;
+                let r = post(&app, path, &[("x-namespace", namespace.as_str())], &body).await;
                 let latency = started.elapsed();
                 if let Err(e) = check(kind, r.status.as_u16(), &r.body) {
                     wrong.lock().expect("wrong").push(format!("{kind:?}: {e}"));
@@ -226,9 +219,8 @@ async fn kms_faults_under_load_fail_closed_and_recover_without_a_restart() {
         let plain_payloads: Vec<Value> = (0..200)
             .map(|i| plain(&format!("\"{SECRET} {i}\"")))
             .collect();
-        let sealed = call(
+        let sealed = post(
             &writer,
-            Method::POST,
             "/encode",
             &[("x-namespace", "load")],
             &json!({"payloads": plain_payloads}).to_string(),
@@ -245,9 +237,8 @@ async fn kms_faults_under_load_fail_closed_and_recover_without_a_restart() {
             .expect("payloads")
             .clone();
         let cached = json!({"payloads": [pool.pop().expect("one")]});
-        let warm = call(
+        let warm = post(
             &reader,
-            Method::POST,
             "/decode",
             &[("x-namespace", "load")],
             &cached.to_string(),
@@ -323,9 +314,8 @@ async fn kms_faults_under_load_fail_closed_and_recover_without_a_restart() {
             count(&after, Kind::Encode, true) > 0,
             "{name}: no encode succeeded after: {after:?}"
         );
-        let probe = call(
+        let probe = post(
             &reader,
-            Method::POST,
             "/encode",
             &[("x-namespace", &format!("probe-{n}"))],
             &json!({"payloads": [plain("\"p\"")]}).to_string(),

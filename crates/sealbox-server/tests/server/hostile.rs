@@ -182,12 +182,13 @@ async fn a_corpus_of_hostile_requests_gets_clear_errors_and_leaks_nothing() {
         c.as_object_mut().expect("obj").remove(claim);
         jwt(c)
     };
-    let pay = |auth: &str| {
+    let as_in = |auth: &str, namespace: &str| {
         vec![
             ("authorization", auth.to_owned()),
-            ("x-namespace", "payments".to_owned()),
+            ("x-namespace", namespace.to_owned()),
         ]
     };
+    let pay = |auth: &str| as_in(auth, "payments");
     let ok_body = json!({"payloads": [plain("\"x\"")]}).to_string();
     let deep = format!("{}{}", "[".repeat(30_000), "]".repeat(30_000));
     let deep_in_payload = format!(
@@ -207,6 +208,16 @@ async fn a_corpus_of_hostile_requests_gets_clear_errors_and_leaks_nothing() {
         name,
         req: post("/decode", h(&alice), body),
         status: 400,
+        says,
+    };
+    // A well-formed /decode request with `headers`, answered with `status` saying `says`.
+    let decode = |name: &'static str,
+                  headers: Vec<(&'static str, String)>,
+                  status: u16,
+                  says: &'static str| Case {
+        name,
+        req: post("/decode", headers, ok_body.clone()),
+        status,
         says,
     };
     let request_head = |extra: &str| {
@@ -376,77 +387,38 @@ async fn a_corpus_of_hostile_requests_gets_clear_errors_and_leaks_nothing() {
         ),
         Case {
             name: "payload presented as another tenant's (swap)",
-            req: post(
-                "/decode",
-                vec![
-                    ("authorization", cli.clone()),
-                    ("x-namespace", "team-a".into()),
-                ],
-                sealed.to_string(),
-            ),
+            req: post("/decode", as_in(&cli, "team-a"), sealed.to_string()),
             status: 400,
             says: "encryption context",
         },
         // --- namespaces and routes ---
-        Case {
-            name: "no namespace",
-            req: post(
-                "/decode",
-                vec![("authorization", alice.clone())],
-                ok_body.clone(),
-            ),
-            status: 400,
-            says: "X-Namespace",
-        },
-        Case {
-            name: "namespace of 10 KB",
-            req: post(
-                "/decode",
-                vec![
-                    ("authorization", alice.clone()),
-                    ("x-namespace", "n".repeat(10_000)),
-                ],
-                ok_body.clone(),
-            ),
-            status: 400,
-            says: "namespace",
-        },
-        Case {
-            name: "namespace with control characters",
-            req: post(
-                "/decode",
-                vec![
-                    ("authorization", alice.clone()),
-                    ("x-namespace", "pay\tments".into()),
-                ],
-                ok_body.clone(),
-            ),
-            status: 400,
-            says: "namespace",
-        },
-        Case {
-            name: "namespace not permitted to the token",
-            req: post(
-                "/decode",
-                vec![
-                    ("authorization", cli.clone()),
-                    ("x-namespace", "payments".into()),
-                ],
-                ok_body.clone(),
-            ),
-            status: 403,
-            says: "",
-        },
+        decode(
+            "no namespace",
+            vec![("authorization", alice.clone())],
+            400,
+            "X-Namespace",
+        ),
+        decode(
+            "namespace of 10 KB",
+            as_in(&alice, &"n".repeat(10_000)),
+            400,
+            "namespace",
+        ),
+        decode(
+            "namespace with control characters",
+            as_in(&alice, "pay\tments"),
+            400,
+            "namespace",
+        ),
+        decode(
+            "namespace not permitted to the token",
+            as_in(&cli, "payments"),
+            403,
+            "",
+        ),
         Case {
             name: "encode with a decode-only token",
-            req: post(
-                "/encode",
-                vec![
-                    ("authorization", cli.clone()),
-                    ("x-namespace", "team-a".into()),
-                ],
-                ok_body.clone(),
-            ),
+            req: post("/encode", as_in(&cli, "team-a"), ok_body.clone()),
             status: 403,
             says: "",
         },
@@ -463,125 +435,85 @@ async fn a_corpus_of_hostile_requests_gets_clear_errors_and_leaks_nothing() {
             says: "",
         },
         // --- credentials ---
-        Case {
-            name: "no credentials",
-            req: post(
-                "/decode",
-                vec![("x-namespace", "payments".into())],
-                ok_body.clone(),
-            ),
-            status: 401,
-            says: "",
-        },
-        Case {
-            name: "wrong static token",
-            req: post(
-                "/decode",
-                vec![
-                    ("authorization", bearer("cli-token-0123456789abcdeX")),
-                    ("x-namespace", "team-a".into()),
-                ],
-                ok_body.clone(),
-            ),
-            status: 401,
-            says: "invalid credentials",
-        },
-        Case {
-            name: "Basic credentials",
-            req: post("/decode", pay("Basic YWxpY2U6cGFzcw=="), ok_body.clone()),
-            status: 401,
-            says: "",
-        },
-        Case {
-            name: "expired JWT",
-            req: post(
-                "/decode",
-                pay(&jwt(claims("alice", json!({"exp": now() - 3600})))),
-                ok_body.clone(),
-            ),
-            status: 401,
-            says: "invalid credentials",
-        },
-        Case {
-            name: "JWT signed by an unknown key",
-            req: post(
-                "/decode",
-                pay(&bearer(&token(
-                    &rsa("rsa2.pem"),
-                    Algorithm::RS256,
-                    "rsa1",
-                    claims("alice", json!({})),
-                ))),
-                ok_body.clone(),
-            ),
-            status: 401,
-            says: "invalid credentials",
-        },
-        Case {
-            name: "alg=none JWT",
-            req: post(
-                "/decode",
-                pay(&bearer(&format!(
-                    "{}.{}.",
-                    URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT","kid":"rsa1"}"#),
-                    URL_SAFE_NO_PAD.encode(claims("alice", json!({})).to_string())
-                ))),
-                ok_body.clone(),
-            ),
-            status: 401,
-            says: "invalid credentials",
-        },
-        Case {
-            name: "HS256 keyed with the RSA public key",
-            req: post(
-                "/decode",
-                pay(&bearer(&token(
-                    &EncodingKey::from_secret(&fixture("rsa1.pub.pem")),
-                    Algorithm::HS256,
-                    "rsa1",
-                    claims("alice", json!({})),
-                ))),
-                ok_body.clone(),
-            ),
-            status: 401,
-            says: "invalid credentials",
-        },
-        Case {
-            name: "JWT without claims",
-            req: post("/decode", pay(&jwt(json!({}))), ok_body.clone()),
-            status: 401,
-            says: "invalid credentials",
-        },
-        Case {
-            name: "JWT without sub",
-            req: post("/decode", pay(&alice_without("sub")), ok_body.clone()),
-            status: 401,
-            says: "invalid credentials",
-        },
-        Case {
-            name: "JWT for another audience",
-            req: post(
-                "/decode",
-                pay(&jwt(claims("alice", json!({"aud": "other"})))),
-                ok_body.clone(),
-            ),
-            status: 401,
-            says: "invalid credentials",
-        },
-        Case {
-            name: "JWT with a 20 KB garbage signature",
-            req: post(
-                "/decode",
-                pay(&format!(
-                    "{}{}",
-                    &alice[..alice.rfind('.').expect("dot") + 1],
-                    "A".repeat(20_000)
-                )),
-                ok_body.clone(),
-            ),
-            status: 401,
-            says: "invalid credentials",
-        },
+        decode(
+            "no credentials",
+            vec![("x-namespace", "payments".into())],
+            401,
+            "",
+        ),
+        decode(
+            "wrong static token",
+            as_in(&bearer("cli-token-0123456789abcdeX"), "team-a"),
+            401,
+            "invalid credentials",
+        ),
+        decode("Basic credentials", pay("Basic YWxpY2U6cGFzcw=="), 401, ""),
+        decode(
+            "expired JWT",
+            pay(&jwt(claims("alice", json!({"exp": now() - 3600})))),
+            401,
+            "invalid credentials",
+        ),
+        decode(
+            "JWT signed by an unknown key",
+            pay(&bearer(&token(
+                &rsa("rsa2.pem"),
+                Algorithm::RS256,
+                "rsa1",
+                claims("alice", json!({})),
+            ))),
+            401,
+            "invalid credentials",
+        ),
+        decode(
+            "alg=none JWT",
+            pay(&bearer(&format!(
+                "{}.{}.",
+                URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT","kid":"rsa1"}"#),
+                URL_SAFE_NO_PAD.encode(claims("alice", json!({})).to_string())
+            ))),
+            401,
+            "invalid credentials",
+        ),
+        decode(
+            "HS256 keyed with the RSA public key",
+            pay(&bearer(&token(
+                &EncodingKey::from_secret(&fixture("rsa1.pub.pem")),
+                Algorithm::HS256,
+                "rsa1",
+                claims("alice", json!({})),
+            ))),
+            401,
+            "invalid credentials",
+        ),
+        decode(
+            "JWT without claims",
+            pay(&jwt(json!({}))),
+            401,
+            "invalid credentials",
+        ),
+        decode(
+            "JWT without sub",
+            pay(&alice_without("sub")),
+            401,
+            "invalid credentials",
+        ),
+        decode(
+            "JWT for another audience",
+            pay(&jwt(claims("alice", json!({"aud": "other"})))),
+            401,
+            "invalid credentials",
+        ),
+        decode(
+            "JWT with a 20 KB garbage signature",
+            pay(&format!(
+                "{}{}",
+                &alice[..alice.rfind('.').expect("dot") + 1],
+                "A".repeat(20_000)
+            )),
+            401,
+            "invalid credentials",
+        ),
         // --- browsers ---
         Case {
             name: "preflight from a disallowed origin",
@@ -694,13 +626,7 @@ async fn a_corpus_of_hostile_requests_gets_clear_errors_and_leaks_nothing() {
         answers.push_str(&text);
     }
 
-    assert!(
-        wrong.is_empty(),
-        "{} of {} cases:\n{}",
-        wrong.len(),
-        cases.len(),
-        wrong.join("\n")
-    );
+    sealbox_testkit::assert_no_wrong_cases(&wrong, cases.len());
     // The server is still serving.
     let healthy = client
         .get(format!("{base}/healthz"))

@@ -11,14 +11,7 @@ async fn jwt_failure_modes_are_401() {
         let body = body.clone();
         async move {
             let a = bearer(&t);
-            call(
-                &app,
-                Method::POST,
-                "/decode",
-                &[("authorization", a.as_str()), ("x-namespace", "payments")],
-                &body,
-            )
-            .await
+            post(&app, "/decode", &auth_in(&a, "payments"), &body).await
         }
     };
     let k = rsa("rsa1.pem");
@@ -84,14 +77,7 @@ async fn jwt_failure_modes_are_401() {
         assert!(r.body.contains("invalid credentials"), "{name}: {}", r.body);
     }
     // No credentials at all (anonymous is not configured).
-    let r = call(
-        &fx.app,
-        Method::POST,
-        "/decode",
-        &[("x-namespace", "payments")],
-        &body,
-    )
-    .await;
+    let r = post(&fx.app, "/decode", &[("x-namespace", "payments")], &body).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -106,7 +92,7 @@ async fn unknown_kid_refreshes_the_jwks() {
         claims("alice", json!({})),
     );
     let a = bearer(&rotated);
-    let h = [("authorization", a.as_str()), ("x-namespace", "payments")];
+    let h = auth_in(&a, "payments");
     assert_eq!(
         post_status(&fx.app, "/decode", &h, &body).await,
         StatusCode::UNAUTHORIZED
@@ -130,11 +116,8 @@ async fn id_token_in_authorization_extras_when_required() {
     // The access token and the ID token (the UI's audience) name the same user.
     let access = bearer(&alice());
     let id = jwt_as("alice", json!({"aud": "web-ui"}));
-    let h = [
-        ("authorization", access.as_str()),
-        ("x-namespace", "payments"),
-    ];
-    let missing = call(&fx.app, Method::POST, "/decode", &h, &body).await;
+    let h = auth_in(&access, "payments");
+    let missing = post(&fx.app, "/decode", &h, &body).await;
     assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
     assert!(missing.body.contains("Authorization-Extras"));
     // The access token with `extras` as the ID token.
@@ -239,7 +222,7 @@ async fn the_id_token_must_belong_to_the_same_user_issuer_and_ui() {
         "orders",
     )
     .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    r.assert_status(StatusCode::FORBIDDEN);
     let r = decode_status(
         &fx.app,
         &[
@@ -252,7 +235,7 @@ async fn the_id_token_must_belong_to_the_same_user_issuer_and_ui() {
         "orders",
     )
     .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.assert_status(StatusCode::OK);
 }
 
 #[tokio::test]
@@ -270,7 +253,7 @@ async fn repeated_failed_authentications_are_refused_for_a_while() {
     // Even the right token is refused now: guessing cannot continue at full speed.
     let auth = bearer(CLI_TOKEN);
     let r = decode_status(&fx.app, &[("authorization", auth.as_str())], "team-a").await;
-    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    r.assert_status(StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers.contains_key("retry-after"));
     assert!(r.body.contains("failed authentications"), "{}", r.body);
 }

@@ -7,7 +7,7 @@ async fn per_client_rate_limit_answers_429() {
     let fx = fixture_app("rate_limit = 1", false).await;
     let body = json!({"payloads": []}).to_string();
     let a = bearer(&alice());
-    let h = [("authorization", a.as_str()), ("x-namespace", "payments")];
+    let h = auth_in(&a, "payments");
     assert_eq!(
         post_status(&fx.app, "/decode", &h, &body).await,
         StatusCode::OK
@@ -16,7 +16,7 @@ async fn per_client_rate_limit_answers_429() {
     // second on a busy machine (which refills the budget) from failing the test.
     let mut limited = None;
     for _ in 0..5 {
-        let r = call(&fx.app, Method::POST, "/decode", &h, &body).await;
+        let r = post(&fx.app, "/decode", &h, &body).await;
         if r.status == StatusCode::TOO_MANY_REQUESTS {
             limited = Some(r);
             break;
@@ -35,7 +35,7 @@ async fn per_client_rate_limit_answers_429() {
         "rsa1",
         claims("sam", json!({"roles": ["support"]})),
     ));
-    let other = [("authorization", sam.as_str()), ("x-namespace", "orders")];
+    let other = auth_in(&sam, "orders");
     assert_eq!(
         post_status(&fx.app, "/decode", &other, &body).await,
         StatusCode::OK
@@ -47,9 +47,8 @@ async fn kms_work_per_request_and_per_caller_is_bounded() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (writer, _) = one_key_per_payload_app(dir.path(), "").await;
     let h = [("x-namespace", "ns")];
-    let sealed = call(
+    let sealed = post(
         &writer,
-        Method::POST,
         "/encode",
         &h,
         &json!({"payloads": [plain("1"), plain("2"), plain("3")]}).to_string(),
@@ -58,10 +57,9 @@ async fn kms_work_per_request_and_per_caller_is_bounded() {
     assert_eq!(sealed.status, StatusCode::OK);
     // A fresh reader (cold cache) limited to 2 distinct unwraps per request.
     let (reader, state) = one_key_per_payload_app(dir.path(), "max_unwraps_per_request = 2").await;
-    let r = call(&reader, Method::POST, "/decode", &h, &sealed.body).await;
-    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
-    assert!(r.body.contains("3 distinct data keys"), "{}", r.body);
-    let metrics = call(&reader, Method::GET, "/metrics", &[], "").await.body;
+    let r = post(&reader, "/decode", &h, &sealed.body).await;
+    r.assert_says(StatusCode::TOO_MANY_REQUESTS, "3 distinct data keys");
+    let metrics = get(&reader, "/metrics").await.body;
     assert!(
         metrics.contains("sealbox_kms_calls_total 0"),
         "refused before any KMS call:\n{metrics}"
@@ -76,15 +74,13 @@ async fn kms_work_per_request_and_per_caller_is_bounded() {
     // One KMS call per second per caller: a cold decode of 3 keys is over budget, and so is
     // a second brand-new namespace right after a first (each costs a data-key lease).
     let (limited, _) = one_key_per_payload_app(dir.path(), "kms_rate_limit = 1").await;
-    let r = call(&limited, Method::POST, "/decode", &h, &sealed.body).await;
-    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
-    assert!(r.body.contains("KMS budget"), "{}", r.body);
+    let r = post(&limited, "/decode", &h, &sealed.body).await;
+    r.assert_says(StatusCode::TOO_MANY_REQUESTS, "KMS budget");
     let enc = |ns: &'static str| {
         let app = limited.clone();
         async move {
-            call(
+            post(
                 &app,
-                Method::POST,
                 "/encode",
                 &[("x-namespace", ns)],
                 &json!({"payloads": [plain("1")]}).to_string(),
@@ -117,25 +113,21 @@ async fn a_cold_cache_storm_makes_one_kms_call_per_distinct_key() {
     const REQUESTS: usize = 1000;
     let bao = sealbox_testkit::servers::OpenBao::start_with_transit_keys(&["storm"]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = format!(
-        "{}[default.lease]\nmax_payloads = 1\n[server]\nanonymous = [\"encode\", \"decode\"]\naudit_log = \"{}\"\n",
-        bao.token_policy(dir.path(), "storm"),
-        dir.path().join("audit").display()
-    );
+    let one_per_lease = "[default.lease]\nmax_payloads = 1\n";
+    let text = bao_policy_text(&bao, dir.path(), "storm", one_per_lease, "");
     let writer = app(state_from(&dir.path().join("writer.toml"), &text).await);
     let h = [("x-namespace", "storm")];
     let payloads: Vec<Value> = (0..KEYS)
         .map(|i| plain(&format!("\"payload {i}\"")))
         .collect();
-    let sealed = call(
+    let sealed = post(
         &writer,
-        Method::POST,
         "/encode",
         &h,
         &json!({ "payloads": payloads }).to_string(),
     )
     .await;
-    assert_eq!(sealed.status, StatusCode::OK, "{}", sealed.body);
+    sealed.assert_status(StatusCode::OK);
     let sealed: Vec<Value> = sealed.json()["payloads"]
         .as_array()
         .expect("payloads")
@@ -148,14 +140,7 @@ async fn a_cold_cache_storm_makes_one_kms_call_per_distinct_key() {
             let reader = reader.clone();
             let body = json!({ "payloads": [sealed[i % KEYS].clone()] }).to_string();
             tokio::spawn(async move {
-                let r = call(
-                    &reader,
-                    Method::POST,
-                    "/decode",
-                    &[("x-namespace", "storm")],
-                    &body,
-                )
-                .await;
+                let r = post(&reader, "/decode", &[("x-namespace", "storm")], &body).await;
                 (i, r.status, r.json())
             })
         })
@@ -168,7 +153,7 @@ async fn a_cold_cache_storm_makes_one_kms_call_per_distinct_key() {
             .expect("base64");
         assert_eq!(data, format!("\"payload {}\"", i % KEYS).into_bytes());
     }
-    let metrics = call(&reader, Method::GET, "/metrics", &[], "").await.body;
+    let metrics = get(&reader, "/metrics").await.body;
     assert!(
         metrics.contains(&format!("sealbox_kms_calls_total {KEYS}\n")),
         "one KMS call per distinct data key:\n{}",

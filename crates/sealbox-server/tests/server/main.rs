@@ -203,6 +203,19 @@ impl Resp {
     fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or(Value::Null)
     }
+
+    /// The answer has `status` (else the test fails showing the body).
+    #[track_caller]
+    fn assert_status(&self, status: StatusCode) {
+        assert_eq!(self.status, status, "{}", self.body);
+    }
+
+    /// The answer has `status` and its body says `says`.
+    #[track_caller]
+    fn assert_says(&self, status: StatusCode, says: &str) {
+        self.assert_status(status);
+        assert!(self.body.contains(says), "{}", self.body);
+    }
 }
 
 pub(crate) async fn call(
@@ -233,6 +246,11 @@ pub(crate) async fn call(
     }
 }
 
+/// `POST path` with `headers` and `body`.
+pub(crate) async fn post(app: &Router, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+    call(app, Method::POST, path, headers, body).await
+}
+
 /// `POST path` with `headers` and `body`: the answer's status.
 pub(crate) async fn post_status(
     app: &Router,
@@ -240,7 +258,23 @@ pub(crate) async fn post_status(
     headers: &[(&str, &str)],
     body: &str,
 ) -> StatusCode {
-    call(app, Method::POST, path, headers, body).await.status
+    post(app, path, headers, body).await.status
+}
+
+/// `GET path`, without headers or body.
+pub(crate) async fn get(app: &Router, path: &str) -> Resp {
+    call(app, Method::GET, path, &[], "").await
+}
+
+/// The headers of a request made with the credentials `auth` (an Authorization value) for
+/// `namespace`.
+pub(crate) fn auth_in<'a>(auth: &'a str, namespace: &'a str) -> [(&'static str, &'a str); 2] {
+    [("authorization", auth), ("x-namespace", namespace)]
+}
+
+/// A request body holding `payloads`.
+pub(crate) fn payloads_body(payloads: &[&Value]) -> String {
+    json!({ "payloads": payloads }).to_string()
 }
 
 pub(crate) fn plain(data: &str) -> Value {
@@ -280,6 +314,22 @@ pub(crate) async fn decode_status(app: &Router, headers: &[(&str, &str)], ns: &s
         &json!({"payloads": []}).to_string(),
     )
     .await
+}
+
+/// A policy over `bao`'s transit key `key` (its token policy, then `policy`) whose `[server]`
+/// allows anonymous encode and decode, adds `server`, and keeps its audit log in `dir`.
+pub(crate) fn bao_policy_text(
+    bao: &sealbox_testkit::servers::OpenBao,
+    dir: &std::path::Path,
+    key: &str,
+    policy: &str,
+    server: &str,
+) -> String {
+    format!(
+        "{}{policy}[server]\nanonymous = [\"encode\", \"decode\"]\n{server}audit_log = \"{}\"\n",
+        bao.token_policy(dir, key),
+        dir.join("audit").display()
+    )
 }
 
 /// A policy whose leases hold one payload each, so every sealed payload has its own data key.

@@ -6,27 +6,20 @@ use super::*;
 async fn health_metrics_and_readiness() {
     let fx = fixture_app("", false).await;
     let auth = bearer(&alice());
-    let h = [
-        ("authorization", auth.as_str()),
-        ("x-namespace", "payments"),
-    ];
-    let enc = call(
+    let h = auth_in(&auth, "payments");
+    let enc = post(
         &fx.app,
-        Method::POST,
         "/encode",
         &h,
         &json!({"payloads": [plain("1"), plain("2")]}).to_string(),
     )
     .await;
-    call(&fx.app, Method::POST, "/decode", &h, &enc.body).await;
-    call(&fx.app, Method::POST, "/decode", &h, "nope").await;
-    assert_eq!(
-        call(&fx.app, Method::GET, "/healthz", &[], "").await.status,
-        StatusCode::OK
-    );
-    let ready = call(&fx.app, Method::GET, "/readyz", &[], "").await;
-    assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
-    let m = call(&fx.app, Method::GET, "/metrics", &[], "").await.body;
+    post(&fx.app, "/decode", &h, &enc.body).await;
+    post(&fx.app, "/decode", &h, "nope").await;
+    assert_eq!(get(&fx.app, "/healthz").await.status, StatusCode::OK);
+    let ready = get(&fx.app, "/readyz").await;
+    ready.assert_status(StatusCode::OK);
+    let m = get(&fx.app, "/metrics").await.body;
     for needle in [
         r#"sealbox_codec_requests_total{operation="encode",status="200"} 1"#,
         r#"sealbox_codec_requests_total{operation="decode",status="200"} 1"#,
@@ -61,25 +54,22 @@ async fn exposure_rules_refuse_unsafe_public_listeners() {
         "{err}"
     );
     // Configuration mistakes are reported, all at once.
-    let err =
-        cfg("anonymous = [\"delete\"]\nmax_body = \"lots\"\ncors_origins = [\"*\"]\nbogus = 1")
-            .expect_err("invalid");
-    assert!(err.to_string().contains("bogus"), "{err}");
-    let err = cfg("anonymous = [\"delete\"]\nmax_body = \"lots\"\ncors_origins = [\"*\"]")
-        .expect_err("invalid");
-    let text = err.to_string();
-    assert!(
-        text.contains("delete") && text.contains("max_body") && text.contains("cors_origins"),
-        "{text}"
-    );
-    let err =
-        cfg("[server.jwt]\njwks_urls = [\"http://idp.example/jwks\"]\nalgorithms = [\"HS256\"]")
-            .expect_err("hs");
+    let mistakes = "anonymous = [\"delete\"]\nmax_body = \"lots\"\ncors_origins = [\"*\"]";
+    for (text, says) in [
+        (format!("{mistakes}\nbogus = 1"), &["bogus"][..]),
+        (mistakes.to_owned(), &["delete", "max_body", "cors_origins"]),
+        (
+            "[server.jwt]\njwks_urls = [\"http://idp.example/jwks\"]\nalgorithms = [\"HS256\"]"
+                .into(),
+            &["HS256", "https://"],
+        ),
+    ] {
+        let err = cfg(&text).expect_err(&text).to_string();
+        for s in says {
+            assert!(err.contains(s), "{text}: {err}");
+        }
+    }
     let jwt = "issuer = \"https://idp.example\"\naudience = [\"sealbox\"]";
-    assert!(
-        err.to_string().contains("HS256") && err.to_string().contains("https://"),
-        "{err}"
-    );
     for bad in [
         "http://localhost.evil.example/jwks",
         "http://10.0.0.1/jwks",
@@ -103,11 +93,7 @@ async fn exposure_rules_refuse_unsafe_public_listeners() {
 async fn a_hung_kms_gives_504_not_a_hung_request() {
     let bao = sealbox_testkit::servers::OpenBao::start_with_transit_keys(&["k"]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = format!(
-        "{}[server]\nanonymous = [\"encode\", \"decode\"]\nkms_timeout = \"1s\"\naudit_log = \"{}\"\n",
-        bao.token_policy(dir.path(), "k"),
-        dir.path().join("audit").display()
-    );
+    let text = bao_policy_text(&bao, dir.path(), "k", "", "kms_timeout = \"1s\"\n");
     let app = app(state_from(&dir.path().join("p.toml"), &text).await);
     let body = json!({"payloads": [plain("\"x\"")]}).to_string();
     let h = [("x-namespace", "ns")];
@@ -116,15 +102,8 @@ async fn a_hung_kms_gives_504_not_a_hung_request() {
         StatusCode::OK
     );
     bao.freeze();
-    let r = call(
-        &app,
-        Method::POST,
-        "/encode",
-        &[("x-namespace", "other-ns")],
-        &body,
-    )
-    .await;
-    let ready = call(&app, Method::GET, "/readyz", &[], "").await;
+    let r = post(&app, "/encode", &[("x-namespace", "other-ns")], &body).await;
+    let ready = get(&app, "/readyz").await;
     bao.thaw();
     // freeze() checked that the server is stopped, owns its port and answers nothing there:
     // a success here would be a data key that came from somewhere other than the KMS.
@@ -134,14 +113,9 @@ async fn a_hung_kms_gives_504_not_a_hung_request() {
         "a new namespace was served a data key while its KMS was frozen: {}",
         r.body
     );
-    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{}", r.body);
+    r.assert_status(StatusCode::GATEWAY_TIMEOUT);
     assert!(r.body.contains("did not answer"));
-    assert_eq!(
-        ready.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        ready.body
-    );
+    ready.assert_status(StatusCode::SERVICE_UNAVAILABLE);
     // KMS error text names hosts and keys: it goes to the log, not to whoever asks.
     assert!(ready.body.contains("not answering"), "{}", ready.body);
     assert!(
@@ -185,7 +159,7 @@ async fn ops_endpoints_exposure_is_configurable() {
     let auth = bearer(&alice());
     let fx = fixture_app("metrics = \"authenticated\"", false).await;
     assert_eq!(
-        call(&fx.app, Method::GET, "/metrics", &[], "").await.status,
+        get(&fx.app, "/metrics").await.status,
         StatusCode::UNAUTHORIZED
     );
     let m = call(
@@ -231,18 +205,14 @@ async fn the_audit_line_bounds_caller_supplied_key_ids() {
             }, "data": B64.encode("x")})
         })
         .collect();
-    let r = call(
+    let r = post(
         &fx.app,
-        Method::POST,
         "/decode",
-        &[
-            ("authorization", auth.as_str()),
-            ("x-namespace", "payments"),
-        ],
+        &auth_in(&auth, "payments"),
         &json!({ "payloads": payloads }).to_string(),
     )
     .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    r.assert_status(StatusCode::BAD_REQUEST);
     let audit = std::fs::read_to_string(&fx.audit).expect("audit");
     let line: Value = serde_json::from_str(audit.lines().last().expect("line")).expect("json");
     let keks = line["keks"].as_array().expect("keks");
@@ -319,15 +289,23 @@ async fn sighup_reload_revokes_tokens_and_keeps_a_broken_file_out() {
         Some("https://one.test")
     );
 
+    // Only token b is accepted, and `origin` is no longer allowed.
+    let b_only_and_not = |origin: &'static str| {
+        let (status, preflight) = (&status, &preflight);
+        async move {
+            assert_eq!(
+                status("token-a-0123456789abcdef").await,
+                StatusCode::UNAUTHORIZED
+            );
+            assert_eq!(status("token-b-0123456789abcdef").await, StatusCode::OK);
+            assert_eq!(preflight(origin).await, None, "{origin}");
+        }
+    };
+
     // Token a is revoked and the UI moves: both take effect on reload.
     std::fs::write(&path, policy_text(&[("b", &b)], "https://two.test")).expect("w");
     state.reload(&path).await.expect("reload");
-    assert_eq!(
-        status("token-a-0123456789abcdef").await,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(status("token-b-0123456789abcdef").await, StatusCode::OK);
-    assert_eq!(preflight("https://one.test").await, None);
+    b_only_and_not("https://one.test").await;
     assert_eq!(
         preflight("https://two.test").await.as_deref(),
         Some("https://two.test")
@@ -347,12 +325,7 @@ async fn sighup_reload_revokes_tokens_and_keeps_a_broken_file_out() {
     )
     .expect("w");
     state.reload(&path).await.expect_err("broken policy");
-    assert_eq!(
-        status("token-a-0123456789abcdef").await,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(status("token-b-0123456789abcdef").await, StatusCode::OK);
-    assert_eq!(preflight("https://three.test").await, None);
+    b_only_and_not("https://three.test").await;
 }
 
 /// Codecs are built once per namespace and policy: after a reload that moves the active KEK,
@@ -391,15 +364,15 @@ async fn a_reload_reaches_the_cached_codecs() {
         )
         .expect("utf8")
     };
-    let first = call(&app, Method::POST, "/encode", &h, &body).await;
+    let first = post(&app, "/encode", &h, &body).await;
     assert!(kek_of(&first).starts_with("local:a"), "{}", kek_of(&first));
-    let again = call(&app, Method::POST, "/encode", &h, &body).await;
+    let again = post(&app, "/encode", &h, &body).await;
     assert!(kek_of(&again).starts_with("local:a"));
 
     std::fs::write(&path, text(&b, &format!("\"{a}\""))).expect("write");
     state.reload(&path).await.expect("reload");
-    let after = call(&app, Method::POST, "/encode", &h, &body).await;
+    let after = post(&app, "/encode", &h, &body).await;
     assert!(kek_of(&after).starts_with("local:b"), "{}", kek_of(&after));
-    let old = call(&app, Method::POST, "/decode", &h, &first.body).await;
-    assert_eq!(old.status, StatusCode::OK, "{}", old.body);
+    let old = post(&app, "/decode", &h, &first.body).await;
+    old.assert_status(StatusCode::OK);
 }

@@ -120,14 +120,10 @@ async fn permissions_are_per_namespace_and_per_operation() {
     let body = json!({"payloads": [plain("\"x\"")]}).to_string();
     for c in table {
         let auth = bearer(&c.credential);
-        let r = call(
+        let r = post(
             &fx.app,
-            Method::POST,
             &format!("/{}", c.op),
-            &[
-                ("authorization", auth.as_str()),
-                ("x-namespace", c.namespace),
-            ],
+            &auth_in(&auth, c.namespace),
             &body,
         )
         .await;

@@ -13,8 +13,8 @@ async fn encode_then_decode_round_trips_in_order_under_any_prefix() {
     ];
     let body =
         json!({"payloads": [plain("\"one\""), plain("\"two\""), plain("\"three\"")]}).to_string();
-    let enc = call(&fx.app, Method::POST, "/encode", &h, &body).await;
-    assert_eq!(enc.status, StatusCode::OK, "{}", enc.body);
+    let enc = post(&fx.app, "/encode", &h, &body).await;
+    enc.assert_status(StatusCode::OK);
     assert_eq!(enc.headers["content-type"], "application/json");
     let sealed = enc.json();
     let list = sealed["payloads"].as_array().expect("payloads");
@@ -36,7 +36,7 @@ async fn encode_then_decode_round_trips_in_order_under_any_prefix() {
         "/payments/decode",
         "/codec/payments/decode?preserveStorageRefs=true",
     ] {
-        let dec = call(&fx.app, Method::POST, path, &h, &mixed).await;
+        let dec = post(&fx.app, path, &h, &mixed).await;
         assert_eq!(dec.status, StatusCode::OK, "{path}: {}", dec.body);
         let got: Vec<String> = dec.json()["payloads"]
             .as_array()
@@ -56,9 +56,8 @@ async fn encode_then_decode_round_trips_in_order_under_any_prefix() {
     // By default the namespace comes from X-Namespace only: a path segment is never taken
     // for one (`/codec/decode` is a prefix, not namespace `codec`).
     let h2 = [("authorization", auth.as_str())];
-    let dec = call(&fx.app, Method::POST, "/payments/decode", &h2, &mixed).await;
-    assert_eq!(dec.status, StatusCode::BAD_REQUEST, "{}", dec.body);
-    assert!(dec.body.contains("X-Namespace"), "{}", dec.body);
+    let dec = post(&fx.app, "/payments/decode", &h2, &mixed).await;
+    dec.assert_says(StatusCode::BAD_REQUEST, "X-Namespace");
 }
 
 /// `[server] path_namespace = true`: the route shape is `/{namespace}/decode`; the path names
@@ -70,49 +69,24 @@ async fn with_path_namespaces_the_path_wins_and_the_header_must_agree() {
     let auth = bearer(&alice());
     let body = json!({"payloads": [plain("\"one\"")]}).to_string();
     let only_auth = [("authorization", auth.as_str())];
-    let enc = call(
-        &fx.app,
-        Method::POST,
-        "/codec/payments/encode",
-        &only_auth,
-        &body,
-    )
-    .await;
-    assert_eq!(enc.status, StatusCode::OK, "{}", enc.body);
-    let agreeing = [
-        ("authorization", auth.as_str()),
-        ("x-namespace", "payments"),
-    ];
-    let dec = call(
-        &fx.app,
-        Method::POST,
-        "/payments/decode",
-        &agreeing,
-        &enc.body,
-    )
-    .await;
-    assert_eq!(dec.status, StatusCode::OK, "{}", dec.body);
+    let enc = post(&fx.app, "/codec/payments/encode", &only_auth, &body).await;
+    enc.assert_status(StatusCode::OK);
+    let agreeing = auth_in(&auth, "payments");
+    let dec = post(&fx.app, "/payments/decode", &agreeing, &enc.body).await;
+    dec.assert_status(StatusCode::OK);
     // alice may decode `payments` only; a header naming it on another path is refused.
-    let bypass = [
-        ("authorization", auth.as_str()),
-        ("x-namespace", "payments"),
-    ];
-    let r = call(&fx.app, Method::POST, "/team-a/decode", &bypass, &enc.body).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
-    assert!(r.body.contains("disagrees with the path"), "{}", r.body);
-    let r = call(&fx.app, Method::POST, "/decode", &agreeing, &enc.body).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
-    assert!(r.body.contains("no namespace in the path"), "{}", r.body);
+    let bypass = auth_in(&auth, "payments");
+    let r = post(&fx.app, "/team-a/decode", &bypass, &enc.body).await;
+    r.assert_says(StatusCode::BAD_REQUEST, "disagrees with the path");
+    let r = post(&fx.app, "/decode", &agreeing, &enc.body).await;
+    r.assert_says(StatusCode::BAD_REQUEST, "no namespace in the path");
 }
 
 #[tokio::test]
 async fn protocol_errors_have_the_right_status_and_no_plaintext() {
     let fx = fixture_app("", false).await;
     let auth = bearer(&alice());
-    let h = [
-        ("authorization", auth.as_str()),
-        ("x-namespace", "payments"),
-    ];
+    let h = auth_in(&auth, "payments");
     let ok = json!({"payloads": [plain("\"card 4111\"")]}).to_string();
     assert_eq!(
         post_status(&fx.app, "/nope", &h, &ok).await,
@@ -121,7 +95,7 @@ async fn protocol_errors_have_the_right_status_and_no_plaintext() {
     let get = call(&fx.app, Method::GET, "/decode", &h, "").await;
     assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(get.headers["allow"], "POST, OPTIONS");
-    let bad_json = call(&fx.app, Method::POST, "/decode", &h, "{not json").await;
+    let bad_json = post(&fx.app, "/decode", &h, "{not json").await;
     assert_eq!(bad_json.status, StatusCode::BAD_REQUEST);
     assert!(
         bad_json.json()["error"]
@@ -129,28 +103,14 @@ async fn protocol_errors_have_the_right_status_and_no_plaintext() {
             .expect("msg")
             .contains("invalid JSON")
     );
-    let bad_b64 = call(
-        &fx.app,
-        Method::POST,
-        "/decode",
-        &h,
-        r#"{"payloads":[{"data":"!!!"}]}"#,
-    )
-    .await;
+    let bad_b64 = post(&fx.app, "/decode", &h, r#"{"payloads":[{"data":"!!!"}]}"#).await;
     assert_eq!(bad_b64.status, StatusCode::BAD_REQUEST);
     assert!(
         bad_b64.body.contains("payloads[0].data: invalid base64"),
         "{}",
         bad_b64.body
     );
-    let no_ns = call(
-        &fx.app,
-        Method::POST,
-        "/decode",
-        &[("authorization", auth.as_str())],
-        &ok,
-    )
-    .await;
+    let no_ns = post(&fx.app, "/decode", &[("authorization", auth.as_str())], &ok).await;
     assert_eq!(no_ns.status, StatusCode::BAD_REQUEST);
     assert!(no_ns.body.contains("X-Namespace"));
     let big = "x".repeat(70 * 1024);
@@ -159,12 +119,12 @@ async fn protocol_errors_have_the_right_status_and_no_plaintext() {
         StatusCode::PAYLOAD_TOO_LARGE
     );
     // Without [storage], /download is the Web UI's "not configured" 404.
-    let not_configured = call(&fx.app, Method::POST, "/download", &h, &ok).await;
+    let not_configured = post(&fx.app, "/download", &h, &ok).await;
     assert_eq!(not_configured.status, StatusCode::NOT_FOUND);
     assert!(not_configured.body.contains("not configured"));
 
     // A sealed payload that fails to open: tampered, and presented as another namespace.
-    let enc = call(&fx.app, Method::POST, "/encode", &h, &ok).await.json();
+    let enc = post(&fx.app, "/encode", &h, &ok).await.json();
     let mut tampered = enc.clone();
     let data = tampered["payloads"][0]["data"]
         .as_str()
@@ -174,7 +134,7 @@ async fn protocol_errors_have_the_right_status_and_no_plaintext() {
     let last = raw.len() - 1;
     raw[last] ^= 1;
     tampered["payloads"][0]["data"] = Value::String(B64.encode(raw));
-    let r = call(&fx.app, Method::POST, "/decode", &h, &tampered.to_string()).await;
+    let r = post(&fx.app, "/decode", &h, &tampered.to_string()).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(!r.body.contains("4111"));
     let support = token(
@@ -184,14 +144,7 @@ async fn protocol_errors_have_the_right_status_and_no_plaintext() {
         claims("sam", json!({"roles": ["support"]})),
     );
     let sa = bearer(&support);
-    let r = call(
-        &fx.app,
-        Method::POST,
-        "/decode",
-        &[("authorization", sa.as_str()), ("x-namespace", "other")],
-        &enc.to_string(),
-    )
-    .await;
+    let r = post(&fx.app, "/decode", &auth_in(&sa, "other"), &enc.to_string()).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body.contains("encryption context"), "{}", r.body);
     assert!(!r.body.contains("4111"));
@@ -236,18 +189,11 @@ async fn decode_shows_plaintext_as_is_but_counts_it() {
     }, "data": B64.encode(&bomb)});
     let null_payload = json!({"metadata": {"encoding": B64.encode("binary/null")}});
     let body = json!({"payloads": [plain("\"forged\""), zstd_payload, null_payload]}).to_string();
-    let r = call(
-        &app,
-        Method::POST,
-        "/decode",
-        &[("x-namespace", "ns")],
-        &body,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = post(&app, "/decode", &[("x-namespace", "ns")], &body).await;
+    r.assert_status(StatusCode::OK);
     let out = r.json()["payloads"].clone();
     assert_eq!(out[1]["data"], B64.encode(&bomb));
-    let metrics = call(&app, Method::GET, "/metrics", &[], "").await.body;
+    let metrics = get(&app, "/metrics").await.body;
     assert!(
         metrics.contains(r#"sealbox_codec_plaintext_payloads_total{operation="decode"} 2"#),
         "{metrics}"

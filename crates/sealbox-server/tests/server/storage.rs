@@ -6,12 +6,14 @@ use super::*;
 
 /// A server whose policy stores payloads of 1 KiB and more in a local directory (namespace
 /// `payments`), none for `small`, every payload for `pii`; for `python` the worker's SDK
-/// stores (the server only seals).
-async fn storage_app(dir: &std::path::Path) -> Router {
-    storage_app_with(dir, "64KiB").await
+/// stores (the server only seals). The directory holds the policy, key, audit log and objects.
+async fn storage_app() -> (tempfile::TempDir, Router) {
+    storage_app_with("64KiB").await
 }
 
-async fn storage_app_with(dir: &std::path::Path, max_body: &str) -> Router {
+async fn storage_app_with(max_body: &str) -> (tempfile::TempDir, Router) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
     let key = dir.join("kek");
     sealbox_testkit::write_secret_file(&key, &B64.encode([4u8; 32]));
     let text = format!(
@@ -25,7 +27,8 @@ async fn storage_app_with(dir: &std::path::Path, max_body: &str) -> Router {
         key = key.display(),
         audit = dir.join("audit").display(),
     );
-    app(state_from(&dir.join("policy.toml"), &text).await)
+    let app = app(state_from(&dir.join("policy.toml"), &text).await);
+    (tmp, app)
 }
 
 fn headers(ns: &str) -> [(&str, &str); 2] {
@@ -42,12 +45,11 @@ fn data_of(p: &Value) -> Vec<u8> {
 
 #[tokio::test]
 async fn large_payloads_are_stored_and_come_back_through_decode_and_download() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let app = storage_app(dir.path()).await;
+    let (dir, app) = storage_app().await;
     let large = format!("\"{}\"", "card-4111 ".repeat(300_000)); // 3 MB
     let body = json!({"payloads": [plain("\"small\""), plain(&large)]}).to_string();
-    let enc = call(&app, Method::POST, "/encode", &headers("payments"), &body).await;
-    assert_eq!(enc.status, StatusCode::OK, "{}", enc.body);
+    let enc = post(&app, "/encode", &headers("payments"), &body).await;
+    enc.assert_status(StatusCode::OK);
     let encoded = enc.json();
     let list = encoded["payloads"].as_array().expect("payloads");
     assert!(
@@ -72,19 +74,11 @@ async fn large_payloads_are_stored_and_come_back_through_decode_and_download() {
     assert!(!files[0].windows(9).any(|w| w == b"card-4111"));
 
     // The CLI's /decode resolves; the Web UI's keeps the reference; /download resolves it.
-    let dec = call(
-        &app,
-        Method::POST,
-        "/decode",
-        &headers("payments"),
-        &enc.body,
-    )
-    .await;
-    assert_eq!(dec.status, StatusCode::OK, "{}", dec.body);
+    let dec = post(&app, "/decode", &headers("payments"), &enc.body).await;
+    dec.assert_status(StatusCode::OK);
     assert_eq!(data_of(&dec.json()["payloads"][1]), large.as_bytes());
-    let ui = call(
+    let ui = post(
         &app,
-        Method::POST,
         "/decode?preserveStorageRefs=TRUE",
         &headers("payments"),
         &enc.body,
@@ -93,78 +87,60 @@ async fn large_payloads_are_stored_and_come_back_through_decode_and_download() {
     let kept = ui.json();
     assert!(is_reference(&kept["payloads"][1]), "{kept}");
     assert_eq!(data_of(&kept["payloads"][0]), b"\"small\"");
-    let one = json!({"payloads": [kept["payloads"][1]]}).to_string();
-    let down = call(
+    let one = payloads_body(&[&kept["payloads"][1]]);
+    let down = post(
         &app,
-        Method::POST,
         "/download?preserveStorageRefs=true",
         &headers("payments"),
         &one,
     )
     .await;
-    assert_eq!(down.status, StatusCode::OK, "{}", down.body);
+    down.assert_status(StatusCode::OK);
     assert_eq!(data_of(&down.json()["payloads"][0]), large.as_bytes());
 
     // Not a reference: 400. Another namespace: its key prefix is refused, naming the key.
     let not_ref = json!({"payloads": [plain("\"x\"")]}).to_string();
-    let r = call(
-        &app,
-        Method::POST,
-        "/download",
-        &headers("payments"),
-        &not_ref,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let r = post(&app, "/download", &headers("payments"), &not_ref).await;
+    r.assert_status(StatusCode::BAD_REQUEST);
     assert!(r.body.contains("not an external-storage reference"));
-    let r = call(&app, Method::POST, "/download", &headers("small"), &one).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
-    assert!(r.body.contains("another namespace"), "{}", r.body);
+    let r = post(&app, "/download", &headers("small"), &one).await;
+    r.assert_says(StatusCode::BAD_REQUEST, "another namespace");
 }
 
 /// With storage on for a namespace, /encode takes payloads up to the storage cap whatever
 /// `max_body` says (64 KiB here); without it, `max_body` holds.
 #[tokio::test]
 async fn body_limits_follow_the_storage_cap() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let app = storage_app(dir.path()).await;
+    let (_dir, app) = storage_app().await;
     let large = format!("\"{}\"", "z".repeat(1_000_000));
     let body = json!({"payloads": [plain(&large)]}).to_string();
-    let stored = call(&app, Method::POST, "/encode", &headers("payments"), &body).await;
-    assert_eq!(stored.status, StatusCode::OK, "{}", stored.body);
-    let refused = call(&app, Method::POST, "/encode", &headers("small"), &body).await;
-    assert_eq!(
-        refused.status,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "{}",
-        refused.body
-    );
+    let stored = post(&app, "/encode", &headers("payments"), &body).await;
+    stored.assert_status(StatusCode::OK);
+    let refused = post(&app, "/encode", &headers("small"), &body).await;
+    refused.assert_status(StatusCode::PAYLOAD_TOO_LARGE);
     // Over the storage cap (8 MiB) even where storage is on.
     let huge = format!("\"{}\"", "z".repeat(9 * 1024 * 1024));
     let body = json!({"payloads": [plain(&huge)]}).to_string();
-    let r = call(&app, Method::POST, "/encode", &headers("payments"), &body).await;
-    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
+    let r = post(&app, "/encode", &headers("payments"), &body).await;
+    r.assert_status(StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 /// A namespace with storage off never gets more than Temporal's 2 MiB inline, though the
 /// codec behind it accepts storage-sized payloads.
 #[tokio::test]
 async fn storage_off_still_holds_inline_payloads_to_temporals_limit() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let app = storage_app_with(dir.path(), "16MiB").await;
+    let (_dir, app) = storage_app_with("16MiB").await;
     let large = format!("\"{}\"", "card-4111 ".repeat(300_000)); // 3 MB
     let body = json!({"payloads": [plain(&large)]}).to_string();
-    let r = call(&app, Method::POST, "/encode", &headers("small"), &body).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
-    assert!(
-        r.body.contains("exceeds the limit of 2097152 bytes"),
-        "{}",
-        r.body
+    let r = post(&app, "/encode", &headers("small"), &body).await;
+    r.assert_says(
+        StatusCode::BAD_REQUEST,
+        "exceeds the limit of 2097152 bytes",
     );
     assert!(!r.body.contains("card-4111"));
     // The same payload in a storing namespace is stored.
-    let ok = call(&app, Method::POST, "/encode", &headers("payments"), &body).await;
-    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    let ok = post(&app, "/encode", &headers("payments"), &body).await;
+    ok.assert_status(StatusCode::OK);
 }
 
 /// Where the worker's SDK stores (`sdk`), /encode is a pure codec: a 3 MB payload comes back
@@ -172,12 +148,11 @@ async fn storage_off_still_holds_inline_payloads_to_temporals_limit() {
 /// written to the store. The namespace checks of references still hold on /decode.
 #[tokio::test]
 async fn where_the_sdk_stores_encode_only_seals() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let app = storage_app(dir.path()).await;
+    let (dir, app) = storage_app().await;
     let large = format!("\"{}\"", "card-4111 ".repeat(300_000)); // 3 MB
     let body = json!({"payloads": [plain(&large)]}).to_string();
-    let enc = call(&app, Method::POST, "/encode", &headers("python"), &body).await;
-    assert_eq!(enc.status, StatusCode::OK, "{}", enc.body);
+    let enc = post(&app, "/encode", &headers("python"), &body).await;
+    enc.assert_status(StatusCode::OK);
     let sealed = enc.json()["payloads"][0].clone();
     assert!(!is_reference(&sealed), "the SDK stores, not the server");
     assert_eq!(
@@ -189,45 +164,36 @@ async fn where_the_sdk_stores_encode_only_seals() {
         walk(&dir.path().join("objects")).is_empty(),
         "nothing stored"
     );
-    let dec = call(
+    let dec = post(
         &app,
-        Method::POST,
         "/decode",
         &headers("python"),
-        &json!({"payloads": [sealed]}).to_string(),
+        &payloads_body(&[&sealed]),
     )
     .await;
-    assert_eq!(dec.status, StatusCode::OK, "{}", dec.body);
+    dec.assert_status(StatusCode::OK);
     assert_eq!(data_of(&dec.json()["payloads"][0]), large.as_bytes());
     // A reference stored for another namespace does not resolve here.
-    let stored = call(&app, Method::POST, "/encode", &headers("pii"), &body).await;
-    assert_eq!(stored.status, StatusCode::OK, "{}", stored.body);
+    let stored = post(&app, "/encode", &headers("pii"), &body).await;
+    stored.assert_status(StatusCode::OK);
     let r = &stored.json()["payloads"][0];
     assert!(is_reference(r));
-    let elsewhere = call(
-        &app,
-        Method::POST,
-        "/decode",
-        &headers("python"),
-        &json!({"payloads": [r]}).to_string(),
-    )
-    .await;
+    let elsewhere = post(&app, "/decode", &headers("python"), &payloads_body(&[r])).await;
     assert_ne!(elsewhere.status, StatusCode::OK, "bound to pii, not python");
 }
 
 #[tokio::test]
 async fn the_threshold_is_per_namespace() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let app = storage_app(dir.path()).await;
+    let (_dir, app) = storage_app().await;
     let medium = format!("\"{}\"", "m".repeat(4096));
     let body = json!({"payloads": [plain(&medium)]}).to_string();
     for (ns, stored) in [("payments", true), ("small", false)] {
-        let enc = call(&app, Method::POST, "/encode", &headers(ns), &body).await;
+        let enc = post(&app, "/encode", &headers(ns), &body).await;
         assert_eq!(enc.status, StatusCode::OK, "{ns}: {}", enc.body);
         assert_eq!(is_reference(&enc.json()["payloads"][0]), stored, "{ns}");
     }
     let tiny = json!({"payloads": [plain("\"t\"")]}).to_string();
-    let enc = call(&app, Method::POST, "/encode", &headers("pii"), &tiny).await;
+    let enc = post(&app, "/encode", &headers("pii"), &tiny).await;
     assert!(
         is_reference(&enc.json()["payloads"][0]),
         "always: {}",

@@ -157,12 +157,13 @@ fn references_in(history: &str) -> Vec<Value> {
     out
 }
 
-async fn post(endpoint: &str, path: &str, namespace: &str, body: Value) -> (u16, Value) {
+/// POSTs `payload`, alone in a request body, to the codec server at `endpoint`.
+async fn post(endpoint: &str, path: &str, namespace: &str, payload: &Value) -> (u16, Value) {
     let response = reqwest::Client::new()
         .post(format!("{endpoint}{path}"))
         .header("X-Namespace", namespace)
         .header("Authorization", format!("Bearer {TOKEN}"))
-        .json(&body)
+        .json(&json!({ "payloads": [payload] }))
         .send()
         .await
         .expect("request");
@@ -234,13 +235,7 @@ async fn the_official_s3_driver_and_sealbox_read_each_others_objects() {
             "{id}: the CLI shows the input through the codec server"
         );
         // /download returns the original; /decode?preserveStorageRefs=true the reference.
-        let (status, body) = post(
-            &endpoint,
-            "/download",
-            namespace,
-            json!({"payloads": [references[0].clone()]}),
-        )
-        .await;
+        let (status, body) = post(&endpoint, "/download", namespace, &references[0]).await;
         assert_eq!(status, 200, "{id}: {body}");
         let data = B64
             .decode(body["payloads"][0]["data"].as_str().expect("data"))
@@ -250,7 +245,7 @@ async fn the_official_s3_driver_and_sealbox_read_each_others_objects() {
             &endpoint,
             "/decode?preserveStorageRefs=true",
             namespace,
-            json!({"payloads": [references[0].clone()]}),
+            &references[0],
         )
         .await;
         assert_eq!(status, 200, "{id}: {body}");
@@ -261,13 +256,7 @@ async fn the_official_s3_driver_and_sealbox_read_each_others_objects() {
         } else {
             "stored"
         };
-        let (status, body) = post(
-            &endpoint,
-            "/download",
-            other,
-            json!({"payloads": [references[0].clone()]}),
-        )
-        .await;
+        let (status, body) = post(&endpoint, "/download", other, &references[0]).await;
         assert!(
             (400..500).contains(&status),
             "{id} from {other}: {status} {body}"

@@ -121,8 +121,16 @@ impl Ui {
         report
     }
 
-    fn audit(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("audit.jsonl")).expect("audit")
+    /// The audit log has a successful request for `operation` (the browser called it).
+    fn assert_audited(&self, operation: &str) {
+        let audit = std::fs::read_to_string(self.dir.path().join("audit.jsonl")).expect("audit");
+        let line = format!("\"operation\":\"{operation}\"");
+        assert!(
+            audit
+                .lines()
+                .any(|l| l.contains(&line) && l.contains("\"status\":200")),
+            "the browser called /{operation}: {audit}"
+        );
     }
 }
 
@@ -138,13 +146,7 @@ async fn web_ui_shows_the_decoded_input() {
         "stored encrypted"
     );
     ui.browse(wid, secret, None).await;
-    let audit = ui.audit();
-    assert!(
-        audit
-            .lines()
-            .any(|l| l.contains("\"operation\":\"decode\"") && l.contains("\"status\":200")),
-        "the browser called /decode: {audit}"
-    );
+    ui.assert_audited("decode");
 }
 
 /// With `external_storage = "always"`, the input is sealed into the store and history holds
@@ -174,11 +176,5 @@ async fn web_ui_downloads_an_externally_stored_input() {
         )
         .await;
     assert!(report.contains("\"holdsExpected\":true"), "{report}");
-    let audit = ui.audit();
-    assert!(
-        audit
-            .lines()
-            .any(|l| l.contains("\"operation\":\"download\"") && l.contains("\"status\":200")),
-        "the browser called /download: {audit}"
-    );
+    ui.assert_audited("download");
 }
