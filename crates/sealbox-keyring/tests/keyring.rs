@@ -1,7 +1,6 @@
 //! Key-ring behaviour: round trips, leases, single flight, context binding, commitment,
 //! rewrap, configuration and failure handling.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -11,23 +10,36 @@ use sealbox_core::{EncryptionContext, Error, KeyProvider, ProviderErrorKind, ins
 use sealbox_core::{open_with_data_key, seal_with_data_key};
 use sealbox_keyring::{CacheLimits, Keyring, LeaseLimits, ManualClock};
 use sealbox_local::LocalKek;
-use sealbox_testkit::fixtures::{Instrumented, ctx, pattern};
+use sealbox_testkit::fixtures::{
+    Instrumented, ctx, leasing_keyring, max_payloads, pattern, wrapped_keys,
+};
 
 fn kek(id: &str) -> Arc<LocalKek> {
     Arc::new(LocalKek::generate(id).expect("local kek"))
 }
 
-fn wrapped_keys(envelopes: &[Vec<u8>]) -> HashSet<Vec<u8>> {
+/// Lease limits that end a lease at `max_age`, renewing it `renew_before` that in the
+/// background.
+fn aging(max_age: Duration, renew_before: Duration) -> LeaseLimits {
+    LeaseLimits {
+        max_age,
+        renew_before,
+        ..LeaseLimits::default()
+    }
+}
+
+/// `n` payloads (`pattern(len, i)` for i in 0..n) sealed by `keyring` under `context`.
+async fn seal_patterns(
+    keyring: &Keyring,
+    context: &EncryptionContext,
+    n: u64,
+    len: usize,
+) -> Vec<Vec<u8>> {
+    let mut envelopes = Vec::new();
+    for i in 0..n {
+        envelopes.push(keyring.seal(context, &pattern(len, i)).await.expect("seal"));
+    }
     envelopes
-        .iter()
-        .map(|e| {
-            inspect(e)
-                .expect("header")
-                .wrapped_key
-                .ciphertext()
-                .to_vec()
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -77,18 +89,9 @@ async fn round_trips_from_empty_to_4_mib() {
 #[tokio::test]
 async fn a_fresh_reader_makes_one_unwrap_per_distinct_wrapped_key() {
     let key = kek("reader");
-    let writer = Keyring::builder(key.clone())
-        .lease_limits(LeaseLimits {
-            max_payloads: 5,
-            ..LeaseLimits::default()
-        })
-        .build()
-        .expect("keyring");
+    let writer = leasing_keyring(key.clone(), max_payloads(5), None);
     let context = ctx("a");
-    let mut envelopes = Vec::new();
-    for i in 0..20 {
-        envelopes.push(writer.seal(&context, &pattern(100, i)).await.expect("seal"));
-    }
+    let envelopes = seal_patterns(&writer, &context, 20, 100).await;
     assert_eq!(wrapped_keys(&envelopes).len(), 4);
     let reader = Keyring::builder(key).build().expect("keyring");
     for _ in 0..3 {
@@ -106,41 +109,16 @@ async fn a_fresh_reader_makes_one_unwrap_per_distinct_wrapped_key() {
 
 #[tokio::test]
 async fn lease_payload_limit() {
-    let keyring = Keyring::builder(kek("count"))
-        .lease_limits(LeaseLimits {
-            max_payloads: 3,
-            ..LeaseLimits::default()
-        })
-        .build()
-        .expect("keyring");
-    let mut envelopes = Vec::new();
-    for i in 0..10 {
-        envelopes.push(
-            keyring
-                .seal(&ctx("a"), &pattern(10, i))
-                .await
-                .expect("seal"),
-        );
-    }
+    let keyring = leasing_keyring(kek("count"), max_payloads(3), None);
+    let envelopes = seal_patterns(&keyring, &ctx("a"), 10, 10).await;
     assert_eq!(keyring.stats().generate_calls, 4, "ceil(10 / 3) leases");
     assert_eq!(wrapped_keys(&envelopes).len(), 4);
 }
 
 #[tokio::test]
 async fn one_payload_per_lease_gives_one_wrapped_key_per_payload() {
-    let keyring = Keyring::builder(kek("one"))
-        .lease_limits(LeaseLimits::one_payload_per_key())
-        .build()
-        .expect("keyring");
-    let mut envelopes = Vec::new();
-    for i in 0..20 {
-        envelopes.push(
-            keyring
-                .seal(&ctx("a"), &pattern(10, i))
-                .await
-                .expect("seal"),
-        );
-    }
+    let keyring = leasing_keyring(kek("one"), LeaseLimits::one_payload_per_key(), None);
+    let envelopes = seal_patterns(&keyring, &ctx("a"), 20, 10).await;
     assert_eq!(keyring.stats().generate_calls, 20);
     assert_eq!(
         wrapped_keys(&envelopes).len(),
@@ -151,13 +129,11 @@ async fn one_payload_per_lease_gives_one_wrapped_key_per_payload() {
 
 #[tokio::test]
 async fn lease_byte_limit() {
-    let keyring = Keyring::builder(kek("bytes"))
-        .lease_limits(LeaseLimits {
-            max_bytes: 100,
-            ..LeaseLimits::default()
-        })
-        .build()
-        .expect("keyring");
+    let limits = LeaseLimits {
+        max_bytes: 100,
+        ..LeaseLimits::default()
+    };
+    let keyring = leasing_keyring(kek("bytes"), limits, None);
     let c = ctx("a");
     let a = keyring.seal(&c, &[1; 40]).await.expect("seal");
     let b = keyring.seal(&c, &[2; 60]).await.expect("seal"); // 100 bytes: still within the limit
@@ -175,15 +151,8 @@ async fn lease_byte_limit() {
 #[tokio::test]
 async fn lease_age_limit_with_a_manual_clock() {
     let clock = Arc::new(ManualClock::new());
-    let keyring = Keyring::builder(kek("age"))
-        .lease_limits(LeaseLimits {
-            max_age: Duration::from_secs(60),
-            renew_before: Duration::ZERO,
-            ..LeaseLimits::default()
-        })
-        .clock(clock.clone())
-        .build()
-        .expect("keyring");
+    let limits = aging(Duration::from_secs(60), Duration::ZERO);
+    let keyring = leasing_keyring(kek("age"), limits, Some(clock.clone()));
     let c = ctx("a");
     keyring.seal(&c, b"1").await.expect("seal");
     clock.advance(Duration::from_secs(59));
@@ -215,15 +184,8 @@ async fn seal_through_rollovers(
         generate_latency: Duration::from_millis(200),
         ..Instrumented::new(kek("slow"))
     });
-    let keyring = Keyring::builder(slow.clone())
-        .lease_limits(LeaseLimits {
-            max_age: Duration::from_secs(5),
-            renew_before,
-            ..LeaseLimits::default()
-        })
-        .clock(clock.clone())
-        .build()
-        .expect("keyring");
+    let limits = aging(Duration::from_secs(5), renew_before);
+    let keyring = leasing_keyring(slow.clone(), limits, Some(clock.clone()));
     let c = ctx("rollover");
     keyring.seal(&c, b"warm-up").await.expect("seal");
     let before = keyring.stats();
@@ -319,15 +281,8 @@ async fn lease_rollovers_under_load_never_make_a_seal_wait_for_the_kms() {
 async fn a_failed_background_renewal_keeps_the_current_lease_and_retries() {
     let clock = Arc::new(ManualClock::new());
     let flaky = Arc::new(Instrumented::new(kek("flaky")));
-    let keyring = Keyring::builder(flaky.clone())
-        .lease_limits(LeaseLimits {
-            max_age: Duration::from_secs(60),
-            renew_before: Duration::from_secs(10),
-            ..LeaseLimits::default()
-        })
-        .clock(clock.clone())
-        .build()
-        .expect("keyring");
+    let limits = aging(Duration::from_secs(60), Duration::from_secs(10));
+    let keyring = leasing_keyring(flaky.clone(), limits, Some(clock.clone()));
     let c = ctx("a");
     let first = keyring.seal(&c, b"1").await.expect("seal");
     let settle = || async {
@@ -337,8 +292,12 @@ async fn a_failed_background_renewal_keeps_the_current_lease_and_retries() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
-    flaky.fail_next.store(1, Ordering::SeqCst);
-    clock.advance(Duration::from_secs(51));
+    // The KMS fails its next `calls` calls, then `secs` pass.
+    let outage_then = |calls: usize, secs: u64| {
+        flaky.fail_next.store(calls, Ordering::SeqCst);
+        clock.advance(Duration::from_secs(secs));
+    };
+    outage_then(1, 51);
     let during = keyring
         .seal(&c, b"2")
         .await
@@ -372,8 +331,7 @@ async fn a_failed_background_renewal_keeps_the_current_lease_and_retries() {
         "a new lease is in use"
     );
     // The KMS goes down and the lease runs out: sealing fails closed.
-    flaky.fail_next.store(1000, Ordering::SeqCst);
-    clock.advance(Duration::from_secs(61));
+    outage_then(1000, 61);
     let err = keyring
         .seal(&c, b"secret")
         .await
@@ -442,10 +400,7 @@ async fn an_envelope_moved_to_another_tenant_does_not_open() {
 /// (different) plaintext: the key commitment catches it before decryption.
 #[tokio::test]
 async fn key_commitment_rejects_a_swapped_data_key() {
-    let keyring = Keyring::builder(kek("commit"))
-        .lease_limits(LeaseLimits::one_payload_per_key())
-        .build()
-        .expect("keyring");
+    let keyring = leasing_keyring(kek("commit"), LeaseLimits::one_payload_per_key(), None);
     let c = ctx("a");
     let first = keyring.seal(&c, b"first").await.expect("seal");
     let second = keyring.seal(&c, b"second").await.expect("seal");
@@ -522,10 +477,7 @@ fn invalid_configurations_are_refused_with_a_reason() {
         .expect_err("duplicate");
     assert!(dup.to_string().contains("listed twice"), "{dup}");
     let zero = Keyring::builder(a.clone())
-        .lease_limits(LeaseLimits {
-            max_payloads: 0,
-            ..LeaseLimits::default()
-        })
+        .lease_limits(max_payloads(0))
         .build()
         .expect_err("zero payloads");
     assert!(zero.to_string().contains("max_payloads"), "{zero}");
@@ -635,13 +587,7 @@ async fn open_many_batches_per_kek_and_fails_items_independently() {
     let old = kek("old");
     let new = kek("new");
     let c = ctx("a");
-    let old_writer = Keyring::builder(old.clone())
-        .lease_limits(LeaseLimits {
-            max_payloads: 2,
-            ..LeaseLimits::default()
-        })
-        .build()
-        .expect("keyring");
+    let old_writer = leasing_keyring(old.clone(), max_payloads(2), None);
     let new_writer = Keyring::builder(new.clone()).build().expect("keyring");
     let mut envs = Vec::new();
     for i in 0..6u64 {
@@ -802,13 +748,7 @@ async fn refusals_expire_and_transient_failures_are_never_remembered() {
 
 #[tokio::test]
 async fn seal_needs_kms_tells_whether_a_lease_is_ready() {
-    let keyring = Keyring::builder(kek("lease"))
-        .lease_limits(LeaseLimits {
-            max_payloads: 2,
-            ..LeaseLimits::default()
-        })
-        .build()
-        .expect("keyring");
+    let keyring = leasing_keyring(kek("lease"), max_payloads(2), None);
     let c = ctx("a");
     assert!(keyring.seal_needs_kms(&c, 10).await, "no lease yet");
     keyring.seal(&c, b"one").await.expect("seal");
