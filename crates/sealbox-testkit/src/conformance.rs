@@ -3,7 +3,6 @@
 //! Each check is a plain async function over a [`Harness`]; a provider crate's tests run all
 //! of them against its real server with [`conformance_tests!`](crate::conformance_tests).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -12,9 +11,9 @@ use sealbox_core::{
     DataKey, EncryptionContext, Error, KeyProvider, ProviderError, ProviderErrorKind, WrappedKey,
     inspect,
 };
-use sealbox_keyring::{Keyring, LeaseLimits};
+use sealbox_keyring::Keyring;
 
-use crate::fixtures::{Instrumented, assert_kind_in};
+use crate::fixtures::{Instrumented, assert_kind_in, leasing_keyring, max_payloads, wrapped_keys};
 use tokio::sync::Semaphore;
 
 /// What the suite needs from a provider's test setup.
@@ -239,29 +238,13 @@ pub async fn rewrap_across_keks(h: &dyn Harness) {
 pub async fn kms_call_counts(h: &dyn Harness) {
     let p = h.provider();
     let c = ctx("a");
-    let writer = Keyring::builder(p.clone())
-        .lease_limits(LeaseLimits {
-            max_payloads: 10,
-            ..LeaseLimits::default()
-        })
-        .build()
-        .expect("keyring");
+    let writer = leasing_keyring(p.clone(), max_payloads(10), None);
     let mut envs = Vec::new();
     for i in 0..30u8 {
         envs.push(writer.seal(&c, &[i; 100]).await.expect("seal"));
     }
     assert_eq!(writer.stats().generate_calls, 3);
-    let distinct: HashSet<Vec<u8>> = envs
-        .iter()
-        .map(|e| {
-            inspect(e)
-                .expect("header")
-                .wrapped_key
-                .ciphertext()
-                .to_vec()
-        })
-        .collect();
-    assert_eq!(distinct.len(), 3);
+    assert_eq!(wrapped_keys(&envs).len(), 3);
     let reader = Keyring::builder(p).build().expect("keyring");
     for (i, e) in envs.iter().enumerate() {
         assert_eq!(reader.open(&c, e).await.expect("open"), vec![i as u8; 100]);

@@ -2,6 +2,7 @@
 //! provider wrapper that counts calls and injects outages (or holds unwraps back), captured
 //! logs, and the checks every network provider's plain-HTTP rule runs.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -12,7 +13,7 @@ use sealbox_core::{
     DataKey, EncryptionContext, GeneratedKey, KeyDescription, KeyProvider, ProviderError,
     ProviderErrorKind, WrappedKey,
 };
-use sealbox_keyring::Keyring;
+use sealbox_keyring::{Clock, Keyring, LeaseLimits};
 
 /// `{namespace: <namespace>}`, the context the Temporal codec and the key policy use.
 pub fn ctx(namespace: &str) -> EncryptionContext {
@@ -30,6 +31,42 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
             x ^= x >> 7;
             x ^= x << 17;
             x as u8
+        })
+        .collect()
+}
+
+/// Lease limits that end a lease after `max_payloads` payloads (the other limits default).
+pub fn max_payloads(max_payloads: u64) -> LeaseLimits {
+    LeaseLimits {
+        max_payloads,
+        ..LeaseLimits::default()
+    }
+}
+
+/// A key-ring sealing with `provider` under `limits`, on `clock` when given (else the system
+/// clock).
+pub fn leasing_keyring(
+    provider: Arc<dyn KeyProvider>,
+    limits: LeaseLimits,
+    clock: Option<Arc<dyn Clock>>,
+) -> Keyring {
+    let mut builder = Keyring::builder(provider).lease_limits(limits);
+    if let Some(clock) = clock {
+        builder = builder.clock(clock);
+    }
+    builder.build().expect("keyring")
+}
+
+/// The distinct wrapped data keys of `envelopes` (a lease shares its key among its payloads).
+pub fn wrapped_keys(envelopes: &[Vec<u8>]) -> HashSet<Vec<u8>> {
+    envelopes
+        .iter()
+        .map(|e| {
+            sealbox_core::inspect(e)
+                .expect("header")
+                .wrapped_key
+                .ciphertext()
+                .to_vec()
         })
         .collect()
 }
