@@ -42,23 +42,27 @@ pub(crate) enum RotateCommand {
     Reencrypt(RewriteArgs),
     /// Exit 0 when the store is proven free of a KEK (and version), 1 when it is still in
     /// use, 2 for usage or policy errors, 3 when the scan was incomplete.
-    Check {
-        #[command(flatten)]
-        target: Target,
-        /// The KEK to retire (any URI form the policy's providers resolve: alias, ARN,
-        /// host-less vault:///…).
-        #[arg(long, value_name = "KEK_URI")]
-        retire: String,
-        /// Only this KEK version.
-        #[arg(long, value_name = "V")]
-        version: Option<String>,
-        /// Objects read at once.
-        #[arg(long, value_name = "N", default_value_t = 16)]
-        concurrency: usize,
-        /// Print one JSON document.
-        #[arg(long)]
-        json: bool,
-    },
+    Check(CheckArgs),
+}
+
+/// What `rotate check` checks, and how it answers.
+#[derive(clap::Args)]
+pub(crate) struct CheckArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The KEK to retire (any URI form the policy's providers resolve: alias, ARN,
+    /// host-less vault:///…).
+    #[arg(long, value_name = "KEK_URI")]
+    retire: String,
+    /// Only this KEK version.
+    #[arg(long, value_name = "V")]
+    version: Option<String>,
+    /// Objects read at once.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    concurrency: usize,
+    /// Print one JSON document.
+    #[arg(long)]
+    json: bool,
 }
 
 /// The policy and the store.
@@ -179,66 +183,10 @@ pub(crate) async fn rotate(command: RotateCommand) -> Result<(), Failure> {
         }
         RotateCommand::Rewrap(args) => rewrite(Mode::Rewrap, args).await,
         RotateCommand::Reencrypt(args) => rewrite(Mode::Reencrypt, args).await,
-        RotateCommand::Check {
-            target,
-            retire,
-            version,
-            concurrency,
-            json,
-        } if temporal::is_temporal_url(&target.store) => {
-            temporal_check(&target, &retire, version, concurrency, json).await
+        RotateCommand::Check(args) if temporal::is_temporal_url(&args.target.store) => {
+            temporal_check(&args).await
         }
-        RotateCommand::Check {
-            target,
-            retire,
-            version,
-            concurrency,
-            json,
-        } => {
-            let (policy, store) = open(&target).await?;
-            let resolved = resolve(&retire, &policy).await?;
-            let report =
-                sealbox_rotate::check(store.as_ref(), &resolved, version.as_deref(), concurrency)
-                    .await;
-            let code = report.exit_code();
-            let what = retire_label(&retire, version.as_deref());
-            if json {
-                print_check_json(
-                    serde_json::to_value(&report).unwrap_or_default(),
-                    &what,
-                    code,
-                );
-            } else {
-                match code {
-                    0 => out!(
-                        "free: none of {} objects in {} needs {what}",
-                        report.scanned,
-                        store.describe()
-                    ),
-                    1 => {
-                        out!(
-                            "in use: {} object(s) need {what} ({} external-storage); for example:",
-                            report.in_use,
-                            report.external_in_use
-                        );
-                        for e in &report.examples {
-                            out!("  {e}");
-                        }
-                    }
-                    _ => out!(
-                        "incomplete: {} damaged, {} unreadable object(s), or the store could not be \
-                         listed to the end; {what} is NOT proven free",
-                        report.damaged,
-                        report.unreadable
-                    ),
-                }
-            }
-            if code == 0 {
-                Ok(())
-            } else {
-                Err(fail(code, String::new()))
-            }
-        }
+        RotateCommand::Check(args) => store_check(&args).await,
     }
 }
 
@@ -365,63 +313,104 @@ async fn temporal_inventory(
     Ok(())
 }
 
-/// `rotate check` over a namespace's workflow histories.
-async fn temporal_check(
-    target: &Target,
-    retire: &str,
-    version: Option<String>,
-    concurrency: usize,
-    json: bool,
-) -> Result<(), Failure> {
-    let (policy, source) = open_temporal(target).await?;
-    let resolved = resolve(retire, &policy).await?;
-    let report = temporal::check(
-        &source,
+/// `rotate check` over a store's objects.
+async fn store_check(args: &CheckArgs) -> Result<(), Failure> {
+    let (policy, store) = open(&args.target).await?;
+    let resolved = resolve(&args.retire, &policy).await?;
+    let report = sealbox_rotate::check(
+        store.as_ref(),
         &resolved,
-        version.as_deref(),
-        &scan_options(&policy, concurrency)?,
+        args.version.as_deref(),
+        args.concurrency,
     )
     .await;
     let code = report.exit_code();
-    let what = retire_label(retire, version.as_deref());
-    let r = &report.report;
-    if json {
-        print_check_json(
-            serde_json::to_value(&report).unwrap_or_default(),
-            &what,
-            code,
-        );
-    } else {
-        match code {
-            0 => out!(
-                "free: none of {} payloads in {} workflow runs of {} needs {what}",
-                r.scanned,
-                report.executions,
-                source.describe()
-            ),
-            1 => {
-                out!(
-                    "in use: {} payload(s) in {} need {what}; for example (workflow_id/run_id#event_id):",
-                    r.in_use,
-                    source.describe()
-                );
-                for e in &r.examples {
-                    out!("  {e}");
-                }
-            }
-            _ => {
-                out!(
-                    "incomplete: {} damaged payload(s), {} unreadable history(ies), unresolved \
-                     external-storage references, or executions not listed to the end; {what} \
-                     is NOT proven free",
-                    r.damaged,
-                    r.unreadable
-                );
-                for e in &report.errors {
-                    out!("  {e}");
-                }
+    let json = serde_json::to_value(&report).unwrap_or_default();
+    finish_check(args, code, json, |what| match code {
+        0 => out!(
+            "free: none of {} objects in {} needs {what}",
+            report.scanned,
+            store.describe()
+        ),
+        1 => {
+            out!(
+                "in use: {} object(s) need {what} ({} external-storage); for example:",
+                report.in_use,
+                report.external_in_use
+            );
+            for e in &report.examples {
+                out!("  {e}");
             }
         }
+        _ => out!(
+            "incomplete: {} damaged, {} unreadable object(s), or the store could not be \
+                     listed to the end; {what} is NOT proven free",
+            report.damaged,
+            report.unreadable
+        ),
+    })
+}
+
+/// `rotate check` over a namespace's workflow histories.
+async fn temporal_check(args: &CheckArgs) -> Result<(), Failure> {
+    let (policy, source) = open_temporal(&args.target).await?;
+    let resolved = resolve(&args.retire, &policy).await?;
+    let report = temporal::check(
+        &source,
+        &resolved,
+        args.version.as_deref(),
+        &scan_options(&policy, args.concurrency)?,
+    )
+    .await;
+    let code = report.exit_code();
+    let r = &report.report;
+    let json = serde_json::to_value(&report).unwrap_or_default();
+    finish_check(args, code, json, |what| match code {
+        0 => out!(
+            "free: none of {} payloads in {} workflow runs of {} needs {what}",
+            r.scanned,
+            report.executions,
+            source.describe()
+        ),
+        1 => {
+            out!(
+                "in use: {} payload(s) in {} need {what}; for example (workflow_id/run_id#event_id):",
+                r.in_use,
+                source.describe()
+            );
+            for e in &r.examples {
+                out!("  {e}");
+            }
+        }
+        _ => {
+            out!(
+                "incomplete: {} damaged payload(s), {} unreadable history(ies), unresolved \
+                     external-storage references, or executions not listed to the end; {what} \
+                     is NOT proven free",
+                r.damaged,
+                r.unreadable
+            );
+            for e in &report.errors {
+                out!("  {e}");
+            }
+        }
+    })
+}
+
+/// Prints a check's report, as `json` (with what was checked and the exit code added) or as
+/// text (`human`, told what was checked) as `args` ask; then the command's result for the
+/// report's exit `code`.
+fn finish_check(
+    args: &CheckArgs,
+    code: u8,
+    json: serde_json::Value,
+    human: impl FnOnce(&str),
+) -> Result<(), Failure> {
+    let what = retire_label(&args.retire, args.version.as_deref());
+    if args.json {
+        print_check_json(json, &what, code);
+    } else {
+        human(&what);
     }
     if code == 0 {
         Ok(())
