@@ -219,48 +219,42 @@ async fn codec_for_other_namespace(policy: &str, namespace: &str) -> CodecChain 
         .expect("codec")
 }
 
+/// A `[default]` table whose active KEK is a local one, its key (32 bytes of `byte`) written
+/// to `dir/kek`.
+fn local_kek_default(dir: &std::path::Path, byte: u8) -> String {
+    let key_file = dir.join("kek");
+    sealbox_testkit::write_secret_file(&key_file, &format!("{}\n", B64.encode([byte; 32])));
+    format!(
+        "[default]\nactive = \"local:///e2e?file={}\"\n",
+        key_file.display()
+    )
+}
+
+/// Writes the policy `text` to `dir/name`; returns the file's path.
+fn write_policy(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("policy");
+    path.to_string_lossy().into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflow_payloads_are_encrypted_in_history_local_kek_and_openbao() {
     let server = TemporalDev::start(&["tenant-local", "tenant-bao"]);
     let dir = tempfile::tempdir().expect("tempdir");
 
     // The local development KEK.
-    let key_file = dir.path().join("kek");
-    sealbox_testkit::write_secret_file(&key_file, &format!("{}\n", B64.encode([7u8; 32])));
-    let local_policy = dir.path().join("local.toml");
-    std::fs::write(
-        &local_policy,
-        format!(
-            "version = 1\n[default]\nactive = \"local:///e2e?file={}\"\n",
-            key_file.display()
-        ),
-    )
-    .expect("policy");
-    run_and_check(
-        &server,
-        &local_policy.to_string_lossy(),
-        "tenant-local",
-        "local",
-    )
-    .await;
+    let local = format!("version = 1\n{}", local_kek_default(dir.path(), 7));
+    let local_policy = write_policy(dir.path(), "local.toml", &local);
+    run_and_check(&server, &local_policy, "tenant-local", "local").await;
 
     // OpenBao Transit.
-    let bao = OpenBao::start();
-    bao.enable_transit("transit");
-    bao.create_key("transit", "temporal-e2e", true);
-    let token_file = dir.path().join("token");
-    sealbox_testkit::write_secret_file(&token_file, &bao.root_token);
-    let bao_policy = dir.path().join("bao.toml");
-    std::fs::write(
-        &bao_policy,
-        format!(
-            "version = 1\n[vault]\nauth = \"token\"\ntoken_file = \"{}\"\n[default]\nactive = \"vault+http://{}/transit/keys/temporal-e2e\"\n",
-            token_file.display(),
-            bao.addr.trim_start_matches("http://")
-        ),
-    )
-    .expect("policy");
-    run_and_check(&server, &bao_policy.to_string_lossy(), "tenant-bao", "bao").await;
+    let bao = OpenBao::start_with_transit_keys(&["temporal-e2e"]);
+    let bao_policy = write_policy(
+        dir.path(),
+        "bao.toml",
+        &bao.token_policy(dir.path(), "temporal-e2e"),
+    );
+    run_and_check(&server, &bao_policy, "tenant-bao", "bao").await;
 }
 
 /// The protobuf bytes of every object in `store`.
@@ -346,49 +340,30 @@ async fn big_order_is_stored(
 async fn large_payloads_go_to_external_storage_local_directory_and_s3() {
     let server = TemporalDev::start(&["tenant-files", "tenant-s3"]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let key_file = dir.path().join("kek");
-    sealbox_testkit::write_secret_file(&key_file, &format!("{}\n", B64.encode([8u8; 32])));
-    let active = format!(
-        "[default]\nactive = \"local:///e2e?file={}\"\n",
-        key_file.display()
-    );
+    let active = local_kek_default(dir.path(), 8);
 
     let objects = dir.path().join("objects");
-    let files_policy = dir.path().join("files.toml");
-    std::fs::write(
-        &files_policy,
-        format!(
-            "version = 1\n[storage]\nurl = \"file://{}\"\n{active}",
-            objects.display()
-        ),
-    )
-    .expect("policy");
+    let files_text = format!(
+        "version = 1\n[storage]\nurl = \"file://{}\"\n{active}",
+        objects.display()
+    );
+    let files_policy = write_policy(dir.path(), "files.toml", &files_text);
     std::fs::create_dir_all(&objects).expect("objects dir");
     let local = object_store::local::LocalFileSystem::new_with_prefix(&objects).expect("fs");
-    big_order_is_stored(
-        &server,
-        &files_policy.to_string_lossy(),
-        "tenant-files",
-        &local,
-    )
-    .await;
+    big_order_is_stored(&server, &files_policy, "tenant-files", &local).await;
 
     let moto = sealbox_testkit::servers::Moto::start();
     let bucket = moto.create_bucket("payloads");
-    let s3_policy = dir.path().join("s3.toml");
     let secret = dir.path().join("s3-secret");
     sealbox_testkit::write_secret_file(&secret, "testing");
-    std::fs::write(
-        &s3_policy,
-        format!(
-            "version = 1\n[storage]\nurl = \"s3://{bucket}\"\n\
-             options = {{ aws_endpoint = \"{}\", aws_region = \"us-east-1\", aws_access_key_id = \"testing\", \
-             aws_secret_access_key_file = \"{}\" }}\n{active}",
-            moto.endpoint,
-            secret.display()
-        ),
-    )
-    .expect("policy");
+    let s3_text = format!(
+        "version = 1\n[storage]\nurl = \"s3://{bucket}\"\n\
+         options = {{ aws_endpoint = \"{}\", aws_region = \"us-east-1\", aws_access_key_id = \"testing\", \
+         aws_secret_access_key_file = \"{}\" }}\n{active}",
+        moto.endpoint,
+        secret.display()
+    );
+    let s3_policy = write_policy(dir.path(), "s3.toml", &s3_text);
     let s3 = object_store::aws::AmazonS3Builder::new()
         .with_endpoint(&moto.endpoint)
         .with_allow_http(true)
@@ -398,5 +373,5 @@ async fn large_payloads_go_to_external_storage_local_directory_and_s3() {
         .with_secret_access_key("testing")
         .build()
         .expect("s3");
-    big_order_is_stored(&server, &s3_policy.to_string_lossy(), "tenant-s3", &s3).await;
+    big_order_is_stored(&server, &s3_policy, "tenant-s3", &s3).await;
 }

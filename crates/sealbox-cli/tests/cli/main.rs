@@ -508,11 +508,5 @@ fn hostile_cli_inputs_fail_clearly_and_leak_nothing() {
             ));
         }
     }
-    assert!(
-        wrong.is_empty(),
-        "{} of {} cases:\n{}",
-        wrong.len(),
-        cases.len(),
-        wrong.join("\n")
-    );
+    sealbox_testkit::assert_no_wrong_cases(&wrong, cases.len());
 }

@@ -376,27 +376,23 @@ async fn an_s3_rotation_survives_sigkill_at_twenty_random_points() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_openbao_key_version_is_retired_with_check_as_the_gate() {
     use sealbox_testkit::servers::OpenBao;
-    let bao = OpenBao::start();
-    bao.enable_transit("transit");
-    bao.create_key("transit", "orders", true);
+    let bao = OpenBao::start_with_transit_keys(&["orders"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("vault.toml");
-    let token = dir.path().join("token");
-    std::fs::write(&token, &bao.root_token).expect("token");
-    std::fs::write(
-        &config,
-        format!(
-            "[vault]\nauth = \"token\"\ntoken_file = \"{}\"\n[default]\nactive = \"vault+http://{}/transit/keys/orders\"\n[default.lease]\nmax_payloads = 10\n",
-            token.display(),
-            bao.addr.trim_start_matches("http://")
-        ),
-    )
-    .expect("policy");
+    let policy = bao.token_policy(dir.path(), "orders") + "[default.lease]\nmax_payloads = 10\n";
+    std::fs::write(&config, policy).expect("policy");
     let data = dir.path().join("data");
     std::fs::create_dir(&data).expect("mkdir");
     let url = format!("file://{}", data.display());
     let store = open_store(&url).await.expect("store");
     seed(store.as_ref(), &load(&config).await, 40).await;
+    // `rotate check --retire RETIRE --version 1`: its exit code and standard output.
+    let check_version_1 = |retire: &str| {
+        let check = ["check", "--retire", retire, "--version", "1"];
+        let out = run(rotate(&check, &config, &url), b"");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.code(), stdout)
+    };
 
     // Rotate the Transit key: new envelopes get version 2, the store still holds version 1.
     bao.rotate("transit", "orders");
@@ -441,20 +437,8 @@ async fn an_openbao_key_version_is_retired_with_check_as_the_gate() {
         ),
         "vault:///transit/keys/orders".to_owned(),
     ] {
-        let out = run(
-            rotate(
-                &["check", "--retire", &retire, "--version", "1"],
-                &config,
-                &url,
-            ),
-            b"",
-        );
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{retire}: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        let (code, stdout) = check_version_1(&retire);
+        assert_eq!(code, Some(1), "{retire}: {stdout}");
     }
     let (code, v) = json(rotate(&["rewrap", "--json"], &config, &url));
     assert_eq!(code, Some(0), "{v}");
@@ -462,26 +446,8 @@ async fn an_openbao_key_version_is_retired_with_check_as_the_gate() {
         (v["rewrapped"].as_u64(), v["skipped"].as_u64()),
         (Some(40), Some(10))
     );
-    let out = run(
-        rotate(
-            &[
-                "check",
-                "--retire",
-                "vault:///transit/keys/orders",
-                "--version",
-                "1",
-            ],
-            &config,
-            &url,
-        ),
-        b"",
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let (code, stdout) = check_version_1("vault:///transit/keys/orders");
+    assert_eq!(code, Some(0), "{stdout}");
 
     // The gate passed: raise min_decryption_version; everything still opens.
     bao.cli(&[
@@ -541,27 +507,25 @@ async fn a_rotation_workflow_survives_a_killed_worker() {
             .stderr(log);
         cmd.spawn().expect("start a rotation worker")
     };
-    let mut a = worker("a");
-    let mut starter = rotate(
-        &[
-            "reencrypt",
+    // `COMMAND --json` as a workflow on the rotation workers, over `shards` shards.
+    let as_workflow = |command: &'static str, shards: &'static str| {
+        let address = temporal.address.as_str();
+        vec![
+            command,
             "--json",
             "--temporal",
-            &temporal.address,
+            address,
             "--task-queue",
             queue,
             "--shards",
-            "4",
-            "--shards-per-run",
-            "2",
-            "--heartbeat-timeout",
-            "3s",
-            "--kms-rate",
-            "5",
-        ],
-        &after,
-        &url,
-    );
+            shards,
+        ]
+    };
+    let mut a = worker("a");
+    let mut reencrypt = as_workflow("reencrypt", "4");
+    reencrypt.extend(["--shards-per-run", "2", "--heartbeat-timeout", "3s"]);
+    reencrypt.extend(["--kms-rate", "5"]);
+    let mut starter = rotate(&reencrypt, &after, &url);
     let starter = starter
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -590,20 +554,7 @@ async fn a_rotation_workflow_survives_a_killed_worker() {
         .expect("join")
         .expect("the starter finishes");
     // The inventory as a workflow on worker B: every object, all on the new KEK.
-    let (code, inventory) = json(rotate(
-        &[
-            "inventory",
-            "--json",
-            "--temporal",
-            &temporal.address,
-            "--task-queue",
-            queue,
-            "--shards",
-            "3",
-        ],
-        &after,
-        &url,
-    ));
+    let (code, inventory) = json(rotate(&as_workflow("inventory", "3"), &after, &url));
     let _ = b.kill();
     let _ = b.wait();
     assert_eq!(code, Some(0), "{inventory}");
