@@ -21,9 +21,25 @@ fn payload(encoding: &str, data: &[u8]) -> Payload {
     }
 }
 
+/// [`payload`] with the `extra` metadata entries too.
+fn payload_with(encoding: &str, data: &[u8], extra: &[(&str, &[u8])]) -> Payload {
+    let mut p = payload(encoding, data);
+    for (key, value) in extra {
+        p.metadata.insert((*key).to_owned(), value.to_vec());
+    }
+    p
+}
+
 fn keyring() -> Keyring {
     let kek = LocalKek::from_base64("codec-test", &base64_key(3)).expect("kek");
     Keyring::builder(Arc::new(kek)).build().expect("keyring")
+}
+
+/// A codec for `namespace` with the default settings over a fresh [`keyring`].
+fn default_codec(namespace: &str) -> SealboxCodec {
+    SealboxCodec::builder(keyring(), namespace)
+        .build()
+        .expect("codec")
 }
 
 fn base64_key(byte: u8) -> String {
@@ -71,13 +87,12 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 #[tokio::test]
 async fn seals_whole_payload_marks_it_and_restores_it_exactly() {
-    let codec = SealboxCodec::builder(keyring(), "payments")
-        .build()
-        .expect("codec");
-    let mut original = payload("json/plain", br#"{"card":"4111-1111"}"#);
-    original
-        .metadata
-        .insert("messageType".into(), b"secret.Type".to_vec());
+    let codec = default_codec("payments");
+    let original = payload_with(
+        "json/plain",
+        br#"{"card":"4111-1111"}"#,
+        &[("messageType", b"secret.Type")],
+    );
     let sealed = codec
         .encode_payloads(vec![original.clone()])
         .await
@@ -171,9 +186,7 @@ async fn payloads_of_one_namespace_do_not_open_in_another() {
 
 #[tokio::test]
 async fn tampered_payload_fails_instead_of_decoding() {
-    let codec = SealboxCodec::builder(keyring(), "ns")
-        .build()
-        .expect("codec");
+    let codec = default_codec("ns");
     let mut sealed = codec
         .encode_payloads(vec![payload("json/plain", b"\"x\"")])
         .await
@@ -225,9 +238,7 @@ async fn one_unwrap_for_many_payloads_of_one_lease() {
 
 #[tokio::test]
 async fn stats_report_the_overhead_added() {
-    let codec = SealboxCodec::builder(keyring(), "ns")
-        .build()
-        .expect("codec");
+    let codec = default_codec("ns");
     let inputs = vec![
         payload("json/plain", &[b'x'; 1000]),
         payload("json/plain", b"1"),
@@ -307,13 +318,12 @@ async fn encode_fails_closed_when_the_kms_is_down() {
 
 #[tokio::test]
 async fn foreign_encrypted_payloads_are_named_not_guessed() {
-    let codec = SealboxCodec::builder(keyring(), "ns")
-        .build()
-        .expect("codec");
-    let mut samples = payload("binary/encrypted", &[0u8; 40]);
-    samples
-        .metadata
-        .insert("encryption-key-id".into(), b"their-key".to_vec());
+    let codec = default_codec("ns");
+    let samples = payload_with(
+        "binary/encrypted",
+        &[0u8; 40],
+        &[("encryption-key-id", b"their-key")],
+    );
     let err = codec
         .decode_payloads(vec![samples.clone()])
         .await
@@ -366,9 +376,7 @@ async fn builder_rejects_bad_settings() {
 }
 
 fn chain(min_size: usize) -> (CodecChain, SealboxCodec) {
-    let sealbox = SealboxCodec::builder(keyring(), "ns")
-        .build()
-        .expect("codec");
+    let sealbox = default_codec("ns");
     let zstd = ZstdCodec::new(ZstdOptions::new(min_size, 3)).expect("zstd");
     (CodecChain::new().then(zstd).then(sealbox.clone()), sealbox)
 }
@@ -496,9 +504,7 @@ async fn zstd_decoder_refuses_bombs_and_foreign_zstd() {
 
 #[tokio::test]
 async fn plaintext_is_refused_where_encryption_is_required() {
-    let codec = SealboxCodec::builder(keyring(), "payments")
-        .build()
-        .expect("codec");
+    let codec = default_codec("payments");
     let sealed = codec
         .encode_payloads(vec![payload("json/plain", b"\"amount: 10\"")])
         .await
@@ -600,9 +606,7 @@ async fn sealed_zstd_bombs_are_refused_within_the_call_budget() {
         p
     };
     assert!(bomb_inner.data.len() < 64 << 10);
-    let codec = SealboxCodec::builder(keyring(), "ns")
-        .build()
-        .expect("codec");
+    let codec = default_codec("ns");
     let one = codec
         .encode_payloads(vec![bomb_inner])
         .await
@@ -687,9 +691,7 @@ region = "eu"
 async fn another_codecs_zstd_inside_an_envelope_is_left_for_that_codec() {
     // A chain `their zstd codec → Sealbox`: what Sealbox opens is their `binary/zstd`
     // payload, not marked as ours; it is returned for their codec to decompress.
-    let codec = SealboxCodec::builder(keyring(), "ns")
-        .build()
-        .expect("codec");
+    let codec = default_codec("ns");
     let theirs = payload("binary/zstd", b"their frame");
     let sealed = codec
         .encode_payloads(vec![theirs.clone()])

@@ -218,6 +218,24 @@ fn storage_error(e: CodecError) -> StorageError {
     }
 }
 
+/// The storage error with which `codec` refuses to download `reference` (`case` names it).
+async fn refused(codec: &StorageCodec, reference: Payload, case: &str) -> StorageError {
+    storage_error(codec.download(vec![reference]).await.expect_err(case))
+}
+
+/// Writes `bytes` at `key` behind the codec's back.
+async fn put(store: &InMemory, key: &str, bytes: Vec<u8>) {
+    store
+        .put(&ObjectPath::from(key), PutPayload::from(bytes))
+        .await
+        .expect("put");
+}
+
+/// `reference` pointed at the object `key` whose SHA-256 is `hash`.
+fn pointing_at(reference: &Payload, key: &str, hash: &str) -> Payload {
+    with_claim(&with_claim(reference, "key", key), "hash_value", hash)
+}
+
 #[tokio::test]
 async fn bad_references_are_refused_with_errors_naming_them() {
     let (codec, store, reference, keyring) = stored("payments").await;
@@ -227,31 +245,16 @@ async fn bad_references_are_refused_with_errors_naming_them() {
     let key = r.claim_data["key"].clone();
 
     // Another bucket.
-    let e = storage_error(
-        codec
-            .download(vec![with_claim(&reference, "bucket", "other")])
-            .await
-            .expect_err("bucket"),
-    );
+    let e = refused(&codec, with_claim(&reference, "bucket", "other"), "bucket").await;
     assert!(matches!(e, StorageError::ForeignBucket { .. }), "{e}");
     // Another namespace's key prefix.
     let foreign = key.replace("v0/ns/payments/", "v0/ns/billing/");
-    let e = storage_error(
-        codec
-            .download(vec![with_claim(&reference, "key", &foreign)])
-            .await
-            .expect_err("ns"),
-    );
+    let e = refused(&codec, with_claim(&reference, "key", &foreign), "ns").await;
     assert!(matches!(e, StorageError::WrongNamespace { .. }), "{e}");
     assert!(e.to_string().contains(&foreign));
     // A missing object.
     let missing = key.replace(&r.claim_data["hash_value"], &"0".repeat(64));
-    let e = storage_error(
-        codec
-            .download(vec![with_claim(&reference, "key", &missing)])
-            .await
-            .expect_err("missing"),
-    );
+    let e = refused(&codec, with_claim(&reference, "key", &missing), "missing").await;
     assert!(matches!(e, StorageError::NotFound { .. }), "{e}");
     // Path tricks and bad hashes.
     for (claim, value) in [
@@ -287,43 +290,25 @@ async fn bad_references_are_refused_with_errors_naming_them() {
         .put(&path, PutPayload::from(bytes))
         .await
         .expect("tamper");
-    let e = storage_error(
-        codec
-            .download(vec![reference.clone()])
-            .await
-            .expect_err("tampered"),
-    );
+    let e = refused(&codec, reference.clone(), "tampered").await;
     assert!(matches!(e, StorageError::HashMismatch { .. }), "{e}");
 
     // A plaintext object under a correct hash: not an envelope, refused.
     let plain = payload(b"\"not sealed\"").encode_to_vec();
     let hex = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&plain));
     let plain_key = format!("v0/ns/payments/d/sha256/{hex}");
-    store
-        .put(
-            &ObjectPath::from(plain_key.as_str()),
-            PutPayload::from(plain),
-        )
-        .await
-        .expect("put");
-    let forged = with_claim(
-        &with_claim(&reference, "key", &plain_key),
-        "hash_value",
-        &hex,
-    );
-    let e = storage_error(codec.download(vec![forged]).await.expect_err("plaintext"));
+    put(&store, &plain_key, plain).await;
+    let forged = pointing_at(&reference, &plain_key, &hex);
+    let e = refused(&codec, forged, "plaintext").await;
     assert!(e.to_string().contains("not a Sealbox envelope"), "{e}");
 
     // An oversized object is refused before it is read.
     let big = vec![0u8; 9 * 1024 * 1024];
     let hex = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&big));
     let big_key = format!("v0/ns/payments/d/sha256/{hex}");
-    store
-        .put(&ObjectPath::from(big_key.as_str()), PutPayload::from(big))
-        .await
-        .expect("put");
-    let huge = with_claim(&with_claim(&reference, "key", &big_key), "hash_value", &hex);
-    let e = storage_error(codec.download(vec![huge]).await.expect_err("too large"));
+    put(&store, &big_key, big).await;
+    let huge = pointing_at(&reference, &big_key, &hex);
+    let e = refused(&codec, huge, "too large").await;
     assert!(matches!(e, StorageError::TooLarge { .. }), "{e}");
 
     // A reference copied into another namespace opens nowhere, even with a key that names
@@ -341,18 +326,8 @@ async fn bad_references_are_refused_with_errors_naming_them() {
         .await
         .expect("bytes");
     let neutral_key = format!("v0/d/sha256/{}", r2.claim_data["hash_value"]);
-    store
-        .put(
-            &ObjectPath::from(neutral_key.as_str()),
-            PutPayload::from(object),
-        )
-        .await
-        .expect("put");
-    let copied = with_claim(
-        &with_claim(&reference, "key", &neutral_key),
-        "hash_value",
-        &r2.claim_data["hash_value"],
-    );
+    put(&store, &neutral_key, object.to_vec()).await;
+    let copied = pointing_at(&reference, &neutral_key, &r2.claim_data["hash_value"]);
     let e = codec
         .download(vec![copied])
         .await
