@@ -150,15 +150,7 @@ impl Postgres {
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("cannot run psql: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "psql -c {sql:?} failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
+        crate::servers::output_text(&format!("psql -c {sql:?}"), &out)
     }
 
     /// Like [`Postgres::try_psql`], panicking on failure.
