@@ -121,25 +121,20 @@ impl AwsKms {
                 )
             })?
             .to_owned();
-        if let Some(usage) = meta.key_usage()
-            && *usage != KeyUsageType::EncryptDecrypt
-        {
-            return Err(err(
-                &arn,
+        // A key that cannot encrypt, or is not enabled, is refused (its usage first).
+        let refusal = match (meta.key_usage(), meta.key_state()) {
+            (Some(usage), _) if *usage != KeyUsageType::EncryptDecrypt => Some((
                 ProviderErrorKind::Misconfigured,
                 format!("the key's usage is {}, not ENCRYPT_DECRYPT", usage.as_str()),
-            ));
-        }
-        if let Some(state) = meta.key_state()
-            && *state != KeyState::Enabled
-        {
-            {
-                return Err(err(
-                    &arn,
-                    ProviderErrorKind::KeyDisabled,
-                    format!("the key is {}", state.as_str()),
-                ));
-            }
+            )),
+            (_, Some(state)) if *state != KeyState::Enabled => Some((
+                ProviderErrorKind::KeyDisabled,
+                format!("the key is {}", state.as_str()),
+            )),
+            _ => None,
+        };
+        if let Some((kind, message)) = refusal {
+            return Err(err(&arn, kind, message));
         }
         KekRef::new(PROVIDER_ID, &arn)
             .map_err(|e| err(&arn, ProviderErrorKind::Protocol, e.to_string()))?;
