@@ -211,53 +211,40 @@ mod tests {
         }
     }
 
+    /// Each case: the token's timing, whether it is dead, whether auth can log in, the time
+    /// since the token was issued (seconds), and the planned step (after no failure).
+    fn assert_plans(cases: &[(LeaseTiming, bool, bool, u64, Step)]) {
+        for (i, &(timing, dead, can_login, elapsed, want)) in cases.iter().enumerate() {
+            let got = plan(timing, dead, can_login, Duration::from_secs(elapsed), 0);
+            assert_eq!(got, want, "case {i}");
+        }
+    }
+
     #[test]
     fn renewal_is_planned_at_two_thirds_of_the_ttl() {
         let s = Duration::from_secs;
-        assert_eq!(
-            plan(timing(30, true, false), false, false, s(0), 0),
-            Step::After(s(20), Action::Renew)
-        );
-        assert_eq!(
-            plan(timing(30, true, false), false, false, s(5), 0),
-            Step::After(s(15), Action::Renew)
-        );
-        // Overdue: act at once (after the minimum delay).
-        assert_eq!(
-            plan(timing(30, true, false), false, true, s(40), 0),
-            Step::After(MIN_DELAY, Action::Renew)
-        );
-        // A token that never expires, or a dead one, needs nothing.
-        assert_eq!(
-            plan(timing(0, true, false), false, true, s(0), 0),
-            Step::Wait
-        );
-        assert_eq!(
-            plan(timing(30, true, false), true, false, s(0), 0),
-            Step::Wait
-        );
+        let renew = |after| Step::After(after, Action::Renew);
+        assert_plans(&[
+            (timing(30, true, false), false, false, 0, renew(s(20))),
+            (timing(30, true, false), false, false, 5, renew(s(15))),
+            // Overdue: act at once (after the minimum delay).
+            (timing(30, true, false), false, true, 40, renew(MIN_DELAY)),
+            // A token that never expires, or a dead one, needs nothing.
+            (timing(0, true, false), false, true, 0, Step::Wait),
+            (timing(30, true, false), true, false, 0, Step::Wait),
+        ]);
     }
 
     #[test]
     fn capped_or_non_renewable_tokens_are_replaced_by_a_login_when_possible() {
-        let s = Duration::from_secs;
-        assert_eq!(
-            plan(timing(3, true, true), false, true, s(0), 0),
-            Step::After(s(2), Action::Login)
-        );
-        assert_eq!(
-            plan(timing(30, false, false), false, true, s(0), 0),
-            Step::After(s(20), Action::Login)
-        );
-        // Token auth cannot log in: nothing to do but let it expire.
-        assert_eq!(
-            plan(timing(3, true, true), false, false, s(0), 0),
-            Step::Wait
-        );
-        assert_eq!(
-            plan(timing(30, false, false), false, false, s(0), 0),
-            Step::Wait
-        );
+        let login = |after| Step::After(Duration::from_secs(after), Action::Login);
+        assert_plans(&[
+            (timing(3, true, true), false, true, 0, login(2)),
+            (timing(30, false, false), false, true, 0, login(20)),
+            // Token auth cannot log in: nothing to do but let it expire.
+            (timing(3, true, true), false, false, 0, Step::Wait),
+            (timing(30, false, false), false, false, 0, Step::Wait),
+        ]);
     }
 
     #[test]
