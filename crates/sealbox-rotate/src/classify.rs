@@ -46,15 +46,10 @@ pub(crate) fn classify(bytes: &[u8]) -> Item {
 
 /// Encodes an external-storage object (tests and tools).
 pub fn external_storage_object(envelope: &[u8]) -> Vec<u8> {
-    let mut metadata = std::collections::HashMap::new();
-    metadata.insert(
-        METADATA_FORMAT.to_owned(),
-        FORMAT_ENVELOPE_V1.as_bytes().to_vec(),
-    );
-    metadata.insert(
-        METADATA_ENCODING.to_owned(),
-        ENCODING_ENCRYPTED.as_bytes().to_vec(),
-    );
+    let metadata = std::collections::HashMap::from([
+        (METADATA_FORMAT.to_owned(), FORMAT_ENVELOPE_V1.into()),
+        (METADATA_ENCODING.to_owned(), ENCODING_ENCRYPTED.into()),
+    ]);
     Payload {
         metadata,
         data: envelope.to_vec(),

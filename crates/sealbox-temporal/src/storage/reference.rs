@@ -31,15 +31,13 @@ impl ExternalStorageReference {
     /// The reference payload written into history: `json/protobuf` of this message, with
     /// the stored payload's protobuf size in `external_payloads`.
     pub fn to_payload(&self, stored_size: usize) -> Payload {
-        let mut metadata = std::collections::HashMap::new();
-        metadata.insert(
-            METADATA_ENCODING.to_owned(),
-            ENCODING_JSON_PROTOBUF.as_bytes().to_vec(),
-        );
-        metadata.insert(
-            METADATA_MESSAGE_TYPE.to_owned(),
-            EXTERNAL_STORAGE_REFERENCE_TYPE.as_bytes().to_vec(),
-        );
+        let metadata = std::collections::HashMap::from([
+            (METADATA_ENCODING.to_owned(), ENCODING_JSON_PROTOBUF.into()),
+            (
+                METADATA_MESSAGE_TYPE.to_owned(),
+                EXTERNAL_STORAGE_REFERENCE_TYPE.into(),
+            ),
+        ]);
         Payload {
             metadata,
             // Serializing a struct of a string and a string map cannot fail.
