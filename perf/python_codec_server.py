@@ -20,7 +20,9 @@ an equivalent written for the harness that behaves as the sample does, request f
 - no authentication, no namespace handling, no logging per request. The one deliberate
   difference from running the sample as shipped: the access log is off
   (`web.run_app(..., access_log=None)`), so the comparison does not charge Python for a log
-  line Sealbox does not write (Sealbox writes its audit line; the harness reports it).
+  line Sealbox does not write (Sealbox writes its audit line; the harness reports it); and
+  the request size limit is raised from aiohttp's default 1 MiB (which refuses a 1,000-payload
+  body of 1 KiB payloads with 413) to 64 MiB, as Sealbox's `max_body` is 8 MiB.
 
 Usage: python_codec_server.py PORT   (listens on 127.0.0.1:PORT)
 """
@@ -101,7 +103,7 @@ def build_app() -> web.Application:
     async def options(req: web.Request) -> web.Response:
         return cors(req)
 
-    app = web.Application()
+    app = web.Application(client_max_size=64 * 1024 * 1024)
     app.add_routes(
         [
             web.post("/encode", handler(codec.encode)),

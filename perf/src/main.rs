@@ -1,20 +1,24 @@
-//! Sealbox performance harness (issue #16, sections 1, 3 and 6 so far). Run through
-//! `scripts/perf.sh`; see perf/README.md for what every figure means.
+//! Sealbox performance harness (issue #16). Run through `scripts/perf.sh`; see perf/README.md
+//! for what every figure means.
 //!
 //! ```text
-//! sealbox-perf run [--out DIR] [--quick]     all sections; tables on stdout, files in DIR
-//! sealbox-perf codec [--out DIR] [--quick]   section 3 alone (codec_server.md, codec_server.csv)
-//! sealbox-perf codec-load --port P [...]      section 3's /decode load against a running server
-//! sealbox-perf mem OP BYTES                   (internal) one peak-memory child process
+//! sealbox-perf run [--out DIR] [--quick]        every section; tables on stdout, files in DIR
+//! sealbox-perf only 2|3|4|5 [--out DIR] [--quick] one section alone (section<N>.md or codec_server.md, its CSV)
+//! sealbox-perf codec [--out DIR] [--quick]      = only 3
+//! sealbox-perf codec-load --port P [...]         section 3's /decode load against a running server
+//! sealbox-perf mem OP BYTES                      (internal) one peak-memory child process
 //! ```
 
 mod alloc;
 mod codec;
+mod esdk;
 mod fmt;
+mod kms;
 mod measure;
 mod mem;
 mod peers;
 mod plot;
+mod worker;
 
 #[global_allocator]
 static GLOBAL: alloc::Counting = alloc::Counting;
@@ -1178,6 +1182,14 @@ fn run(args: &[String]) {
         ratio(inplace / cell(&cells, m, Op::Seal, SEALBOX).stats.median_ns),
     ));
 
+    let esdk_csv = match esdk::section2(&fx, &cfg, &mut report) {
+        Ok(csv) => Some(csv),
+        Err(e) => {
+            report.para(&format!("**Section 2 failed:** {e}"));
+            None
+        }
+    };
+
     // Section 6: cost curves.
     report.say("## 6. Cost curves, peak memory, envelope overhead\n\n");
     report.say("### Seal and open time against payload size\n\n");
@@ -1413,7 +1425,11 @@ fn run(args: &[String]) {
     let overhead_csv = overhead(&fx, &mut report);
 
     report.say("## 3. Codec server CPU per request\n\n");
-    let codec_csv = section3(quick, &mut report);
+    let codec_csv = section3(quick, &out_dir, &mut report);
+    report.say("## 4. Worker overhead on a real Temporal\n\n");
+    let worker_csv = section4(quick, &mut report);
+    report.say("## 5. KMS calls, counted by Sealbox and by OpenBao's audit log\n\n");
+    let kms_csv = section5(quick, &mut report);
     report.say("## Not yet in this harness\n\n");
     report.para(
         "Section 2 (AWS Encryption SDK), section 3's `temporal` CLI pattern (time to decode a 1,000-event \
@@ -1450,18 +1466,73 @@ fn run(args: &[String]) {
     write("breakdown.csv", &bd.csv);
     write("memory.csv", &mem_csv);
     write("overhead.csv", &overhead_csv);
-    match codec_csv {
-        Some(csv) => write("codec_server.csv", &csv),
-        // No stale figures from an earlier run beside this run's results.md.
-        None => {
-            let _ = std::fs::remove_file(out_dir.join("codec_server.csv"));
-        }
-    }
+    write_or_remove(&out_dir, "esdk.csv", esdk_csv);
+    write_or_remove(&out_dir, "codec_server.csv", codec_csv);
+    write_or_remove(&out_dir, "worker.csv", worker_csv);
+    write_or_remove(&out_dir, "kms_calls.csv", kms_csv);
     eprintln!("[perf] wrote {}", out_dir.display());
 }
 
+/// Writes `name` in `dir`, or removes it when the section did not run: no stale figures from
+/// an earlier run beside this run's results.md.
+fn write_or_remove(dir: &std::path::Path, name: &str, csv: Option<String>) {
+    let path = dir.join(name);
+    match csv {
+        Some(text) => std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {name}: {e}")),
+        None => {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Section 4, or the reason it did not run; `Some(csv)` when it ran.
+fn section4(quick: bool, report: &mut Report) -> Option<String> {
+    let tools = match worker::Tools::from_env() {
+        Ok(t) => t,
+        Err(e) => {
+            report.para(&format!("Not measured in this run: {e}."));
+            return None;
+        }
+    };
+    let plan = if quick {
+        worker::Plan::quick()
+    } else {
+        worker::Plan::standard()
+    };
+    match worker::section4(&tools, plan, report) {
+        Ok(csv) => Some(csv),
+        Err(e) => {
+            report.para(&format!("**Section 4 failed:** {e}"));
+            None
+        }
+    }
+}
+
+/// Section 5, or the reason it did not run; `Some(csv)` when it ran.
+fn section5(quick: bool, report: &mut Report) -> Option<String> {
+    let tools = match kms::Tools::from_env() {
+        Ok(t) => t,
+        Err(e) => {
+            report.para(&format!("Not measured in this run: {e}."));
+            return None;
+        }
+    };
+    let plan = if quick {
+        kms::Plan::quick()
+    } else {
+        kms::Plan::standard()
+    };
+    match kms::section5(&tools, plan, report) {
+        Ok(csv) => Some(csv),
+        Err(e) => {
+            report.para(&format!("**Section 5 failed:** {e}"));
+            None
+        }
+    }
+}
+
 /// Section 3, or the reason it did not run; `Some(csv)` when it ran.
-fn section3(quick: bool, report: &mut Report) -> Option<String> {
+fn section3(quick: bool, out_dir: &std::path::Path, report: &mut Report) -> Option<String> {
     if let Ok(why) = std::env::var("SEALBOX_PERF_SECTION3") {
         report.para(&format!("Not measured in this run: {why}"));
         return None;
@@ -1478,7 +1549,7 @@ fn section3(quick: bool, report: &mut Report) -> Option<String> {
     } else {
         codec::Plan::standard()
     };
-    match codec::section3(&setup, plan, quick, report) {
+    match codec::section3(&setup, plan, quick, out_dir, report) {
         Ok(csv) => Some(csv),
         Err(e) => {
             report.para(&format!("**Section 3 failed:** {e}"));
@@ -1487,44 +1558,79 @@ fn section3(quick: bool, report: &mut Report) -> Option<String> {
     }
 }
 
-/// `sealbox-perf codec [--out DIR] [--quick]`: section 3 alone.
-fn run_codec(args: &[String]) {
+/// `sealbox-perf only N [--out DIR] [--quick]`: section 2, 3 or 5 alone, written to
+/// `section<N>.md` (section 3: `codec_server.md`, as before) and its CSV.
+fn run_only(args: &[String]) {
+    let usage = "usage: sealbox-perf only 2|3|4|5 [--out DIR] [--quick]";
+    let section = args.first().map(String::as_str).unwrap_or("");
     let mut out_dir = PathBuf::from("target/perf");
     let mut quick = false;
-    let mut it = args.iter();
+    let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--out" => out_dir = PathBuf::from(it.next().expect("--out DIR")),
             "--quick" => quick = true,
             other => {
-                eprintln!(
-                    "unknown argument {other}\nusage: sealbox-perf codec [--out DIR] [--quick]"
-                );
+                eprintln!("unknown argument {other}\n{usage}");
                 std::process::exit(2);
             }
         }
     }
     std::fs::create_dir_all(&out_dir).expect("create output directory");
     let mut report = Report { md: String::new() };
-    report.say("# Sealbox performance run: section 3 only\n\n");
+    report.say(&format!(
+        "# Sealbox performance run: section {section} only\n\n"
+    ));
     if let Ok(meta) = std::env::var("SEALBOX_PERF_META") {
         for line in meta.lines().filter(|l| !l.trim().is_empty()) {
             report.say(&format!("- {line}\n"));
         }
     }
     report.say(&format!(
-        "- CPU: {} ({} logical CPUs visible); kernel {}\n\n",
+        "- CPU: {} ({} logical CPUs visible); kernel {}; load average at start: {}\n\n",
         read_first("/proc/cpuinfo", "model name").unwrap_or_else(|| "?".into()),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map_or("?".into(), |s| s.trim().to_owned()),
+        loadavg(),
     ));
-    report.say("## 3. Codec server CPU per request\n\n");
-    let csv = section3(quick, &mut report);
-    std::fs::write(out_dir.join("codec_server.md"), &report.md).expect("write codec_server.md");
-    if let Some(csv) = csv {
-        std::fs::write(out_dir.join("codec_server.csv"), csv).expect("write codec_server.csv");
-    }
+    let (md, csv_name, csv) = match section {
+        "2" => {
+            let cfg = if quick {
+                Config::quick()
+            } else {
+                Config::standard()
+            };
+            let fx = Fixture::new();
+            let csv = esdk::section2(&fx, &cfg, &mut report)
+                .map_err(|e| report.para(&format!("**Section 2 failed:** {e}")))
+                .ok();
+            ("section2.md", "esdk.csv", csv)
+        }
+        "3" => {
+            report.say("## 3. Codec server CPU per request\n\n");
+            (
+                "codec_server.md",
+                "codec_server.csv",
+                section3(quick, &out_dir, &mut report),
+            )
+        }
+        "4" => {
+            report.say("## 4. Worker overhead on a real Temporal\n\n");
+            ("section4.md", "worker.csv", section4(quick, &mut report))
+        }
+        "5" => {
+            report.say("## 5. KMS calls, counted by Sealbox and by OpenBao's audit log\n\n");
+            ("section5.md", "kms_calls.csv", section5(quick, &mut report))
+        }
+        _ => {
+            eprintln!("{usage}");
+            std::process::exit(2);
+        }
+    };
+    report.para(&format!("Load average at end: {}.", loadavg()));
+    std::fs::write(out_dir.join(md), &report.md).unwrap_or_else(|e| panic!("write {md}: {e}"));
+    write_or_remove(&out_dir, csv_name, csv);
     eprintln!("[perf] wrote {}", out_dir.display());
 }
 
@@ -1535,12 +1641,13 @@ fn main() {
             mem::child(&args[1], args[2].parse().expect("size in bytes"));
         }
         Some("run") => run(&args[1..]),
-        Some("codec") => run_codec(&args[1..]),
+        Some("codec") => run_only(&[&["3".to_owned()], &args[1..]].concat()),
+        Some("only") => run_only(&args[1..]),
         Some("codec-load") => codec::load_command(&args[1..]),
         None => run(&[]),
         _ => {
             eprintln!(
-                "usage: sealbox-perf run [--out DIR] [--quick]\n       sealbox-perf codec [--out DIR] [--quick]\n       sealbox-perf mem seal|open|roundtrip BYTES"
+                "usage: sealbox-perf run [--out DIR] [--quick]\n       sealbox-perf only 2|3|4|5 [--out DIR] [--quick]\n       sealbox-perf mem seal|open|roundtrip BYTES"
             );
             std::process::exit(2);
         }

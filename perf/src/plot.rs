@@ -58,90 +58,133 @@ where
     Ok(())
 }
 
-/// Log-log plot of ns per operation against payload size.
-pub fn cost_curve(path: &std::path::Path, title: &str, lines: &[Line]) -> Result<(), String> {
+/// How a plot's axes read: x is always log2 of the points' first value.
+struct Axes<'a> {
+    x_desc: &'a str,
+    x_label: &'a dyn Fn(usize) -> String,
+    y_desc: &'a str,
+    y_label: &'a dyn Fn(f64) -> String,
+    /// `Some(max)`: linear from 0 to max; `None`: log scale around the values.
+    y_linear_max: Option<f64>,
+}
+
+fn chart(
+    path: &std::path::Path,
+    title: &str,
+    lines: &[Line],
+    axes: &Axes<'_>,
+) -> Result<(), String> {
     let root = SVGBackend::new(path, (960, 620)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let (x0, x1) = x_range(lines);
-    let vals = lines.iter().flat_map(|l| l.points.iter().map(|p| p.1));
-    let y0 = vals.clone().fold(f64::INFINITY, f64::min) / 1.6;
-    let y1 = vals.fold(f64::NEG_INFINITY, f64::max) * 1.6;
-    let mut chart = ChartBuilder::on(&root)
+    let x_label = |v: &f64| {
+        let r = v.round();
+        if (v - r).abs() < 1e-6 && r >= 0.0 {
+            (axes.x_label)(1usize << (r as u32))
+        } else {
+            String::new()
+        }
+    };
+    let y_label = |v: &f64| (axes.y_label)(*v);
+    let mut builder = ChartBuilder::on(&root);
+    builder
         .caption(title, ("sans-serif", 20))
         .margin(16)
         .x_label_area_size(48)
-        .y_label_area_size(80)
-        .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_labels(9)
-        .x_label_formatter(&|v| {
-            let r = v.round();
-            if (v - r).abs() < 1e-6 && r >= 0.0 {
-                size_label(1usize << (r as u32))
-            } else {
-                String::new()
-            }
-        })
-        .y_label_formatter(&|v| time_label(*v))
-        .x_desc("payload size (log scale)")
-        .y_desc("CPU time per operation (log scale)")
-        .draw()
-        .map_err(|e| e.to_string())?;
-    draw_lines(&mut chart, lines)?;
+        .y_label_area_size(80);
+    match axes.y_linear_max {
+        Some(ymax) => {
+            let mut chart = builder
+                .build_cartesian_2d(x0..x1, 0.0..ymax)
+                .map_err(|e| e.to_string())?;
+            chart
+                .configure_mesh()
+                .x_labels(9)
+                .x_label_formatter(&x_label)
+                .y_label_formatter(&y_label)
+                .x_desc(axes.x_desc)
+                .y_desc(axes.y_desc)
+                .draw()
+                .map_err(|e| e.to_string())?;
+            finish(&mut chart, lines)?;
+        }
+        None => {
+            let vals = lines.iter().flat_map(|l| l.points.iter().map(|p| p.1));
+            let y0 = vals.clone().fold(f64::INFINITY, f64::min) / 1.6;
+            let y1 = vals.fold(f64::NEG_INFINITY, f64::max) * 1.6;
+            let mut chart = builder
+                .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
+                .map_err(|e| e.to_string())?;
+            chart
+                .configure_mesh()
+                .x_labels(9)
+                .x_label_formatter(&x_label)
+                .y_label_formatter(&y_label)
+                .x_desc(axes.x_desc)
+                .y_desc(axes.y_desc)
+                .draw()
+                .map_err(|e| e.to_string())?;
+            finish(&mut chart, lines)?;
+        }
+    }
+    root.present().map_err(|e| e.to_string())
+}
+
+/// The lines and the legend.
+fn finish<'a, DB: DrawingBackend + 'a, CT: CoordTranslate<From = (f64, f64)>>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    lines: &[Line],
+) -> Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    draw_lines(chart, lines)?;
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())?;
-    Ok(())
+        .map_err(|e| e.to_string())
+}
+
+/// Log-log plot of ns per operation against payload size.
+pub fn cost_curve(path: &std::path::Path, title: &str, lines: &[Line]) -> Result<(), String> {
+    let axes = Axes {
+        x_desc: "payload size (log scale)",
+        x_label: &size_label,
+        y_desc: "CPU time per operation (log scale)",
+        y_label: &time_label,
+        y_linear_max: None,
+    };
+    chart(path, title, lines, &axes)
 }
 
 /// Ratio (Sealbox throughput ÷ fastest raw throughput) against payload size (log x).
 pub fn ratio_curve(path: &std::path::Path, title: &str, lines: &[Line]) -> Result<(), String> {
-    let root = SVGBackend::new(path, (960, 620)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let (x0, x1) = x_range(lines);
     let ymax = lines
         .iter()
         .flat_map(|l| l.points.iter().map(|p| p.1))
         .fold(1.0f64, f64::max)
         * 1.1;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(60)
-        .build_cartesian_2d(x0..x1, 0.0..ymax)
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_labels(9)
-        .x_label_formatter(&|v| {
-            let r = v.round();
-            if (v - r).abs() < 1e-6 && r >= 0.0 {
-                size_label(1usize << (r as u32))
-            } else {
-                String::new()
-            }
-        })
-        .y_label_formatter(&|v| format!("{v:.1}×"))
-        .x_desc("payload size (log scale)")
-        .y_desc("Sealbox ÷ fastest raw AES-256-GCM (throughput)")
-        .draw()
-        .map_err(|e| e.to_string())?;
-    draw_lines(&mut chart, lines)?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())?;
-    Ok(())
+    let axes = Axes {
+        x_desc: "payload size (log scale)",
+        x_label: &size_label,
+        y_desc: "Sealbox ÷ fastest raw AES-256-GCM (throughput)",
+        y_label: &|v| format!("{v:.1}×"),
+        y_linear_max: Some(ymax),
+    };
+    chart(path, title, lines, &axes)
+}
+
+/// Log-log plot of server CPU time per request (ns) against payloads per request.
+pub fn codec_curve(path: &std::path::Path, title: &str, lines: &[Line]) -> Result<(), String> {
+    let axes = Axes {
+        x_desc: "payloads per request (log scale)",
+        x_label: &|n| n.to_string(),
+        y_desc: "server CPU time per request (log scale)",
+        y_label: &time_label,
+        y_linear_max: None,
+    };
+    chart(path, title, lines, &axes)
 }

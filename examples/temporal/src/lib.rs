@@ -81,6 +81,63 @@ impl PaymentActivities {
     }
 }
 
+/// Input of [`BenchWorkflow`]: run `activities` activities one after the other, each given
+/// the previous one's result, starting from `payload`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BenchInput {
+    /// Activities in a row.
+    pub activities: u32,
+    /// What every input and result carries (encrypted like any payload).
+    pub payload: String,
+}
+
+/// The performance harness's workload (issue #16, section 4; `starter bench`): a chain of
+/// [`BenchActivities::echo`] activities, so that every workflow input, activity input,
+/// activity result and workflow result is a payload of the same size.
+#[workflow]
+#[derive(Default)]
+pub struct BenchWorkflow;
+
+#[workflow_methods]
+impl BenchWorkflow {
+    /// Runs the chain and returns the last result (equal to the input's payload).
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: BenchInput) -> WorkflowResult<String> {
+        let mut last = input.payload;
+        for _ in 0..input.activities {
+            last = ctx
+                .execute_activity(
+                    BenchActivities::echo,
+                    last,
+                    ActivityOptions::start_to_close_timeout(Duration::from_secs(60)),
+                )
+                .await?;
+        }
+        Ok(last)
+    }
+}
+
+/// The benchmark's activity.
+pub struct BenchActivities;
+
+#[activities]
+impl BenchActivities {
+    /// Returns its input.
+    #[activity]
+    pub async fn echo(_ctx: ActivityContext, payload: String) -> Result<String, ActivityError> {
+        Ok(payload)
+    }
+}
+
+/// The codec of a worker or starter: the policy's, or none when `SEALBOX_CODEC=none` (the
+/// performance harness's baseline: payloads go to Temporal as plain JSON).
+pub async fn codec_from_env(s: &Settings) -> Result<Option<CodecChain>, BoxError> {
+    if std::env::var("SEALBOX_CODEC").is_ok_and(|v| v == "none") {
+        return Ok(None);
+    }
+    Ok(Some(codec(&s.policy, &s.namespace).await?))
+}
+
 /// The codec chain that the key policy at `policy_path` asks for in `namespace`.
 pub async fn codec(policy_path: &str, namespace: &str) -> Result<CodecChain, BoxError> {
     let policy = Arc::new(PolicyKeyrings::load(policy_path).await?);
@@ -88,11 +145,12 @@ pub async fn codec(policy_path: &str, namespace: &str) -> Result<CodecChain, Box
 }
 
 /// A client of `namespace` on the Temporal frontend at `address` (`http://host:port`) whose
-/// data converter encrypts with `codec` (failure messages and stack traces included).
+/// data converter encrypts with `codec` (failure messages and stack traces included), or the
+/// SDK's default data converter when `codec` is `None`.
 pub async fn connect(
     address: &str,
     namespace: &str,
-    codec: CodecChain,
+    codec: impl Into<Option<CodecChain>>,
 ) -> Result<Client, BoxError> {
     let url = url::Url::parse(address).map_err(|e| format!("TEMPORAL_ADDRESS `{address}`: {e}"))?;
     let connection = Connection::connect(
@@ -101,9 +159,12 @@ pub async fn connect(
             .build(),
     )
     .await?;
-    let options = ClientOptions::new(namespace.to_owned())
-        .data_converter(data_converter(codec))
-        .build();
+    let options = match codec.into() {
+        Some(codec) => ClientOptions::new(namespace.to_owned())
+            .data_converter(data_converter(codec))
+            .build(),
+        None => ClientOptions::new(namespace.to_owned()).build(),
+    };
     Ok(Client::new(connection, options)?)
 }
 

@@ -1,26 +1,35 @@
 //! Starts one `ChargeWorkflow` and prints its result.
 //!
 //! `starter [CUSTOMER] [CARD] [AMOUNT_CENTS]` (an amount of 0 makes the charge fail).
+//!
+//! `starter bench COUNT ACTIVITIES BYTES [CONCURRENCY]` (the performance harness's workload):
+//! starts COUNT `BenchWorkflow`s of ACTIVITIES activities carrying a BYTES-long payload, at
+//! most CONCURRENCY (default 64) at a time, checks every result and prints one JSON line
+//! (`workflows`, `seconds`, `first_id`). `SEALBOX_CODEC=none` runs without the codec; the
+//! worker must be started the same way.
+use std::time::Instant;
+
+use futures::StreamExt as _;
 use sealbox_example_temporal::{
-    BoxError, ChargeWorkflow, Order, Settings, TASK_QUEUE, codec, connect,
+    BenchInput, BenchWorkflow, BoxError, ChargeWorkflow, Order, Settings, TASK_QUEUE,
+    codec_from_env, connect,
 };
-use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowStartOptions};
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let s = Settings::from_env();
-    let mut args = std::env::args().skip(1);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let client = connect(&s.address, &s.namespace, codec_from_env(&s).await?).await?;
+    if args.first().map(String::as_str) == Some("bench") {
+        return bench(&client, &args[1..]).await;
+    }
+    let mut args = args.into_iter();
     let order = Order {
         customer: args.next().unwrap_or_else(|| "Ada Lovelace".into()),
         card_number: args.next().unwrap_or_else(|| "4111 1111 1111 1111".into()),
         amount_cents: args.next().map(|a| a.parse()).transpose()?.unwrap_or(1999),
     };
-    let client = connect(
-        &s.address,
-        &s.namespace,
-        codec(&s.policy, &s.namespace).await?,
-    )
-    .await?;
     let id = format!("charge-{}", std::process::id());
     let handle = client
         .start_workflow(
@@ -37,4 +46,63 @@ async fn main() -> Result<(), BoxError> {
         }
         Err(e) => Err(format!("workflow {id} failed: {e}").into()),
     }
+}
+
+async fn bench(client: &Client, args: &[String]) -> Result<(), BoxError> {
+    let usage = "usage: starter bench COUNT ACTIVITIES BYTES [CONCURRENCY]";
+    let arg = |i: usize, default: Option<usize>| -> Result<usize, BoxError> {
+        match (args.get(i), default) {
+            (Some(a), _) => Ok(a.parse().map_err(|_| format!("`{a}`: {usage}"))?),
+            (None, Some(d)) => Ok(d),
+            (None, None) => Err(usage.into()),
+        }
+    };
+    let (count, activities, bytes, concurrency) = (
+        arg(0, None)?,
+        arg(1, None)?,
+        arg(2, None)?,
+        arg(3, Some(64))?,
+    );
+    let payload: String = "sealbox ".repeat(bytes.div_ceil(8))[..bytes].to_owned();
+    let run = std::process::id();
+    let started = Instant::now();
+    let results: Vec<Result<(), String>> = futures::stream::iter(0..count)
+        .map(|i| {
+            let id = format!("bench-{run}-{i}");
+            let input = BenchInput {
+                activities: u32::try_from(activities).unwrap_or(u32::MAX),
+                payload: payload.clone(),
+            };
+            let want = &payload;
+            async move {
+                let handle = client
+                    .start_workflow(
+                        BenchWorkflow::run,
+                        input,
+                        WorkflowStartOptions::new(TASK_QUEUE, &id).build(),
+                    )
+                    .await
+                    .map_err(|e| format!("start {id}: {e}"))?;
+                match handle.get_result(WorkflowGetResultOptions::default()).await {
+                    Ok(r) if &r == want => Ok(()),
+                    Ok(_) => Err(format!("{id}: the result is not the payload")),
+                    Err(e) => Err(format!("{id} failed: {e}")),
+                }
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        return Err(format!("{failed} of {count} workflows failed; first: {e}").into());
+    }
+    #[allow(clippy::print_stdout)]
+    {
+        println!(
+            "{{\"workflows\":{count},\"seconds\":{seconds:.3},\"first_id\":\"bench-{run}-0\"}}"
+        );
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! Runs the example worker until Ctrl-C.
 use sealbox_example_temporal::{
-    BoxError, ChargeWorkflow, PaymentActivities, Settings, TASK_QUEUE, codec, connect,
+    BenchActivities, BenchWorkflow, BoxError, ChargeWorkflow, PaymentActivities, Settings,
+    TASK_QUEUE, codec_from_env, connect,
 };
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
@@ -12,16 +13,15 @@ async fn main() -> Result<(), BoxError> {
         )
         .init();
     let s = Settings::from_env();
-    let client = connect(
-        &s.address,
-        &s.namespace,
-        codec(&s.policy, &s.namespace).await?,
-    )
-    .await?;
+    let codec = codec_from_env(&s).await?;
+    let encrypted = codec.is_some();
+    let client = connect(&s.address, &s.namespace, codec).await?;
     let runtime = Runtime::from_current_tokio(Default::default())?;
     let options = WorkerOptions::new(TASK_QUEUE)
         .register_workflow::<ChargeWorkflow>()?
         .register_activities(PaymentActivities)
+        .register_workflow::<BenchWorkflow>()?
+        .register_activities(BenchActivities)
         .build();
     let mut worker = Worker::new(&runtime, client, options)?;
     let stop = worker.shutdown_handle();
@@ -30,8 +30,13 @@ async fn main() -> Result<(), BoxError> {
         stop();
     });
     eprintln!(
-        "worker: namespace {} task queue {TASK_QUEUE}, policy {}; Ctrl-C stops",
-        s.namespace, s.policy
+        "worker: namespace {} task queue {TASK_QUEUE}, {}; Ctrl-C stops",
+        s.namespace,
+        if encrypted {
+            format!("policy {}", s.policy)
+        } else {
+            "no codec (SEALBOX_CODEC=none)".to_owned()
+        }
     );
     worker.run().await?;
     Ok(())
