@@ -13,7 +13,9 @@ use sealbox_core::{
 };
 use sealbox_keyring::Keyring;
 
-use crate::fixtures::{Instrumented, assert_kind_in, leasing_keyring, max_payloads, wrapped_keys};
+use crate::fixtures::{
+    Instrumented, assert_kind_in, leasing_keyring, max_payloads, unwrap_refused, wrapped_keys,
+};
 use tokio::sync::Semaphore;
 
 /// What the suite needs from a provider's test setup.
@@ -83,14 +85,13 @@ pub async fn round_trip(h: &dyn Harness) {
 /// A wrapped key presented under another context does not unwrap (the KMS binds it).
 pub async fn wrong_context_fails(h: &dyn Harness) {
     let p = h.provider();
-    let g = p
-        .generate_data_key(&ctx("tenant-a"))
-        .await
-        .expect("generate");
-    let err = p
-        .unwrap(&g.wrapped, &ctx("tenant-b"))
-        .await
-        .expect_err("other context must fail");
+    let (g, err) = unwrap_refused(
+        &*p,
+        &ctx("tenant-a"),
+        &ctx("tenant-b"),
+        "other context must fail",
+    )
+    .await;
     assert_eq!(err.kind(), ProviderErrorKind::InvalidWrappedKey, "{err}");
     assert_eq!(err.key_id(), p.key_id());
     let err = p

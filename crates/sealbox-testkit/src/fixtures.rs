@@ -57,6 +57,22 @@ pub fn leasing_keyring(
     builder.build().expect("keyring")
 }
 
+/// A data key `provider` generates under `sealed`, and the error with which it refuses to
+/// unwrap it under `opened` (`why` it must refuse).
+pub async fn unwrap_refused(
+    provider: &dyn KeyProvider,
+    sealed: &EncryptionContext,
+    opened: &EncryptionContext,
+    why: &str,
+) -> (GeneratedKey, ProviderError) {
+    let generated = provider.generate_data_key(sealed).await.expect("generate");
+    let err = provider
+        .unwrap(&generated.wrapped, opened)
+        .await
+        .expect_err(why);
+    (generated, err)
+}
+
 /// The distinct wrapped data keys of `envelopes` (a lease shares its key among its payloads).
 pub fn wrapped_keys(envelopes: &[Vec<u8>]) -> HashSet<Vec<u8>> {
     envelopes

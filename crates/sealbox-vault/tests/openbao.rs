@@ -1,7 +1,7 @@
 //! The Transit provider against a real OpenBao dev server started by each test: the shared
 //! conformance suite (derived and associated-data keys) and Vault-specific failures.
 
-use sealbox_testkit::fixtures::{assert_kind_in, ctx};
+use sealbox_testkit::fixtures::{assert_kind_in, ctx, unwrap_refused};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -125,14 +125,7 @@ async fn permission_denied_is_typed_and_names_the_key() {
     ))
     .await
     .expect("connect with a limited token");
-    let g = limited
-        .generate_data_key(&ctx("a"))
-        .await
-        .expect("may generate");
-    let err = limited
-        .unwrap(&g.wrapped, &ctx("a"))
-        .await
-        .expect_err("may not decrypt");
+    let (_, err) = unwrap_refused(&limited, &ctx("a"), &ctx("a"), "may not decrypt").await;
     assert_eq!(err.kind(), ProviderErrorKind::PermissionDenied, "{err}");
     assert!(err.to_string().contains("transit/keys/kek-a"), "{err}");
     assert!(!err.is_retryable());
