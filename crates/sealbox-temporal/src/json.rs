@@ -201,14 +201,14 @@ impl RawPayload<'_> {
             None | Some(Obj::Null) => {}
             Some(Obj::Is(m)) => {
                 for (k, v) in m {
-                    let value = bytes(&v, &format!("payloads[{i}].metadata.{k}"))?;
+                    let value = v.bytes(&format!("payloads[{i}].metadata.{k}"))?;
                     metadata.insert(k.into_owned(), value);
                 }
             }
             Some(Obj::Other) => return Err(format!("payloads[{i}].metadata: expected an object")),
         }
         let data = match self.data {
-            Some(v) => bytes(&v, &format!("payloads[{i}].data"))?,
+            Some(v) => v.bytes(&format!("payloads[{i}].data"))?,
             None => Vec::new(),
         };
         let mut external_payloads = Vec::new();
@@ -223,10 +223,9 @@ impl RawPayload<'_> {
                         _ => None,
                     };
                     let size_bytes = match size {
-                        Some(v) => int64(
-                            &v,
-                            &format!("payloads[{i}].externalPayloads[{j}].sizeBytes"),
-                        )?,
+                        Some(v) => {
+                            v.int64(&format!("payloads[{i}].externalPayloads[{j}].sizeBytes"))?
+                        }
                         None => 0,
                     };
                     external_payloads.push(ExternalPayloadDetails { size_bytes });
@@ -244,139 +243,182 @@ impl RawPayload<'_> {
     }
 }
 
-fn bytes(v: &Scalar<'_>, field: &str) -> Result<Vec<u8>, String> {
-    let s = match v {
-        Scalar::Null => return Ok(Vec::new()),
-        Scalar::Str(s) => s,
-        _ => return Err(format!("{field}: expected a base64 string")),
-    };
-    [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD]
-        .iter()
-        .find_map(|e| e.decode(s.as_bytes()).ok())
-        .ok_or_else(|| format!("{field}: invalid base64"))
-}
+impl Scalar<'_> {
+    /// Base64 (any of protobuf JSON's four spellings) as bytes; `null` is empty.
+    fn bytes(&self, field: &str) -> Result<Vec<u8>, String> {
+        match self {
+            Scalar::Null => Ok(Vec::new()),
+            Scalar::Str(s) => [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD]
+                .iter()
+                .find_map(|e| e.decode(s.as_bytes()).ok())
+                .ok_or_else(|| format!("{field}: invalid base64")),
+            _ => Err(format!("{field}: expected a base64 string")),
+        }
+    }
 
-fn int64(v: &Scalar<'_>, field: &str) -> Result<i64, String> {
-    match v {
-        Scalar::Str(s) => s
-            .parse()
-            .map_err(|_| format!("{field}: `{s}` is not an int64")),
-        Scalar::Num(n) => n
-            .as_i64()
+    /// An int64 given as a string or as a number (an integral float counts).
+    fn int64(&self, field: &str) -> Result<i64, String> {
+        let n = match self {
+            Scalar::Str(s) => {
+                return s
+                    .parse()
+                    .map_err(|_| format!("{field}: `{s}` is not an int64"));
+            }
+            Scalar::Num(n) => n,
+            _ => return Err(format!("{field}: expected an int64")),
+        };
+        n.as_i64()
             .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
-            .ok_or_else(|| format!("{field}: {n} is not an int64")),
-        _ => Err(format!("{field}: expected an int64")),
+            .ok_or_else(|| format!("{field}: {n} is not an int64"))
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Deserialization. Each visitor takes any JSON value: what is not the expected kind is
-// recorded as `Null` or `Other` (and skipped through `Skip`, which nests exactly as a
+// Deserialization. Every position takes any JSON value: what is not the expected kind is
+// recorded as `Null` or `Other` (and read through `Skip`, which nests exactly as a
 // `serde_json::Value` would, so the nesting limit applies the same everywhere).
+
+/// How a position reads each kind of JSON value; by default anything but `null` is `other`.
+trait Shaped<'de>: Sized {
+    fn null() -> Self;
+    fn other() -> Self;
+    fn number(_: serde_json::Number) -> Self {
+        Self::other()
+    }
+    /// A string, borrowed from the body unless it had escapes.
+    fn string(_: Cow<'de, str>) -> Self {
+        Self::other()
+    }
+    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Self::other())
+    }
+    fn map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        while map.next_entry::<Skip, Skip>()?.is_some() {}
+        Ok(Self::other())
+    }
+}
+
+struct ShapeVisitor<T>(std::marker::PhantomData<T>);
+
+fn shaped<'de, T: Shaped<'de>, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+    d.deserialize_any(ShapeVisitor(std::marker::PhantomData))
+}
+
+impl<'de, T: Shaped<'de>> Visitor<'de> for ShapeVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<T, E> {
+        Ok(T::null())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<T, E> {
+        Ok(T::other())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        Ok(T::number(v.into()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        Ok(T::number(v.into()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+        Ok(serde_json::Number::from_f64(v).map_or_else(T::other, T::number))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<T, E> {
+        Ok(T::string(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        Ok(T::string(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<T, E> {
+        Ok(T::string(Cow::Owned(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
+        T::seq(seq)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::map(map)
+    }
+}
 
 /// Any JSON value, read and dropped.
 struct Skip;
 
+impl<'de> Shaped<'de> for Skip {
+    fn null() -> Self {
+        Skip
+    }
+    fn other() -> Self {
+        Skip
+    }
+}
+
 impl<'de> Deserialize<'de> for Skip {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(SkipVisitor)
+        shaped(d)
     }
 }
 
-struct SkipVisitor;
-
-/// The scalar arms of a visitor that records every kind but one container as `$other`
-/// (`null` as `$null`).
-macro_rules! other_scalars {
-    ($null:expr, $other:expr) => {
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok($null)
-        }
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-    };
-}
-
-/// Reads the rest of a sequence or map that is not wanted.
-fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
-    while seq.next_element::<Skip>()?.is_some() {}
-    Ok(())
-}
-
-fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
-    while map.next_entry::<Skip, Skip>()?.is_some() {}
-    Ok(())
-}
-
-impl<'de> Visitor<'de> for SkipVisitor {
-    type Value = Skip;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
+impl<'de, T: FromMap<'de>> Shaped<'de> for Obj<T> {
+    fn null() -> Self {
+        Obj::Null
     }
-    other_scalars!(Skip, Skip);
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Skip, A::Error> {
-        skip_seq(seq).map(|()| Skip)
+    fn other() -> Self {
+        Obj::Other
     }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Skip, A::Error> {
-        skip_map(map).map(|()| Skip)
+    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        T::from_map(map).map(Obj::Is)
+    }
+}
+
+impl<'de, T: FromMap<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        shaped(d)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Shaped<'de> for Arr<T> {
+    fn null() -> Self {
+        Arr::Null
+    }
+    fn other() -> Self {
+        Arr::Other
+    }
+    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Arr::Is(items))
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Arr<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        shaped(d)
+    }
+}
+
+/// A leaf keeps strings and numbers; containers are read through and recorded as `Other`.
+impl<'de> Shaped<'de> for Scalar<'de> {
+    fn null() -> Self {
+        Scalar::Null
+    }
+    fn other() -> Self {
+        Scalar::Other
+    }
+    fn number(n: serde_json::Number) -> Self {
+        Scalar::Num(n)
+    }
+    fn string(s: Cow<'de, str>) -> Self {
+        Scalar::Str(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Scalar<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ScalarVisitor)
-    }
-}
-
-struct ScalarVisitor;
-
-impl<'de> Visitor<'de> for ScalarVisitor {
-    type Value = Scalar<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Scalar::Null)
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Scalar::Other)
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Scalar::Num(v.into()))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Scalar::Num(v.into()))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(Scalar::Other, Scalar::Num))
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Scalar::Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Scalar::Str(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Scalar::Str(Cow::Owned(v)))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        skip_seq(seq).map(|()| Scalar::Other)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        skip_map(map).map(|()| Scalar::Other)
+        shaped(d)
     }
 }
 
@@ -396,50 +438,6 @@ impl<'de> Deserialize<'de> for Key<'de> {
 /// What an object-shaped position is read into.
 trait FromMap<'de>: Sized {
     fn from_map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
-}
-
-impl<'de, T: FromMap<'de>> Deserialize<'de> for Obj<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(std::marker::PhantomData<T>);
-        impl<'de, T: FromMap<'de>> Visitor<'de> for V<T> {
-            type Value = Obj<T>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            other_scalars!(Obj::Null, Obj::Other);
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-                skip_seq(seq).map(|()| Obj::Other)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                T::from_map(map).map(Obj::Is)
-            }
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Arr<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
-            type Value = Arr<T>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            other_scalars!(Arr::Null, Arr::Other);
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-                while let Some(item) = seq.next_element()? {
-                    items.push(item);
-                }
-                Ok(Arr::Is(items))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                skip_map(map).map(|()| Arr::Other)
-            }
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
-    }
 }
 
 impl<'de> FromMap<'de> for Root<'de> {
