@@ -113,9 +113,18 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
         out
     }
 
+    /// Whether [`KeyProvider::rewrap`] is one KMS call that never releases the plaintext data
+    /// key (Transit `rewrap` of a derived key, KMS `ReEncrypt`). When it is not (the
+    /// default), a key-ring rewraps with an unwrap through its cache and a wrap, so that
+    /// each KMS call is counted and an unwrap it already made is not repeated.
+    fn native_rewrap(&self) -> bool {
+        false
+    }
+
     /// Re-encrypts a wrapped key under the KEK's current primary version. Providers whose KMS
     /// can do this without releasing the plaintext (Transit `rewrap`, KMS `ReEncrypt`)
-    /// override it; the default unwraps and wraps again in this process.
+    /// override it, and [`KeyProvider::native_rewrap`]; the default unwraps and wraps again
+    /// in this process.
     async fn rewrap(
         &self,
         wrapped: &WrappedKey,

@@ -102,6 +102,11 @@ impl KeyProvider for AwsKms {
             .await
     }
 
+    /// `ReEncrypt`: the plaintext data key never leaves KMS.
+    fn native_rewrap(&self) -> bool {
+        true
+    }
+
     async fn rewrap(
         &self,
         wrapped: &WrappedKey,

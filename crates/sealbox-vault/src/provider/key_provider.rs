@@ -178,6 +178,12 @@ impl KeyProvider for VaultTransit {
     ) -> Vec<Result<DataKey, ProviderError>> {
         self.unwrap_batch(items).await
     }
+    /// Transit's `rewrap` for a derived key; a plain AEAD key's context is associated data,
+    /// which `rewrap` cannot carry, so its rewrap is a decrypt and an encrypt.
+    fn native_rewrap(&self) -> bool {
+        matches!(self.binding, ContextBinding::Derived)
+    }
+
     async fn rewrap(
         &self,
         wrapped: &WrappedKey,
