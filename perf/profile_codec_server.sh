@@ -67,6 +67,16 @@ wait_ready() {
     exit 1
 }
 
+# For perf: the server started natively in the background (its PID in $pid), ready and warm.
+serve_natively() {
+    command -v perf >/dev/null || { echo "profile: perf is not installed" >&2; exit 1; }
+    (cd "$scratch" && exec "$bin" serve --config "$scratch/policy.toml" --listen "127.0.0.1:$port") \
+        >"$scratch/server.log" 2>&1 &
+    pid=$!
+    wait_ready
+    "$load" codec-load --port "$port" --payloads "$payloads" --seconds 2 >/dev/null
+}
+
 case "$tool" in
 callgrind)
     command -v valgrind >/dev/null || { echo "profile: valgrind is not installed" >&2; exit 1; }
@@ -91,12 +101,7 @@ callgrind)
     sed -n '1,60p' "$out/callgrind-inclusive.txt"
     ;;
 perf)
-    command -v perf >/dev/null || { echo "profile: perf is not installed" >&2; exit 1; }
-    (cd "$scratch" && exec "$bin" serve --config "$scratch/policy.toml" --listen "127.0.0.1:$port") \
-        >"$scratch/server.log" 2>&1 &
-    pid=$!
-    wait_ready
-    "$load" codec-load --port "$port" --payloads "$payloads" --seconds 2 >/dev/null
+    serve_natively
     perf record -q -F 499 --call-graph dwarf,16384 -p "$pid" -o "$out/perf.data" -- sleep "$seconds" \
         2>"$scratch/perf.log" &
     rec=$!
@@ -109,12 +114,7 @@ perf)
     grep -v '^#' "$out/perf-self.txt" | sed '/^$/d' | head -40
     ;;
 perf-flat)
-    command -v perf >/dev/null || { echo "profile: perf is not installed" >&2; exit 1; }
-    (cd "$scratch" && exec "$bin" serve --config "$scratch/policy.toml" --listen "127.0.0.1:$port") \
-        >"$scratch/server.log" 2>&1 &
-    pid=$!
-    wait_ready
-    "$load" codec-load --port "$port" --payloads "$payloads" --seconds 2 >/dev/null
+    serve_natively
     perf record -q -F 999 -p "$pid" -o "$out/perf-flat.data" -- sleep "$seconds" 2>"$scratch/perf.log" &
     rec=$!
     "$load" codec-load --port "$port" --payloads "$payloads" --seconds "$seconds" --pid "$pid"

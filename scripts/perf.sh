@@ -106,9 +106,9 @@ if [[ -z "$section3" ]]; then
     export SEALBOX_PERF_TEMPORAL="$venv/bin/temporal"
     export SEALBOX_PERF_WORKER="$root/target/perf-server/release/worker"
     export SEALBOX_PERF_STARTER="$root/target/perf-server/release/starter"
-    unset SEALBOX_PERF_SECTION3
+    unset SEALBOX_PERF_MISSING
 else
-    export SEALBOX_PERF_SECTION3="$section3"
+    export SEALBOX_PERF_MISSING="$section3"
 fi
 
 commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"

@@ -28,9 +28,8 @@ use sealbox_local::LocalKek;
 const VECTOR_KEK_B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 /// `tests/vectors/v1.json`: the data key of `v1_namespace_context`.
 const VECTOR_DATA_KEY: [u8; 32] = [
-    0xc9, 0xde, 0x73, 0x1b, 0x15, 0xf3, 0xa2, 0xb1, 0x2c, 0x88, 0x17, 0x8b, 0x7c, 0xfe, 0xe5,
-    0xd0, 0xab, 0x54, 0x36, 0x6c, 0x4e, 0xb4, 0xcb, 0xca, 0xbb, 0xee, 0x3d, 0x85, 0x2a, 0x8c,
-    0x0f, 0x57,
+    0xc9, 0xde, 0x73, 0x1b, 0x15, 0xf3, 0xa2, 0xb1, 0x2c, 0x88, 0x17, 0x8b, 0x7c, 0xfe, 0xe5, 0xd0,
+    0xab, 0x54, 0x36, 0x6c, 0x4e, 0xb4, 0xcb, 0xca, 0xbb, 0xee, 0x3d, 0x85, 0x2a, 0x8c, 0x0f, 0x57,
 ];
 
 struct Fixture {
@@ -43,13 +42,9 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        let kek = Arc::new(LocalKek::from_base64("vector-kek", VECTOR_KEK_B64).expect("kek"));
-        let keyring = Keyring::builder(kek.clone()).build().expect("keyring");
+        let (kek, keyring) = sealbox_fuzz::local_keyring("vector-kek", VECTOR_KEK_B64);
         Fixture {
-            rt,
+            rt: sealbox_fuzz::runtime(),
             data_key: DataKey::try_from_slice(&VECTOR_DATA_KEY).expect("32 bytes"),
             kek,
             keyring,
@@ -61,9 +56,13 @@ fn fixture() -> &'static Fixture {
 fn check_reseal(key: &DataKey, data: &[u8], plaintext: &[u8]) {
     let parsed = parse(data).expect("parsed before");
     let h = &parsed.header;
-    let again = seal_with_fixed_randomness(key, &h.wrapped_key, &h.context, plaintext, h.salt, h.nonce)
-        .expect("re-seal");
-    assert_eq!(again, data, "an envelope that opens must be the canonical seal of its plaintext");
+    let again =
+        seal_with_fixed_randomness(key, &h.wrapped_key, &h.context, plaintext, h.salt, h.nonce)
+            .expect("re-seal");
+    assert_eq!(
+        again, data,
+        "an envelope that opens must be the canonical seal of its plaintext"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -77,13 +76,20 @@ fuzz_target!(|data: &[u8]| {
     let mut header = Vec::new();
     let aad = h.encode_into(&mut header);
     assert_eq!(header.len(), h.encoded_len());
-    assert_eq!(&data[..header.len()], &header[..], "header does not re-encode");
+    assert_eq!(
+        &data[..header.len()],
+        &header[..],
+        "header does not re-encode"
+    );
     assert_eq!(aad, parsed.aad);
     assert_eq!(&data[header.len()..], parsed.body);
     assert_eq!(parsed.body.len() as u64, h.body_len);
     assert!(parsed.key_section.end <= header.len());
     assert_eq!(&inspect(data).expect("inspect"), h);
-    assert_eq!(replace_wrapped_key(data, &h.wrapped_key).expect("rewrap"), data);
+    assert_eq!(
+        replace_wrapped_key(data, &h.wrapped_key).expect("rewrap"),
+        data
+    );
     let _ = format!("{h:?} {}", h.suite);
 
     // The fixed data key, under the envelope's own context.
@@ -112,7 +118,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         if let Ok(pt) = f.keyring.open(&h.context, data).await {
-            let key = f.kek.unwrap(&h.wrapped_key, &h.context).await.expect("unwrapped once");
+            let key = f
+                .kek
+                .unwrap(&h.wrapped_key, &h.context)
+                .await
+                .expect("unwrapped once");
             check_reseal(&key, data, &pt);
         }
     });

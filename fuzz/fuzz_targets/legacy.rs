@@ -36,15 +36,14 @@ use futures::future::BoxFuture;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use sealbox_core::{DataKey, ProviderError, ProviderErrorKind};
-use sealbox_keyring::Keyring;
-use sealbox_local::LocalKek;
 use sealbox_temporal::{CodecError, LegacyFormats, Payload, ProxyKek, SealboxCodec};
 use secrecy::SecretBox;
 use sha2::{Digest, Sha256};
 
 const SAMPLES_KEY_ID: &str = "test-key-id";
 const SAMPLES_KEY: [u8; 32] = [0x42; 32];
-const PROXY_KEK_URI: &str = "awskms:///arn:aws:kms:us-east-1:000000000000:key/fuzz?region=us-east-1";
+const PROXY_KEK_URI: &str =
+    "awskms:///arn:aws:kms:us-east-1:000000000000:key/fuzz?region=us-east-1";
 
 /// A stand-in KMS: the data key is SHA-256("fuzz-proxy-kek" ‖ wrapped); an empty wrapped key
 /// or one starting with 0xff is refused (the KMS error path).
@@ -72,8 +71,14 @@ impl ProxyKek for StubProxyKek {
                     "stub KMS refuses this key",
                 ));
             }
-            DataKey::try_from_slice(&proxy_data_key(encrypted_dek))
-                .map_err(|e| ProviderError::new("aws-kms", PROXY_KEK_URI, ProviderErrorKind::Protocol, e.to_string()))
+            DataKey::try_from_slice(&proxy_data_key(encrypted_dek)).map_err(|e| {
+                ProviderError::new(
+                    "aws-kms",
+                    PROXY_KEK_URI,
+                    ProviderErrorKind::Protocol,
+                    e.to_string(),
+                )
+            })
         })
     }
 }
@@ -87,11 +92,8 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        let kek = LocalKek::from_base64("new", &B64.encode([1u8; 32])).expect("kek");
-        let keyring = Keyring::builder(Arc::new(kek)).build().expect("keyring");
+        let rt = sealbox_fuzz::runtime();
+        let (_, keyring) = sealbox_fuzz::local_keyring("new", &B64.encode([1u8; 32]));
         let legacy = LegacyFormats::new()
             .samples_key(SAMPLES_KEY_ID, SecretBox::new(Box::new(SAMPLES_KEY)))
             .proxy_kek(PROXY_KEK_URI, Arc::new(StubProxyKek));

@@ -20,7 +20,11 @@ fuzz_target!(|data: &[u8]| {
                 )
             });
             assert_eq!(again, payloads, "render → parse changed the payloads");
-            assert_eq!(render_payloads(&again), rendered, "rendering is not canonical");
+            assert_eq!(
+                render_payloads(&again),
+                rendered,
+                "rendering is not canonical"
+            );
         }
         Err(e) => {
             assert!(!e.is_empty());

@@ -24,11 +24,18 @@ fuzz_target!(|data: &[u8]| {
     };
     match PolicyConfig::from_toml(text, "fuzz") {
         Err(errors) => {
-            assert!(!errors.0.is_empty(), "an invalid policy reports at least one error");
+            assert!(
+                !errors.0.is_empty(),
+                "an invalid policy reports at least one error"
+            );
             let lines = text.split('\n').count();
             for e in &errors.0 {
                 assert_eq!(e.file, "fuzz");
-                assert!(e.line >= 1 && e.line <= lines, "line {} of {lines}: {e}", e.line);
+                assert!(
+                    e.line >= 1 && e.line <= lines,
+                    "line {} of {lines}: {e}",
+                    e.line
+                );
                 assert!(e.column >= 1, "{e}");
                 let _ = e.to_string();
             }
@@ -62,7 +69,11 @@ fuzz_target!(|data: &[u8]| {
                     .chars()
                     .any(|c| matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\'));
                 if literal {
-                    assert!(rule.matches(&rule.pattern), "literal rule `{}`", rule.pattern);
+                    assert!(
+                        rule.matches(&rule.pattern),
+                        "literal rule `{}`",
+                        rule.pattern
+                    );
                 }
                 let _ = config.policy_for(&rule.pattern);
                 let _ = rule.policy.context_for(&rule.pattern);

@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::mem::discriminant;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -28,7 +28,6 @@ use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use sealbox_core::EncryptionContext;
 use sealbox_keyring::Keyring;
-use sealbox_local::LocalKek;
 use sealbox_temporal::{CodecError, Payload, SealboxCodec, ZstdCodec, ZstdOptions};
 
 const MAX_DECOMPRESSED: usize = 64 << 10;
@@ -46,11 +45,8 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        let kek = LocalKek::from_base64("fuzz", &B64.encode([7u8; 32])).expect("kek");
-        let keyring = Keyring::builder(Arc::new(kek)).build().expect("keyring");
+        let rt = sealbox_fuzz::runtime();
+        let (_, keyring) = sealbox_fuzz::local_keyring("fuzz", &B64.encode([7u8; 32]));
         let sealbox = SealboxCodec::builder(keyring.clone(), "fuzz")
             .decompression_limits(MAX_DECOMPRESSED, CALL_BUDGET)
             .build()
@@ -60,7 +56,9 @@ fn fixture() -> &'static Fixture {
             .call_budget(CALL_BUDGET);
         Fixture {
             rt,
-            context: EncryptionContext::new().with("namespace", "fuzz").expect("context"),
+            context: EncryptionContext::new()
+                .with("namespace", "fuzz")
+                .expect("context"),
             keyring,
             sealbox,
             zstd: ZstdCodec::new(limits).expect("zstd"),
@@ -154,7 +152,10 @@ fuzz_target!(|data: &[u8]| {
             data: frame.to_vec(),
             external_payloads: Vec::new(),
         };
-        let packed = f.compressor.encode_payloads(vec![plain.clone()]).expect("compress");
+        let packed = f
+            .compressor
+            .encode_payloads(vec![plain.clone()])
+            .expect("compress");
         let unpacked = f.compressor.decode_payloads(packed).expect("decompress");
         assert_eq!(unpacked, vec![plain]);
     }

@@ -64,28 +64,10 @@ impl Setup {
     /// From `SEALBOX_PERF_SEALBOX_BIN`, `SEALBOX_PERF_PYTHON` and `SEALBOX_PERF_PY_SERVER`;
     /// `Err` says why section 3 cannot run.
     pub fn from_env() -> Result<Self, String> {
-        let var = |name: &str| {
-            std::env::var_os(name)
-                .map(PathBuf::from)
-                .ok_or_else(|| format!("{name} is not set (scripts/perf.sh sets it)"))
-        };
-        let s = Self {
-            sealbox: var("SEALBOX_PERF_SEALBOX_BIN")?,
-            python: var("SEALBOX_PERF_PYTHON")?,
-            script: var("SEALBOX_PERF_PY_SERVER")?,
-        };
-        // Absolute: the servers run in a scratch directory. (Not canonicalized: a venv's
-        // python is a symlink that must keep its path to find the venv.)
-        let abs = |p: PathBuf| -> Result<PathBuf, String> {
-            if !p.exists() {
-                return Err(format!("{} does not exist", p.display()));
-            }
-            std::path::absolute(&p).map_err(|e| format!("{}: {e}", p.display()))
-        };
         Ok(Self {
-            sealbox: abs(s.sealbox)?,
-            python: abs(s.python)?,
-            script: abs(s.script)?,
+            sealbox: crate::program_from_env("SEALBOX_PERF_SEALBOX_BIN")?,
+            python: crate::program_from_env("SEALBOX_PERF_PYTHON")?,
+            script: crate::program_from_env("SEALBOX_PERF_PY_SERVER")?,
         })
     }
 }
@@ -335,26 +317,38 @@ pub(crate) async fn post(
     path: &str,
     body: Bytes,
 ) -> Result<(u16, Bytes), String> {
+    let req = hyper::Request::post(path)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header("x-namespace", "default")
+        .body(Full::new(body));
+    send(sender, port, req).await
+}
+
+/// Sends `req` (with a `Host` header for `port`) and reads the whole answer.
+pub(crate) async fn send(
+    sender: &mut Sender,
+    port: u16,
+    req: Result<hyper::Request<Full<Bytes>>, hyper::http::Error>,
+) -> Result<(u16, Bytes), String> {
+    let mut req = req.map_err(|e| e.to_string())?;
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let host = hyper::header::HeaderValue::from_str(&format!("127.0.0.1:{port}"))
+        .map_err(|e| e.to_string())?;
+    req.headers_mut().insert(hyper::header::HOST, host);
     sender
         .ready()
         .await
         .map_err(|e| format!("connection: {e}"))?;
-    let req = hyper::Request::post(path)
-        .header(hyper::header::HOST, format!("127.0.0.1:{port}"))
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header("x-namespace", "default")
-        .body(Full::new(body))
-        .map_err(|e| e.to_string())?;
     let resp = sender
         .send_request(req)
         .await
-        .map_err(|e| format!("POST {path}: {e}"))?;
+        .map_err(|e| format!("{method} {path}: {e}"))?;
     let status = resp.status().as_u16();
     let body = resp
         .into_body()
         .collect()
         .await
-        .map_err(|e| format!("POST {path}: body: {e}"))?
+        .map_err(|e| format!("{method} {path}: body: {e}"))?
         .to_bytes();
     Ok((status, body))
 }

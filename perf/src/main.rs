@@ -1485,77 +1485,63 @@ fn write_or_remove(dir: &std::path::Path, name: &str, csv: Option<String>) {
     }
 }
 
-/// Section 4, or the reason it did not run; `Some(csv)` when it ran.
-fn section4(quick: bool, report: &mut Report) -> Option<String> {
-    let tools = match worker::Tools::from_env() {
-        Ok(t) => t,
-        Err(e) => {
-            report.para(&format!("Not measured in this run: {e}."));
-            return None;
-        }
+/// The program at the path in environment variable `name` (set by scripts/perf.sh), made
+/// absolute without resolving links (a venv's python must keep its path to find its venv).
+fn program_from_env(name: &str) -> Result<PathBuf, String> {
+    let p = std::env::var_os(name)
+        .map(PathBuf::from)
+        .ok_or_else(|| format!("{name} is not set (scripts/perf.sh sets it)"))?;
+    if !p.exists() {
+        return Err(format!("{name}={} does not exist", p.display()));
+    }
+    std::path::absolute(&p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// Runs a section that needs programs from scripts/perf.sh (the release binaries, the Python
+/// venv): `setup` is what it needs or why it cannot run; either way the report says what
+/// happened. `Some(csv)` when it ran.
+fn external_section<T>(
+    n: u8,
+    report: &mut Report,
+    setup: Result<T, String>,
+    run: impl FnOnce(&T, &mut Report) -> Result<String, String>,
+) -> Option<String> {
+    let setup = match std::env::var("SEALBOX_PERF_MISSING") {
+        Ok(why) => Err(why),
+        Err(_) => setup,
     };
-    let plan = if quick {
-        worker::Plan::quick()
-    } else {
-        worker::Plan::standard()
-    };
-    match worker::section4(&tools, plan, report) {
-        Ok(csv) => Some(csv),
-        Err(e) => {
-            report.para(&format!("**Section 4 failed:** {e}"));
+    match setup.map(|s| run(&s, report)) {
+        Err(why) => {
+            report.para(&format!("Not measured in this run: {why}"));
             None
         }
+        Ok(Err(e)) => {
+            report.para(&format!("**Section {n} failed:** {e}"));
+            None
+        }
+        Ok(Ok(csv)) => Some(csv),
     }
 }
 
-/// Section 5, or the reason it did not run; `Some(csv)` when it ran.
-fn section5(quick: bool, report: &mut Report) -> Option<String> {
-    let tools = match kms::Tools::from_env() {
-        Ok(t) => t,
-        Err(e) => {
-            report.para(&format!("Not measured in this run: {e}."));
-            return None;
-        }
-    };
-    let plan = if quick {
-        kms::Plan::quick()
-    } else {
-        kms::Plan::standard()
-    };
-    match kms::section5(&tools, plan, report) {
-        Ok(csv) => Some(csv),
-        Err(e) => {
-            report.para(&format!("**Section 5 failed:** {e}"));
-            None
-        }
-    }
-}
-
-/// Section 3, or the reason it did not run; `Some(csv)` when it ran.
 fn section3(quick: bool, out_dir: &std::path::Path, report: &mut Report) -> Option<String> {
-    if let Ok(why) = std::env::var("SEALBOX_PERF_SECTION3") {
-        report.para(&format!("Not measured in this run: {why}"));
-        return None;
-    }
-    let setup = match codec::Setup::from_env() {
-        Ok(s) => s,
-        Err(e) => {
-            report.para(&format!("Not measured in this run: {e}."));
-            return None;
-        }
-    };
-    let plan = if quick {
-        codec::Plan::quick()
-    } else {
-        codec::Plan::standard()
-    };
-    match codec::section3(&setup, plan, quick, out_dir, report) {
-        Ok(csv) => Some(csv),
-        Err(e) => {
-            report.para(&format!("**Section 3 failed:** {e}"));
-            None
-        }
-    }
+    let plan = if quick { codec::Plan::quick() } else { codec::Plan::standard() };
+    external_section(3, report, codec::Setup::from_env(), |setup, report| {
+        codec::section3(setup, plan, quick, out_dir, report)
+    })
+}
+
+fn section4(quick: bool, report: &mut Report) -> Option<String> {
+    let plan = if quick { worker::Plan::quick() } else { worker::Plan::standard() };
+    external_section(4, report, worker::Tools::from_env(), |tools, report| {
+        worker::section4(tools, plan, report)
+    })
+}
+
+fn section5(quick: bool, report: &mut Report) -> Option<String> {
+    let plan = if quick { kms::Plan::quick() } else { kms::Plan::standard() };
+    external_section(5, report, kms::Tools::from_env(), |tools, report| {
+        kms::section5(tools, plan, report)
+    })
 }
 
 /// `sealbox-perf only N [--out DIR] [--quick]`: section 2, 3 or 5 alone, written to

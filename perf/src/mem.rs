@@ -32,16 +32,31 @@ fn reset_hwm() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
+/// Deterministic bytes from splitmix64, 8 per step, so inputs are neither zeros nor alike
+/// from one seed to the next.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    let mut state = seed;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Runs `op` with VmHWM reset and the allocation counter on: (VmRSS before, VmHWM after,
+/// heap bytes allocated at the peak, whether the reset worked, `op`'s output).
+async fn peak_of<T>(op: impl std::future::Future<Output = T>) -> (u64, u64, usize, bool, T) {
+    let reset = reset_hwm();
+    let before = status_kb("VmRSS:");
+    alloc::start();
+    let out = op.await;
+    let (hwm, peak) = (status_kb("VmHWM:"), alloc::peak());
+    (before, hwm, peak, reset, out)
 }
 
 /// Runs in the child; prints `key=value` lines for the parent.
@@ -63,11 +78,8 @@ pub fn child(op: &str, size: usize) {
         match op {
             "seal" => {
                 let input = pattern(size, 1);
-                let reset = reset_hwm();
-                let before = status_kb("VmRSS:");
-                alloc::start();
-                let env = keyring.seal(&ctx, &input).await.expect("seal");
-                let (hwm, peak) = (status_kb("VmHWM:"), alloc::peak());
+                let (before, hwm, peak, reset, env) = peak_of(keyring.seal(&ctx, &input)).await;
+                let env = env.expect("seal");
                 black_box((&input, &env));
                 (before, hwm, peak, reset, env.len() > size)
             }
@@ -76,22 +88,19 @@ pub fn child(op: &str, size: usize) {
                     let input = pattern(size, 1);
                     keyring.seal(&ctx, &input).await.expect("seal")
                 };
-                let reset = reset_hwm();
-                let before = status_kb("VmRSS:");
-                alloc::start();
-                let out = keyring.open(&ctx, &env).await.expect("open");
-                let (hwm, peak) = (status_kb("VmHWM:"), alloc::peak());
+                let (before, hwm, peak, reset, out) = peak_of(keyring.open(&ctx, &env)).await;
+                let out = out.expect("open");
                 black_box((&env, &out));
                 (before, hwm, peak, reset, out.len() == size)
             }
             "roundtrip" => {
                 let input = pattern(size, 1);
-                let reset = reset_hwm();
-                let before = status_kb("VmRSS:");
-                alloc::start();
-                let env = keyring.seal(&ctx, &input).await.expect("seal");
-                let out = keyring.open(&ctx, &env).await.expect("open");
-                let (hwm, peak) = (status_kb("VmHWM:"), alloc::peak());
+                let (before, hwm, peak, reset, (env, out)) = peak_of(async {
+                    let env = keyring.seal(&ctx, &input).await.expect("seal");
+                    let out = keyring.open(&ctx, &env).await.expect("open");
+                    (env, out)
+                })
+                .await;
                 let ok = out == input;
                 black_box((&input, &env, &out));
                 (before, hwm, peak, reset, ok)

@@ -13,81 +13,46 @@ pub trait RawAead {
     fn open(&self, nonce: [u8; 12], buf: &mut [u8], tag: &[u8; TAG_LEN]) -> bool;
 }
 
-pub struct Ring(ring::aead::LessSafeKey);
+/// A peer with ring's AEAD API (`ring` itself, and `aws-lc-rs`, which mirrors it); only the
+/// open call differs between the two.
+macro_rules! ring_api_peer {
+    ($name:ident, $krate:ident, |$key:ident, $nonce:ident, $buf:ident, $tag:ident| $open:expr) => {
+        pub struct $name($krate::aead::LessSafeKey);
 
-impl Ring {
-    pub fn new(key: &[u8; 32]) -> Self {
-        Self(ring::aead::LessSafeKey::new(
-            ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, key).expect("32-byte key"),
-        ))
-    }
+        impl $name {
+            pub fn new(key: &[u8; 32]) -> Self {
+                let unbound = $krate::aead::UnboundKey::new(&$krate::aead::AES_256_GCM, key);
+                Self($krate::aead::LessSafeKey::new(unbound.expect("32-byte key")))
+            }
+        }
+
+        impl RawAead for $name {
+            fn seal(&self, nonce: [u8; 12], buf: &mut [u8]) -> [u8; TAG_LEN] {
+                let nonce = $krate::aead::Nonce::assume_unique_for_key(nonce);
+                let tag = self.0.seal_in_place_separate_tag(nonce, $krate::aead::Aad::empty(), buf);
+                let mut out = [0u8; TAG_LEN];
+                out.copy_from_slice(tag.expect(stringify!($krate seal)).as_ref());
+                out
+            }
+
+            fn open(&self, nonce: [u8; 12], buf: &mut [u8], tag: &[u8; TAG_LEN]) -> bool {
+                let ($key, $nonce, $buf, $tag) =
+                    (&self.0, $krate::aead::Nonce::assume_unique_for_key(nonce), buf, tag);
+                $open.is_ok()
+            }
+        }
+    };
 }
 
-impl RawAead for Ring {
-    fn seal(&self, nonce: [u8; 12], buf: &mut [u8]) -> [u8; TAG_LEN] {
-        let tag = self
-            .0
-            .seal_in_place_separate_tag(
-                ring::aead::Nonce::assume_unique_for_key(nonce),
-                ring::aead::Aad::empty(),
-                buf,
-            )
-            .expect("ring seal");
-        let mut out = [0u8; TAG_LEN];
-        out.copy_from_slice(tag.as_ref());
-        out
-    }
-
-    fn open(&self, nonce: [u8; 12], buf: &mut [u8], tag: &[u8; TAG_LEN]) -> bool {
-        self.0
-            .open_in_place_separate_tag(
-                ring::aead::Nonce::assume_unique_for_key(nonce),
-                ring::aead::Aad::empty(),
-                ring::aead::Tag::from(*tag),
-                buf,
-                0..,
-            )
-            .is_ok()
-    }
-}
-
-pub struct AwsLc(aws_lc_rs::aead::LessSafeKey);
-
-impl AwsLc {
-    pub fn new(key: &[u8; 32]) -> Self {
-        Self(aws_lc_rs::aead::LessSafeKey::new(
-            aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, key)
-                .expect("32-byte key"),
-        ))
-    }
-}
-
-impl RawAead for AwsLc {
-    fn seal(&self, nonce: [u8; 12], buf: &mut [u8]) -> [u8; TAG_LEN] {
-        let tag = self
-            .0
-            .seal_in_place_separate_tag(
-                aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
-                aws_lc_rs::aead::Aad::empty(),
-                buf,
-            )
-            .expect("aws-lc-rs seal");
-        let mut out = [0u8; TAG_LEN];
-        out.copy_from_slice(tag.as_ref());
-        out
-    }
-
-    fn open(&self, nonce: [u8; 12], buf: &mut [u8], tag: &[u8; TAG_LEN]) -> bool {
-        self.0
-            .open_in_place_separate_tag(
-                aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
-                aws_lc_rs::aead::Aad::empty(),
-                tag,
-                buf,
-            )
-            .is_ok()
-    }
-}
+ring_api_peer!(Ring, ring, |key, nonce, buf, tag| key.open_in_place_separate_tag(
+    nonce,
+    ring::aead::Aad::empty(),
+    ring::aead::Tag::from(*tag),
+    buf,
+    0..
+));
+ring_api_peer!(AwsLc, aws_lc_rs, |key, nonce, buf, tag| key
+    .open_in_place_separate_tag(nonce, aws_lc_rs::aead::Aad::empty(), tag, buf));
 
 pub struct RustCrypto(aes_gcm::Aes256Gcm);
 

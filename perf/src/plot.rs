@@ -68,15 +68,41 @@ struct Axes<'a> {
     y_linear_max: Option<f64>,
 }
 
-fn chart(
-    path: &std::path::Path,
-    title: &str,
-    lines: &[Line],
-    axes: &Axes<'_>,
-) -> Result<(), String> {
+fn chart(path: &std::path::Path, title: &str, lines: &[Line], axes: &Axes<'_>) -> Result<(), String> {
     let root = SVGBackend::new(path, (960, 620)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let (x0, x1) = x_range(lines);
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(title, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(80);
+    match axes.y_linear_max {
+        Some(ymax) => draw(builder.build_cartesian_2d(x0..x1, 0.0..ymax), axes, lines)?,
+        None => {
+            let vals = lines.iter().flat_map(|l| l.points.iter().map(|p| p.1));
+            let y0 = vals.clone().fold(f64::INFINITY, f64::min) / 1.6;
+            let y1 = vals.fold(f64::NEG_INFINITY, f64::max) * 1.6;
+            draw(builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale()), axes, lines)?
+        }
+    }
+    root.present().map_err(|e| e.to_string())
+}
+
+/// The mesh with the axes' labels, the lines and the legend on a built chart.
+fn draw<'a, DB, X, Y, E: std::fmt::Display>(
+    chart: Result<ChartContext<'a, DB, Cartesian2d<X, Y>>, E>,
+    axes: &Axes<'_>,
+    lines: &[Line],
+) -> Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    X: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
+{
+    let mut chart = chart.map_err(|e| e.to_string())?;
     let x_label = |v: &f64| {
         let r = v.round();
         if (v - r).abs() < 1e-6 && r >= 0.0 {
@@ -86,48 +112,16 @@ fn chart(
         }
     };
     let y_label = |v: &f64| (axes.y_label)(*v);
-    let mut builder = ChartBuilder::on(&root);
-    builder
-        .caption(title, ("sans-serif", 20))
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(80);
-    match axes.y_linear_max {
-        Some(ymax) => {
-            let mut chart = builder
-                .build_cartesian_2d(x0..x1, 0.0..ymax)
-                .map_err(|e| e.to_string())?;
-            chart
-                .configure_mesh()
-                .x_labels(9)
-                .x_label_formatter(&x_label)
-                .y_label_formatter(&y_label)
-                .x_desc(axes.x_desc)
-                .y_desc(axes.y_desc)
-                .draw()
-                .map_err(|e| e.to_string())?;
-            finish(&mut chart, lines)?;
-        }
-        None => {
-            let vals = lines.iter().flat_map(|l| l.points.iter().map(|p| p.1));
-            let y0 = vals.clone().fold(f64::INFINITY, f64::min) / 1.6;
-            let y1 = vals.fold(f64::NEG_INFINITY, f64::max) * 1.6;
-            let mut chart = builder
-                .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
-                .map_err(|e| e.to_string())?;
-            chart
-                .configure_mesh()
-                .x_labels(9)
-                .x_label_formatter(&x_label)
-                .y_label_formatter(&y_label)
-                .x_desc(axes.x_desc)
-                .y_desc(axes.y_desc)
-                .draw()
-                .map_err(|e| e.to_string())?;
-            finish(&mut chart, lines)?;
-        }
-    }
-    root.present().map_err(|e| e.to_string())
+    chart
+        .configure_mesh()
+        .x_labels(9)
+        .x_label_formatter(&x_label)
+        .y_label_formatter(&y_label)
+        .x_desc(axes.x_desc)
+        .y_desc(axes.y_desc)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    finish(&mut chart, lines)
 }
 
 /// The lines and the legend.

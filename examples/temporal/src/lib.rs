@@ -103,14 +103,11 @@ impl BenchWorkflow {
     /// Runs the chain and returns the last result (equal to the input's payload).
     #[run]
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: BenchInput) -> WorkflowResult<String> {
+        let options = || ActivityOptions::start_to_close_timeout(Duration::from_secs(60));
         let mut last = input.payload;
         for _ in 0..input.activities {
             last = ctx
-                .execute_activity(
-                    BenchActivities::echo,
-                    last,
-                    ActivityOptions::start_to_close_timeout(Duration::from_secs(60)),
-                )
+                .execute_activity(BenchActivities::echo, last, options())
                 .await?;
         }
         Ok(last)

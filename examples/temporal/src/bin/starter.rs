@@ -74,15 +74,12 @@ async fn bench(client: &Client, args: &[String]) -> Result<(), BoxError> {
                 payload: payload.clone(),
             };
             let want = &payload;
+            let options = WorkflowStartOptions::new(TASK_QUEUE, &id).build();
             async move {
-                let handle = client
-                    .start_workflow(
-                        BenchWorkflow::run,
-                        input,
-                        WorkflowStartOptions::new(TASK_QUEUE, &id).build(),
-                    )
-                    .await
-                    .map_err(|e| format!("start {id}: {e}"))?;
+                let started = client
+                    .start_workflow(BenchWorkflow::run, input, options)
+                    .await;
+                let handle = started.map_err(|e| format!("start {id}: {e}"))?;
                 match handle.get_result(WorkflowGetResultOptions::default()).await {
                     Ok(r) if &r == want => Ok(()),
                     Ok(_) => Err(format!("{id}: the result is not the payload")),
