@@ -18,7 +18,7 @@ use std::fmt;
 use crate::Payload;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use temporalio_common::protos::temporal::api::common::v1::payload::ExternalPayloadDetails;
 
 #[cfg(test)]
@@ -27,8 +27,11 @@ mod tests;
 /// Parses `Payloads` JSON (a codec request body). The error names the offending field
 /// (`payloads[3].metadata.encoding: invalid base64`); it never echoes payload bytes.
 pub fn parse_payloads(body: &[u8]) -> Result<Vec<Payload>, String> {
-    let root: Obj<Root<'_>> =
-        serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let root: Obj<Root<'_>> = seed()
+        .deserialize(&mut de)
+        .and_then(|root| de.end().map(|()| root))
+        .map_err(|e| format!("invalid JSON: {e}"))?;
     let Obj::Is(root) = root else {
         return Err("expected a JSON object {\"payloads\": [...]}".into());
     };
@@ -172,17 +175,20 @@ enum Scalar<'a> {
     Other,
 }
 
+#[derive(Default)]
 struct Root<'a> {
     payloads: Option<Arr<Obj<RawPayload<'a>>>>,
 }
 
+#[derive(Default)]
 struct RawPayload<'a> {
-    metadata: Option<Obj<BTreeMap<Cow<'a, str>, Scalar<'a>>>>,
+    metadata: Option<Obj<BTreeMap<String, Scalar<'a>>>>,
     data: Option<Scalar<'a>>,
     external_camel: Option<Arr<Obj<RawExternal<'a>>>>,
     external_snake: Option<Arr<Obj<RawExternal<'a>>>>,
 }
 
+#[derive(Default)]
 struct RawExternal<'a> {
     camel: Option<Scalar<'a>>,
     snake: Option<Scalar<'a>>,
@@ -202,7 +208,7 @@ impl RawPayload<'_> {
             Some(Obj::Is(m)) => {
                 for (k, v) in m {
                     let value = v.bytes(&format!("payloads[{i}].metadata.{k}"))?;
-                    metadata.insert(k.into_owned(), value);
+                    metadata.insert(k, value);
                 }
             }
             Some(Obj::Other) => return Err(format!("payloads[{i}].metadata: expected an object")),
@@ -278,43 +284,54 @@ impl Scalar<'_> {
 // recorded as `Null` or `Other` (and read through `Skip`, which nests exactly as a
 // `serde_json::Value` would, so the nesting limit applies the same everywhere).
 
-/// How a position reads each kind of JSON value; by default anything but `null` is `other`.
+/// How a position reads each kind of JSON value; by default anything but `null` is `OTHER`.
 trait Shaped<'de>: Sized {
-    fn null() -> Self;
-    fn other() -> Self;
+    const NULL: Self;
+    const OTHER: Self;
     fn number(_: serde_json::Number) -> Self {
-        Self::other()
+        Self::OTHER
     }
     /// A string, borrowed from the body unless it had escapes.
     fn string(_: Cow<'de, str>) -> Self {
-        Self::other()
+        Self::OTHER
     }
     fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
-        while seq.next_element::<Skip>()?.is_some() {}
-        Ok(Self::other())
+        while seq.next_element_seed(seed::<Skip>())?.is_some() {}
+        Ok(Self::OTHER)
     }
     fn map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        while map.next_entry::<Skip, Skip>()?.is_some() {}
-        Ok(Self::other())
+        while map
+            .next_entry_seed(seed::<Skip>(), seed::<Skip>())?
+            .is_some()
+        {}
+        Ok(Self::OTHER)
     }
 }
 
-struct ShapeVisitor<T>(std::marker::PhantomData<T>);
+/// Reads a `T` by its [`Shaped`] rules.
+struct Seed<T>(std::marker::PhantomData<T>);
 
-fn shaped<'de, T: Shaped<'de>, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
-    d.deserialize_any(ShapeVisitor(std::marker::PhantomData))
+fn seed<T>() -> Seed<T> {
+    Seed(std::marker::PhantomData)
 }
 
-impl<'de, T: Shaped<'de>> Visitor<'de> for ShapeVisitor<T> {
+impl<'de, T: Shaped<'de>> DeserializeSeed<'de> for Seed<T> {
+    type Value = T;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, T: Shaped<'de>> Visitor<'de> for Seed<T> {
     type Value = T;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
     fn visit_unit<E: de::Error>(self) -> Result<T, E> {
-        Ok(T::null())
+        Ok(T::NULL)
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<T, E> {
-        Ok(T::other())
+        Ok(T::OTHER)
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
         Ok(T::number(v.into()))
@@ -323,7 +340,7 @@ impl<'de, T: Shaped<'de>> Visitor<'de> for ShapeVisitor<T> {
         Ok(T::number(v.into()))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
-        Ok(serde_json::Number::from_f64(v).map_or_else(T::other, T::number))
+        Ok(serde_json::Number::from_f64(v).map_or(T::OTHER, T::number))
     }
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<T, E> {
         Ok(T::string(Cow::Borrowed(v)))
@@ -345,69 +362,15 @@ impl<'de, T: Shaped<'de>> Visitor<'de> for ShapeVisitor<T> {
 /// Any JSON value, read and dropped.
 struct Skip;
 
-impl<'de> Shaped<'de> for Skip {
-    fn null() -> Self {
-        Skip
-    }
-    fn other() -> Self {
-        Skip
-    }
-}
-
-impl<'de> Deserialize<'de> for Skip {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        shaped(d)
-    }
-}
-
-impl<'de, T: FromMap<'de>> Shaped<'de> for Obj<T> {
-    fn null() -> Self {
-        Obj::Null
-    }
-    fn other() -> Self {
-        Obj::Other
-    }
-    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        T::from_map(map).map(Obj::Is)
-    }
-}
-
-impl<'de, T: FromMap<'de>> Deserialize<'de> for Obj<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        shaped(d)
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Shaped<'de> for Arr<T> {
-    fn null() -> Self {
-        Arr::Null
-    }
-    fn other() -> Self {
-        Arr::Other
-    }
-    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Arr::Is(items))
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Arr<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        shaped(d)
-    }
+impl Shaped<'_> for Skip {
+    const NULL: Self = Skip;
+    const OTHER: Self = Skip;
 }
 
 /// A leaf keeps strings and numbers; containers are read through and recorded as `Other`.
 impl<'de> Shaped<'de> for Scalar<'de> {
-    fn null() -> Self {
-        Scalar::Null
-    }
-    fn other() -> Self {
-        Scalar::Other
-    }
+    const NULL: Self = Scalar::Null;
+    const OTHER: Self = Scalar::Other;
     fn number(n: serde_json::Number) -> Self {
         Scalar::Num(n)
     }
@@ -416,92 +379,85 @@ impl<'de> Shaped<'de> for Scalar<'de> {
     }
 }
 
-impl<'de> Deserialize<'de> for Scalar<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        shaped(d)
+impl<'de, T: Shaped<'de>> Shaped<'de> for Arr<T> {
+    const NULL: Self = Arr::Null;
+    const OTHER: Self = Arr::Other;
+    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(item) = seq.next_element_seed(seed())? {
+            items.push(item);
+        }
+        Ok(Arr::Is(items))
     }
 }
 
-/// An object key, borrowed from the body unless it had escapes.
-struct Key<'a>(Cow<'a, str>);
+/// An object read field by field into a `T` that starts empty.
+trait Fields<'de>: Default {
+    /// Reads the value of `key` from `map` (or skips it).
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error>;
+}
 
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Scalar::deserialize(d)? {
-            Scalar::Str(s) => Ok(Key(s)),
-            // serde_json only ever gives strings as keys.
-            _ => Err(de::Error::custom("object key is not a string")),
+impl<'de, T: Fields<'de>> Shaped<'de> for Obj<T> {
+    const NULL: Self = Obj::Null;
+    const OTHER: Self = Obj::Other;
+    fn map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut fields = T::default();
+        while let Some(key) = map.next_key_seed(seed::<Scalar<'de>>())? {
+            let Scalar::Str(key) = key else {
+                // serde_json only ever gives strings as keys.
+                return Err(de::Error::custom("object key is not a string"));
+            };
+            fields.field(&key, &mut map)?;
         }
+        Ok(Obj::Is(fields))
     }
 }
 
-/// What an object-shaped position is read into.
-trait FromMap<'de>: Sized {
-    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
+/// The value of the current field, read as a `T`.
+fn value<'de, T: Shaped<'de>, A: MapAccess<'de>>(map: &mut A) -> Result<Option<T>, A::Error> {
+    map.next_value_seed(seed()).map(Some)
 }
 
-impl<'de> FromMap<'de> for Root<'de> {
-    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut root = Root { payloads: None };
-        while let Some(Key(k)) = map.next_key()? {
-            if k == "payloads" {
-                root.payloads = Some(map.next_value()?);
-            } else {
-                map.next_value::<Skip>()?;
-            }
+impl<'de> Fields<'de> for Root<'de> {
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            "payloads" => self.payloads = value(map)?,
+            _ => value::<Skip, _>(map).map(drop)?,
         }
-        Ok(root)
+        Ok(())
     }
 }
 
-impl<'de> FromMap<'de> for RawPayload<'de> {
-    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut p = RawPayload {
-            metadata: None,
-            data: None,
-            external_camel: None,
-            external_snake: None,
-        };
-        while let Some(Key(k)) = map.next_key()? {
-            match &*k {
-                "metadata" => p.metadata = Some(map.next_value()?),
-                "data" => p.data = Some(map.next_value()?),
-                "externalPayloads" => p.external_camel = Some(map.next_value()?),
-                "external_payloads" => p.external_snake = Some(map.next_value()?),
-                _ => {
-                    map.next_value::<Skip>()?;
-                }
-            }
+impl<'de> Fields<'de> for RawPayload<'de> {
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            "metadata" => self.metadata = value(map)?,
+            "data" => self.data = value(map)?,
+            "externalPayloads" => self.external_camel = value(map)?,
+            "external_payloads" => self.external_snake = value(map)?,
+            _ => value::<Skip, _>(map).map(drop)?,
         }
-        Ok(p)
+        Ok(())
     }
 }
 
-impl<'de> FromMap<'de> for BTreeMap<Cow<'de, str>, Scalar<'de>> {
-    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut m = BTreeMap::new();
-        while let Some(Key(k)) = map.next_key()? {
-            m.insert(k, map.next_value()?);
+/// Metadata: every key kept (a repeated key keeps its last value).
+impl<'de> Fields<'de> for BTreeMap<String, Scalar<'de>> {
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        if let Some(v) = value(map)? {
+            self.insert(key.to_owned(), v);
         }
-        Ok(m)
+        Ok(())
     }
 }
 
-impl<'de> FromMap<'de> for RawExternal<'de> {
-    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut e = RawExternal {
-            camel: None,
-            snake: None,
-        };
-        while let Some(Key(k)) = map.next_key()? {
-            match &*k {
-                "sizeBytes" => e.camel = Some(map.next_value()?),
-                "size_bytes" => e.snake = Some(map.next_value()?),
-                _ => {
-                    map.next_value::<Skip>()?;
-                }
-            }
+impl<'de> Fields<'de> for RawExternal<'de> {
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            "sizeBytes" => self.camel = value(map)?,
+            "size_bytes" => self.snake = value(map)?,
+            _ => value::<Skip, _>(map).map(drop)?,
         }
-        Ok(e)
+        Ok(())
     }
 }
