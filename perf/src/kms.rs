@@ -604,6 +604,12 @@ async fn rewrap(
     let sealed = encode_many(port, n, 64, plan.payloads_per_key).await?;
     drop(writer);
     let keys = distinct_keys(sealed.iter().map(|(_, e)| e.as_slice()))?;
+    f.notes.push(format!(
+        "Envelope overhead with the Vault KEK `{key}` (context {{namespace: default}}): {} bytes \
+         (envelope − plaintext, {} B payloads).",
+        sealed[0].1.len() - 64,
+        64
+    ));
     let store = dir.join(format!("store-{key}"));
     for (i, (_, env)) in sealed.iter().enumerate() {
         let sub = store.join(format!("{:03}", i / 1000));
@@ -619,25 +625,39 @@ async fn rewrap(
         "section 5: sealbox rotate rewrap over {n} envelopes"
     ));
     let store_url = format!("file://{}", store.display());
+    let rotate = |dry_run: bool| {
+        let mut cmd = sealbox_cmd(tools, bao, dir);
+        cmd.args(["rotate", "rewrap", "--json", "--concurrency", "64", "--config"])
+            .arg(&policy)
+            .arg("--store")
+            .arg(&store_url);
+        if dry_run {
+            cmd.arg("--dry-run");
+        }
+        cmd
+    };
+    // What a run asks the KMS once, whatever the store holds (reading the key's settings; a
+    // plain key's associated-data self-test): the same command with --dry-run, which
+    // connects but rewraps nothing.
+    let before = bao.audited();
+    let (dry, _) = run_json(rotate(true), "sealbox rotate rewrap --dry-run")?;
+    let fixed = transit_delta(&before, &bao.audited());
     let before = bao.audited();
     let cpu0 = children_cpu();
     let t0 = Instant::now();
-    let mut cmd = sealbox_cmd(tools, bao, dir);
-    cmd.args([
-        "rotate",
-        "rewrap",
-        "--json",
-        "--concurrency",
-        "64",
-        "--config",
-    ])
-    .arg(&policy)
-    .arg("--store")
-    .arg(&store_url);
-    let (report, code) = run_json(cmd, "sealbox rotate rewrap")?;
+    let (report, code) = run_json(rotate(false), "sealbox rotate rewrap")?;
     let took = t0.elapsed();
     let cpu = children_cpu() - cpu0;
     let delta = transit_delta(&before, &bao.audited());
+    if dry["would_change"].as_u64() != Some(n as u64) {
+        return Err(format!("sealbox rotate rewrap --dry-run: {dry}"));
+    }
+    if fixed.values().sum::<u64>() > 8 {
+        return Err(format!(
+            "sealbox rotate rewrap --dry-run made KMS requests per object, not only at connect: {}",
+            describe(&fixed)
+        ));
+    }
     let num = |k: &str| report[k].as_u64().unwrap_or(u64::MAX);
     if code != 0 || num("rewrapped") != n as u64 {
         return Err(format!(
@@ -646,13 +666,19 @@ async fn rewrap(
     }
     let kms = num("kms_calls");
     let audited: u64 = delta.values().sum();
+    let fixed_n: u64 = fixed.values().sum();
+    let per_key_n = audited.saturating_sub(fixed_n);
     let count = |op: &str| delta.get(&transit(op, key)).copied().unwrap_or(0);
+    let fixed_count = |op: &str| fixed.get(&transit(op, key)).copied().unwrap_or(0);
     // One rewrap of a data key: Transit's `rewrap` for a derived key; a decrypt and an
     // encrypt for a plain AEAD key (the decrypts of verification are counted apart).
     let (rewraps, how) = if key == KEY {
         (count("rewrap"), format!("`{}`", transit("rewrap", key)))
     } else {
-        (count("encrypt"), format!("`{}` (+ its decrypt)", transit("encrypt", key)))
+        (
+            count("encrypt") - fixed_count("encrypt"),
+            format!("`{}` (+ a decrypt)", transit("encrypt", key)),
+        )
     };
     let k = keys as u64;
     let binding = if key == KEY {
@@ -671,17 +697,17 @@ async fn rewrap(
         rewraps <= k,
     );
     f.row(
-        &format!("same run: all KMS requests, verification included (`{key}`)"),
+        &format!("same run: KMS requests per data key, verification included (`{key}`)"),
+        format!("{kms} provider calls in all (`kms_calls` in the report)"),
         format!(
-            "{kms} provider calls (`kms_calls` in the report)"
-        ),
-        format!(
-            "{audited}, {:.2} per data key: {}",
-            audited as f64 / k as f64,
-            describe(&delta)
+            "{per_key_n} = {:.2} per data key ({audited} in all: {}; of them {fixed_n} once per run, as a \
+             `--dry-run` shows: {})",
+            per_key_n as f64 / k as f64,
+            describe(&delta),
+            describe(&fixed)
         ),
         format!("≤ 3 per data key (≤ {})", 3 * k),
-        audited <= 3 * k,
+        per_key_n <= 3 * k && kms <= 3 * k + fixed_n,
     );
 
     let mut cmd = sealbox_cmd(tools, bao, dir);

@@ -135,6 +135,30 @@ impl Fixture {
             .expect("open")
     }
 
+    /// A case that seals `input` through the warm key-ring.
+    fn seal_case<'a>(&'a self, name: &str, input: &'a [u8]) -> Case<'a> {
+        Case::new(name, move |n| {
+            self.rt.block_on(async {
+                for _ in 0..n {
+                    let env = self.writer.seal(&self.ctx, black_box(input)).await;
+                    black_box(env.expect("seal"));
+                }
+            })
+        })
+    }
+
+    /// A case that opens `envelope` through the warm key-ring (unwrap cache warm).
+    fn open_case<'a>(&'a self, name: &str, envelope: &'a [u8]) -> Case<'a> {
+        Case::new(name, move |n| {
+            self.rt.block_on(async {
+                for _ in 0..n {
+                    let out = self.reader.open(&self.ctx, black_box(envelope)).await;
+                    black_box(out.expect("open"));
+                }
+            })
+        })
+    }
+
     /// The data key and wrapped key of an envelope, as the core-only path needs them.
     fn keys_of(&self, envelope: &[u8]) -> (DataKey, WrappedKey) {
         let wrapped = inspect(envelope).expect("header").wrapped_key;
@@ -279,18 +303,7 @@ fn measure_size(
         raw_seal_case(RING, Ring::new(&key), &input),
         raw_seal_case(AWS_LC, AwsLc::new(&key), &input),
         raw_seal_case(RUSTCRYPTO, RustCrypto::new(&key), &input),
-        Case::new(SEALBOX, |n| {
-            fx.rt.block_on(async {
-                for _ in 0..n {
-                    black_box(
-                        fx.writer
-                            .seal(&fx.ctx, black_box(&input))
-                            .await
-                            .expect("seal"),
-                    );
-                }
-            })
-        }),
+        fx.seal_case(SEALBOX, &input),
         raw_inplace_case(INPLACE, Ring::new(&key), &input),
         Case::new(MEMCPY, |n| {
             for _ in 0..n {
@@ -318,18 +331,7 @@ fn measure_size(
         raw_open_case(RING, Ring::new(&key), &input),
         raw_open_case(AWS_LC, AwsLc::new(&key), &input),
         raw_open_case(RUSTCRYPTO, RustCrypto::new(&key), &input),
-        Case::new(SEALBOX, |n| {
-            fx.rt.block_on(async {
-                for _ in 0..n {
-                    black_box(
-                        fx.reader
-                            .open(&fx.ctx, black_box(&envelope))
-                            .await
-                            .expect("open"),
-                    );
-                }
-            })
-        }),
+        fx.open_case(SEALBOX, &envelope),
     ];
     let names = [RING, AWS_LC, RUSTCRYPTO, SEALBOX];
     for (name, stats) in names.iter().zip(measure(&mut cases, cfg)) {
@@ -553,25 +555,8 @@ fn breakdown(fx: &Fixture, cfg: &Config, totals: &mut (Duration, Duration)) -> B
                 black_box(seal_with_data_key(&data_key, &wrapped, &fx.ctx, b"").expect("seal"));
             }
         }),
-        Case::new(seal_names[11], |n| {
-            fx.rt.block_on(async {
-                for _ in 0..n {
-                    black_box(
-                        fx.writer
-                            .seal(&fx.ctx, black_box(&input))
-                            .await
-                            .expect("seal"),
-                    );
-                }
-            })
-        }),
-        Case::new(seal_names[12], |n| {
-            fx.rt.block_on(async {
-                for _ in 0..n {
-                    black_box(fx.writer.seal(&fx.ctx, b"").await.expect("seal"));
-                }
-            })
-        }),
+        fx.seal_case(seal_names[11], &input),
+        fx.seal_case(seal_names[12], b""),
         Case::new(seal_names[13], |n| {
             for _ in 0..n {
                 black_box(derive_with_ring(
@@ -649,30 +634,8 @@ fn breakdown(fx: &Fixture, cfg: &Config, totals: &mut (Duration, Duration)) -> B
                 black_box(open_envelope(&k, black_box(&empty_env), &fx.ctx).expect("open"));
             }
         }),
-        Case::new(open_names[6], |n| {
-            fx.rt.block_on(async {
-                for _ in 0..n {
-                    black_box(
-                        fx.reader
-                            .open(&fx.ctx, black_box(&envelope))
-                            .await
-                            .expect("open"),
-                    );
-                }
-            })
-        }),
-        Case::new(open_names[7], |n| {
-            fx.rt.block_on(async {
-                for _ in 0..n {
-                    black_box(
-                        fx.reader
-                            .open(&fx.ctx, black_box(&empty_env))
-                            .await
-                            .expect("open"),
-                    );
-                }
-            })
-        }),
+        fx.open_case(open_names[6], &envelope),
+        fx.open_case(open_names[7], &empty_env),
     ];
     let open_stats = measure(&mut cases, cfg);
     drop(cases);
