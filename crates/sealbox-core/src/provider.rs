@@ -25,7 +25,8 @@ pub struct KeyDescription {
     pub kek: KekRef,
     /// Versions that can still unwrap, where the KMS reports them.
     pub versions: Vec<String>,
-    /// Whether [`KeyProvider::rewrap`] runs inside the KMS (plaintext never leaves it).
+    /// Whether [`KeyProvider::rewrap`] runs inside the KMS (plaintext never leaves it): what
+    /// [`KeyProvider::native_rewrap`] says.
     pub native_rewrap: bool,
     /// Whether the KMS itself binds the encryption context to the wrapped key.
     pub binds_context: bool,

@@ -395,7 +395,7 @@ impl KeyProvider for LocalKek {
         Ok(KeyDescription::new(
             self.primary_ref()?,
             self.versions(),
-            false,
+            self.native_rewrap(),
             true,
         ))
     }

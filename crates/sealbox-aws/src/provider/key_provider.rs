@@ -140,6 +140,11 @@ impl KeyProvider for AwsKms {
             .send()
             .await
             .map_err(|e| self.map("DescribeKey", e))?;
-        Ok(KeyDescription::new(self.kek_ref()?, Vec::new(), true, true))
+        Ok(KeyDescription::new(
+            self.kek_ref()?,
+            Vec::new(),
+            self.native_rewrap(),
+            true,
+        ))
     }
 }

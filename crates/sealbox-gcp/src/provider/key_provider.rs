@@ -207,6 +207,11 @@ impl KeyProvider for GcpKms {
         let kek = KekRef::new(PROVIDER_ID, &self.key_name)
             .and_then(|k| k.with_version(&version))
             .map_err(|e| self.err(ProviderErrorKind::Protocol, e.to_string()))?;
-        Ok(KeyDescription::new(kek, vec![version], false, true))
+        Ok(KeyDescription::new(
+            kek,
+            vec![version],
+            self.native_rewrap(),
+            true,
+        ))
     }
 }

@@ -235,7 +235,7 @@ impl KeyProvider for VaultTransit {
         Ok(KeyDescription::new(
             kek,
             versions.iter().map(u64::to_string).collect(),
-            self.binding == ContextBinding::Derived,
+            self.native_rewrap(),
             true,
         ))
     }
