@@ -40,12 +40,9 @@ pub use state::AppState;
 /// a reload changes them).
 pub fn app(state: Arc<AppState>) -> Router {
     let codec = Router::new()
-        .route("/encode", post(routes::encode).fallback(routes::not_post))
-        .route("/decode", post(routes::decode).fallback(routes::not_post))
-        .route(
-            "/download",
-            post(routes::download).fallback(routes::not_post),
-        )
+        .route("/encode", post(routes::codec).fallback(routes::not_post))
+        .route("/decode", post(routes::codec).fallback(routes::not_post))
+        .route("/download", post(routes::codec).fallback(routes::not_post))
         .layer(from_fn_with_state(Arc::clone(&state), observe::observe));
     let routed = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))

@@ -67,31 +67,20 @@ pub(crate) async fn not_post(uri: Uri) -> ApiError {
     )
 }
 
-pub(crate) async fn encode(
+/// `POST /encode`, `/decode` and `/download`: the operation is the path's last segment
+/// (the request has been routed on it, see [`route_by_last_segment`]).
+pub(crate) async fn codec(
     State(s): State<Arc<AppState>>,
     principal: Principal,
     Namespace(namespace): Namespace,
     req: Request,
 ) -> Result<Response, ApiError> {
-    codec_call(&s, Op::Encode, &principal, &namespace, req).await
-}
-
-pub(crate) async fn decode(
-    State(s): State<Arc<AppState>>,
-    principal: Principal,
-    Namespace(namespace): Namespace,
-    req: Request,
-) -> Result<Response, ApiError> {
-    codec_call(&s, Op::Decode, &principal, &namespace, req).await
-}
-
-pub(crate) async fn download(
-    State(s): State<Arc<AppState>>,
-    principal: Principal,
-    Namespace(namespace): Namespace,
-    req: Request,
-) -> Result<Response, ApiError> {
-    codec_call(&s, Op::Download, &principal, &namespace, req).await
+    let op = match req.uri().path() {
+        "/encode" => Op::Encode,
+        "/decode" => Op::Decode,
+        _ => Op::Download,
+    };
+    codec_call(&s, op, &principal, &namespace, req).await
 }
 
 /// One codec request: the tenant is resolved once from one policy snapshot, authorized,
