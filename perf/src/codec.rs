@@ -195,11 +195,20 @@ fn clk_tck() -> u64 {
     if t > 0 { t as u64 } else { 100 }
 }
 
+/// A free loopback port, never the same twice in this process (the kernel may hand a
+/// just-released port out again; a server given two equal ports fails to start).
 pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        if GIVEN.lock().map_or(true, |mut given| given.insert(port)) {
+            return port;
+        }
+    }
 }
 
 fn start_python(setup: &Setup, dir: &Path) -> Result<Server, String> {

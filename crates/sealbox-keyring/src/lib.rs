@@ -259,10 +259,10 @@ impl Keyring {
     /// Rewraps an envelope's data key under the active KEK's current version, leaving the
     /// body untouched. Uses the provider's native rewrap when the envelope is already under
     /// the active KEK (an older version) and the provider has one; otherwise unwraps with the
-    /// old KEK (through the cache) and wraps with the active one. The new wrapped key is unwrapped again and checked against the
-    /// envelope's key commitment before the new envelope is returned, so a caller that
-    /// stores the result only after this returns `Ok` never replaces data with something
-    /// unreadable.
+    /// old KEK (through the cache) and wraps with the active one. The new wrapped key is
+    /// unwrapped again and checked against the envelope's key commitment before the new
+    /// envelope is returned, so a caller that stores the result only after this returns `Ok`
+    /// never replaces data with something unreadable.
     pub async fn rewrap(
         &self,
         context: &EncryptionContext,
@@ -284,9 +284,9 @@ impl Keyring {
     /// The key half of [`Keyring::rewrap`]: `wrapped` (bound to `context`) wrapped again by
     /// the active KEK's current version — the provider's native rewrap when the active KEK
     /// owns it and has one ([`KeyProvider::native_rewrap`]), else an unwrap (through the
-    /// cache) and a wrap. **Not verified**: a caller must open the
-    /// envelope carrying the result before storing it (the rotation job does, and compares
-    /// plaintexts), or use [`Keyring::rewrap`], which checks the key commitment.
+    /// cache) and a wrap. **Not verified**: a caller must open the envelope carrying the
+    /// result before storing it (the rotation job does, and compares plaintexts), or use
+    /// [`Keyring::rewrap`], which checks the key commitment.
     pub async fn rewrap_key(
         &self,
         context: &EncryptionContext,

@@ -44,13 +44,23 @@ pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// A free TCP port on 127.0.0.1 (bound once and released; a tiny race is possible and is
-/// reported as a start-up failure naming the port).
+/// A free TCP port on 127.0.0.1 (bound once and released; a tiny race with other processes
+/// is possible and is reported as a start-up failure naming the port). Never the same port
+/// twice in one process: the kernel may hand a just-released port out again, and a server
+/// given two equal ports (say Temporal's gRPC and HTTP ports) fails to start.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("cannot find a free loopback port: {e}"))
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    for _ in 0..64 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("cannot find a free loopback port: {e}"));
+        if GIVEN.lock().map_or(true, |mut given| given.insert(port)) {
+            return port;
+        }
+    }
+    panic!("64 free loopback ports in a row had been handed out before")
 }
 
 /// A listener on a free loopback port, with its URL `http://127.0.0.1:PORT`, for servers
