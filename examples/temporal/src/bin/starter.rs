@@ -2,9 +2,11 @@
 //!
 //! `starter [CUSTOMER] [CARD] [AMOUNT_CENTS]` (an amount of 0 makes the charge fail).
 //!
-//! `starter bench COUNT ACTIVITIES BYTES [CONCURRENCY]` (the performance harness's workload):
-//! starts COUNT `BenchWorkflow`s of ACTIVITIES activities carrying a BYTES-long payload, at
-//! most CONCURRENCY (default 64) at a time, checks every result and prints one JSON line
+//! `starter bench COUNT ACTIVITIES BYTES [CONCURRENCY] [text|random]` (the performance
+//! harness's workload): starts COUNT `BenchWorkflow`s of ACTIVITIES activities carrying a
+//! BYTES-long payload — repeated text (`text`, the default: gRPC's gzip shrinks it to almost
+//! nothing) or pseudo-random letters and digits (`random`: as incompressible as ciphertext)
+//! — at most CONCURRENCY (default 64) at a time, checks every result and prints one JSON line
 //! (`workflows`, `seconds`, `first_id`). `SEALBOX_CODEC=none` runs without the codec; the
 //! worker must be started the same way.
 use std::time::Instant;
@@ -49,7 +51,7 @@ async fn main() -> Result<(), BoxError> {
 }
 
 async fn bench(client: &Client, args: &[String]) -> Result<(), BoxError> {
-    let usage = "usage: starter bench COUNT ACTIVITIES BYTES [CONCURRENCY]";
+    let usage = "usage: starter bench COUNT ACTIVITIES BYTES [CONCURRENCY] [text|random]";
     let arg = |i: usize, default: Option<usize>| -> Result<usize, BoxError> {
         match (args.get(i), default) {
             (Some(a), _) => Ok(a.parse().map_err(|_| format!("`{a}`: {usage}"))?),
@@ -63,7 +65,11 @@ async fn bench(client: &Client, args: &[String]) -> Result<(), BoxError> {
         arg(2, None)?,
         arg(3, Some(64))?,
     );
-    let payload: String = "sealbox ".repeat(bytes.div_ceil(8))[..bytes].to_owned();
+    let payload = match args.get(4).map(String::as_str) {
+        None | Some("text") => "sealbox ".repeat(bytes.div_ceil(8))[..bytes].to_owned(),
+        Some("random") => random_text(bytes),
+        Some(other) => return Err(format!("`{other}`: {usage}").into()),
+    };
     let run = std::process::id();
     let started = Instant::now();
     let results: Vec<Result<(), String>> = futures::stream::iter(0..count)
@@ -102,4 +108,18 @@ async fn bench(client: &Client, args: &[String]) -> Result<(), BoxError> {
         );
     }
     Ok(())
+}
+
+/// `len` letters and digits from a linear congruential generator seeded by the process ID
+/// (its high bits): no repeats for a compressor to find.
+fn random_text(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut state = u64::from(std::process::id());
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ALPHABET[(state >> 33) as usize % ALPHABET.len()]
+    };
+    (0..len).map(|_| char::from(next())).collect()
 }
