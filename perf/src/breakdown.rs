@@ -18,7 +18,11 @@ pub(crate) fn core_backend() -> Option<Backend> {
     }
 }
 
-pub(crate) fn derive_like_core(key: &[u8; 32], salt: &[u8; 32], suite_id: &[u8; 2]) -> ([u8; 32], [u8; 32]) {
+pub(crate) fn derive_like_core(
+    key: &[u8; 32],
+    salt: &[u8; 32],
+    suite_id: &[u8; 2],
+) -> ([u8; 32], [u8; 32]) {
     let hk = Hkdf::<Sha256>::new(Some(salt), key);
     let mut k = [0u8; 32];
     let mut c = [0u8; 32];
@@ -30,7 +34,11 @@ pub(crate) fn derive_like_core(key: &[u8; 32], salt: &[u8; 32], suite_id: &[u8; 
 }
 
 /// The core's derivation computed with `ring::hkdf` instead (a reference for what HKDF can cost).
-pub(crate) fn derive_with_ring(key: &[u8; 32], salt: &[u8; 32], suite_id: &[u8; 2]) -> ([u8; 32], [u8; 32]) {
+pub(crate) fn derive_with_ring(
+    key: &[u8; 32],
+    salt: &[u8; 32],
+    suite_id: &[u8; 2],
+) -> ([u8; 32], [u8; 32]) {
     use ring::hkdf::{HKDF_SHA256, Salt};
     let prk = Salt::new(HKDF_SHA256, salt).extract(key);
     let mut k = [0u8; 32];
@@ -56,7 +64,11 @@ pub(crate) struct Breakdown {
 }
 
 /// Where the per-payload time of a 1 KiB seal and open goes.
-pub(crate) fn breakdown(fx: &Fixture, cfg: &Config, totals: &mut (Duration, Duration)) -> Breakdown {
+pub(crate) fn breakdown(
+    fx: &Fixture,
+    cfg: &Config,
+    totals: &mut (Duration, Duration),
+) -> Breakdown {
     const SIZE: usize = 1 << 10;
     let input = mem::pattern(SIZE, 77);
     let envelope = fx.seal(&input);

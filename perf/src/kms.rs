@@ -177,7 +177,12 @@ impl Bao {
             std::thread::sleep(Duration::from_millis(100));
         }
         bao.cli(&["secrets", "enable", "transit"])?;
-        bao.cli(&["write", "-f", &format!("transit/keys/{KEY}"), "derived=true"])?;
+        bao.cli(&[
+            "write",
+            "-f",
+            &format!("transit/keys/{KEY}"),
+            "derived=true",
+        ])?;
         bao.cli(&["write", "-f", &format!("transit/keys/{KEY_AD}")])?;
         Ok(bao)
     }
@@ -627,10 +632,17 @@ async fn rewrap(
     let store_url = format!("file://{}", store.display());
     let rotate = |dry_run: bool| {
         let mut cmd = sealbox_cmd(tools, bao, dir);
-        cmd.args(["rotate", "rewrap", "--json", "--concurrency", "64", "--config"])
-            .arg(&policy)
-            .arg("--store")
-            .arg(&store_url);
+        cmd.args([
+            "rotate",
+            "rewrap",
+            "--json",
+            "--concurrency",
+            "64",
+            "--config",
+        ])
+        .arg(&policy)
+        .arg("--store")
+        .arg(&store_url);
         if dry_run {
             cmd.arg("--dry-run");
         }

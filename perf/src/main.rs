@@ -40,9 +40,9 @@ use sealbox_keyring::Keyring;
 use sealbox_local::LocalKek;
 use sha2::Sha256;
 
+use breakdown::*;
 use fmt::{Table, int, ns, ratio, size_label};
 use measure::{Case, Config, Stats, measure};
-use breakdown::*;
 use peers::{AwsLc, RawAead, Ring, RustCrypto, counter_nonce};
 use throughput::*;
 
@@ -317,19 +317,7 @@ fn run(args: &[String]) {
     let mut report = Report { md: String::new() };
     let mut totals = (Duration::ZERO, Duration::ZERO);
 
-    report.say("# Sealbox performance run\n\n");
-    if let Ok(meta) = std::env::var("SEALBOX_PERF_META") {
-        for line in meta.lines().filter(|l| !l.trim().is_empty()) {
-            report.say(&format!("- {line}\n"));
-        }
-    }
-    report.say(&format!(
-        "- CPU: {} ({} logical CPUs visible); kernel {}\n",
-        read_first("/proc/cpuinfo", "model name").unwrap_or_else(|| "?".into()),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map_or("?".into(), |s| s.trim().to_owned()),
-    ));
+    report_header(&mut report, "# Sealbox performance run");
     report.say(&format!(
         "- method: one thread; per case, batches of ≈ {} ms of thread CPU time, ≥ {} batches and ≥ {} ms per case, \
          cases of a group interleaved batch by batch; figure = median ns/op over batches (± = half the interquartile range){}\n",
@@ -826,6 +814,24 @@ fn program_from_env(name: &str) -> Result<PathBuf, String> {
     std::path::absolute(&p).map_err(|e| format!("{}: {e}", p.display()))
 }
 
+/// The report's title, the run's facts from scripts/perf.sh (`SEALBOX_PERF_META`) and the
+/// machine's CPU and kernel.
+fn report_header(report: &mut Report, title: &str) {
+    report.say(&format!("{title}\n\n"));
+    if let Ok(meta) = std::env::var("SEALBOX_PERF_META") {
+        for line in meta.lines().filter(|l| !l.trim().is_empty()) {
+            report.say(&format!("- {line}\n"));
+        }
+    }
+    report.say(&format!(
+        "- CPU: {} ({} logical CPUs visible); kernel {}\n",
+        read_first("/proc/cpuinfo", "model name").unwrap_or_else(|| "?".into()),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map_or("?".into(), |s| s.trim().to_owned()),
+    ));
+}
+
 /// Runs a section that needs programs from scripts/perf.sh (the release binaries, the Python
 /// venv): `setup` is what it needs or why it cannot run; either way the report says what
 /// happened. `Some(csv)` when it ran.
@@ -852,22 +858,27 @@ fn external_section<T>(
     }
 }
 
+/// The quick or the standard plan of a section.
+fn plan<P>(quick: bool, quick_plan: fn() -> P, standard: fn() -> P) -> P {
+    if quick { quick_plan() } else { standard() }
+}
+
 fn section3(quick: bool, out_dir: &std::path::Path, report: &mut Report) -> Option<String> {
-    let plan = if quick { codec::Plan::quick() } else { codec::Plan::standard() };
+    let plan = plan(quick, codec::Plan::quick, codec::Plan::standard);
     external_section(3, report, codec::Setup::from_env(), |setup, report| {
         codec::section3(setup, plan, quick, out_dir, report)
     })
 }
 
 fn section4(quick: bool, report: &mut Report) -> Option<String> {
-    let plan = if quick { worker::Plan::quick() } else { worker::Plan::standard() };
+    let plan = plan(quick, worker::Plan::quick, worker::Plan::standard);
     external_section(4, report, worker::Tools::from_env(), |tools, report| {
         worker::section4(tools, plan, report)
     })
 }
 
 fn section5(quick: bool, report: &mut Report) -> Option<String> {
-    let plan = if quick { kms::Plan::quick() } else { kms::Plan::standard() };
+    let plan = plan(quick, kms::Plan::quick, kms::Plan::standard);
     external_section(5, report, kms::Tools::from_env(), |tools, report| {
         kms::section5(tools, plan, report)
     })
@@ -893,22 +904,11 @@ fn run_only(args: &[String]) {
     }
     std::fs::create_dir_all(&out_dir).expect("create output directory");
     let mut report = Report { md: String::new() };
-    report.say(&format!(
-        "# Sealbox performance run: section {section} only\n\n"
-    ));
-    if let Ok(meta) = std::env::var("SEALBOX_PERF_META") {
-        for line in meta.lines().filter(|l| !l.trim().is_empty()) {
-            report.say(&format!("- {line}\n"));
-        }
-    }
-    report.say(&format!(
-        "- CPU: {} ({} logical CPUs visible); kernel {}; load average at start: {}\n\n",
-        read_first("/proc/cpuinfo", "model name").unwrap_or_else(|| "?".into()),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map_or("?".into(), |s| s.trim().to_owned()),
-        loadavg(),
-    ));
+    report_header(
+        &mut report,
+        &format!("# Sealbox performance run: section {section} only"),
+    );
+    report.say(&format!("- load average at start: {}\n\n", loadavg()));
     let (md, csv_name, csv) = match section {
         "2" => {
             let cfg = if quick {

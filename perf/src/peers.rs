@@ -44,15 +44,21 @@ macro_rules! ring_api_peer {
     };
 }
 
-ring_api_peer!(Ring, ring, |key, nonce, buf, tag| key.open_in_place_separate_tag(
-    nonce,
-    ring::aead::Aad::empty(),
-    ring::aead::Tag::from(*tag),
-    buf,
-    0..
-));
+ring_api_peer!(Ring, ring, |key, nonce, buf, tag| key
+    .open_in_place_separate_tag(
+        nonce,
+        ring::aead::Aad::empty(),
+        ring::aead::Tag::from(*tag),
+        buf,
+        0..
+    ));
 ring_api_peer!(AwsLc, aws_lc_rs, |key, nonce, buf, tag| key
-    .open_in_place_separate_tag(nonce, aws_lc_rs::aead::Aad::empty(), tag, buf));
+    .open_in_place_separate_tag(
+        nonce,
+        aws_lc_rs::aead::Aad::empty(),
+        tag,
+        buf
+    ));
 
 pub struct RustCrypto(aes_gcm::Aes256Gcm);
 

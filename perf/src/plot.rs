@@ -68,7 +68,12 @@ struct Axes<'a> {
     y_linear_max: Option<f64>,
 }
 
-fn chart(path: &std::path::Path, title: &str, lines: &[Line], axes: &Axes<'_>) -> Result<(), String> {
+fn chart(
+    path: &std::path::Path,
+    title: &str,
+    lines: &[Line],
+    axes: &Axes<'_>,
+) -> Result<(), String> {
     let root = SVGBackend::new(path, (960, 620)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let (x0, x1) = x_range(lines);
@@ -84,7 +89,11 @@ fn chart(path: &std::path::Path, title: &str, lines: &[Line], axes: &Axes<'_>) -
             let vals = lines.iter().flat_map(|l| l.points.iter().map(|p| p.1));
             let y0 = vals.clone().fold(f64::INFINITY, f64::min) / 1.6;
             let y1 = vals.fold(f64::NEG_INFINITY, f64::max) * 1.6;
-            draw(builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale()), axes, lines)?
+            draw(
+                builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale()),
+                axes,
+                lines,
+            )?
         }
     }
     root.present().map_err(|e| e.to_string())

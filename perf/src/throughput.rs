@@ -28,7 +28,11 @@ impl WorkBuf {
     }
 }
 
-pub(crate) fn raw_seal_case<'a, A: RawAead + 'a>(name: &'static str, aead: A, input: &'a [u8]) -> Case<'a> {
+pub(crate) fn raw_seal_case<'a, A: RawAead + 'a>(
+    name: &'static str,
+    aead: A,
+    input: &'a [u8],
+) -> Case<'a> {
     let mut work = WorkBuf::away_from(input);
     let mut counter = 0u64;
     Case::new(name, move |n| {
@@ -43,7 +47,11 @@ pub(crate) fn raw_seal_case<'a, A: RawAead + 'a>(name: &'static str, aead: A, in
 
 /// Raw AES-GCM in place with no copy: the cipher alone (a reference, not a baseline: an API
 /// that leaves its input intact needs the copy).
-pub(crate) fn raw_inplace_case<'a, A: RawAead + 'a>(name: &'static str, aead: A, input: &'a [u8]) -> Case<'a> {
+pub(crate) fn raw_inplace_case<'a, A: RawAead + 'a>(
+    name: &'static str,
+    aead: A,
+    input: &'a [u8],
+) -> Case<'a> {
     let mut work = input.to_vec();
     let mut counter = 0u64;
     Case::new(name, move |n| {
@@ -54,7 +62,11 @@ pub(crate) fn raw_inplace_case<'a, A: RawAead + 'a>(name: &'static str, aead: A,
     })
 }
 
-pub(crate) fn raw_open_case<'a, A: RawAead + 'a>(name: &'static str, aead: A, input: &'a [u8]) -> Case<'a> {
+pub(crate) fn raw_open_case<'a, A: RawAead + 'a>(
+    name: &'static str,
+    aead: A,
+    input: &'a [u8],
+) -> Case<'a> {
     let nonce = counter_nonce(u64::MAX);
     let mut ct = input.to_vec();
     let tag = aead.seal(nonce, &mut ct);
@@ -118,16 +130,12 @@ pub(crate) fn measure_size(
         }),
     ];
     let names = [RING, AWS_LC, RUSTCRYPTO, SEALBOX, INPLACE, MEMCPY];
-    for (name, stats) in names.iter().zip(measure(&mut cases, cfg)) {
-        totals.0 += stats.cpu;
-        totals.1 += stats.wall;
-        cells.push(Cell {
-            size,
-            op: Op::Seal,
-            name,
-            stats,
-        });
-    }
+    cells.extend(cells_of(
+        (size, Op::Seal),
+        &names,
+        measure(&mut cases, cfg),
+        totals,
+    ));
     drop(cases);
 
     progress(&format!("{} open", size_label(size)));
@@ -138,12 +146,30 @@ pub(crate) fn measure_size(
         fx.open_case(SEALBOX, &envelope),
     ];
     let names = [RING, AWS_LC, RUSTCRYPTO, SEALBOX];
-    for (name, stats) in names.iter().zip(measure(&mut cases, cfg)) {
+    cells.extend(cells_of(
+        (size, Op::Open),
+        &names,
+        measure(&mut cases, cfg),
+        totals,
+    ));
+    cells
+}
+
+/// One measured group's results as cells (names in the order of its cases), its time added
+/// to the run's totals.
+fn cells_of(
+    (size, op): (usize, Op),
+    names: &[&'static str],
+    stats: Vec<Stats>,
+    totals: &mut (Duration, Duration),
+) -> Vec<Cell> {
+    let mut cells = Vec::with_capacity(names.len());
+    for (name, stats) in names.iter().zip(stats) {
         totals.0 += stats.cpu;
         totals.1 += stats.wall;
         cells.push(Cell {
             size,
-            op: Op::Open,
+            op,
             name,
             stats,
         });
