@@ -27,6 +27,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use http_body_util::Full;
 
+use tempfile::TempDir;
+
 use crate::codec::{block_on, connect, free_port, post};
 use crate::fmt::{Table, int};
 use crate::{Report, progress};
@@ -751,7 +753,7 @@ async fn rewrap(
 
 /// Runs section 5; the report gets its table, the result is the CSV.
 pub fn section5(tools: &Tools, plan: Plan, report: &mut Report) -> Result<String, String> {
-    let dir = tempfile_dir()?;
+    let dir = scratch_dir("kms")?;
     let bao = Bao::start(&tools.bao, dir.path())?;
     let version = bao.cli(&["version"]).unwrap_or_default();
     let mut f = Figures {
@@ -789,29 +791,10 @@ pub fn section5(tools: &Tools, plan: Plan, report: &mut Report) -> Result<String
     Ok(f.csv)
 }
 
-/// A scratch directory under the system's temp dir, removed when dropped.
-fn tempfile_dir() -> Result<TempDir, String> {
-    scratch_dir("kms")
-}
-
-/// `sealbox-perf-NAME-PID` under the system's temp dir, empty, removed when dropped.
+/// `sealbox-perf-NAME-…` under the system's temp dir, removed when dropped.
 pub(crate) fn scratch_dir(name: &str) -> Result<TempDir, String> {
-    let path = std::env::temp_dir().join(format!("sealbox-perf-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&path);
-    std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(TempDir(path))
-}
-
-pub(crate) struct TempDir(PathBuf);
-
-impl TempDir {
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    tempfile::Builder::new()
+        .prefix(&format!("sealbox-perf-{name}-"))
+        .tempdir()
+        .map_err(|e| format!("scratch directory: {e}"))
 }

@@ -25,8 +25,9 @@ use std::time::{Duration, Instant};
 
 use crate::codec::{block_on, connect, free_port, proc_cpu};
 use crate::fmt::{Table, int};
-use crate::kms::{Proc, TempDir, children_cpu, get, metric_sum, scratch_dir};
+use crate::kms::{Proc, children_cpu, get, metric_sum, scratch_dir};
 use crate::{Report, progress};
+use tempfile::TempDir;
 
 /// Issue #16's target: ≤ 5% more worker CPU per workflow with the codec.
 const TARGET_PCT: f64 = 5.0;

@@ -130,6 +130,10 @@ impl BenchActivities {
 /// performance harness's baseline: payloads go to Temporal as plain JSON).
 pub async fn codec_from_env(s: &Settings) -> Result<Option<CodecChain>, BoxError> {
     if std::env::var("SEALBOX_CODEC").is_ok_and(|v| v == "none") {
+        eprintln!(
+            "WARNING: SEALBOX_CODEC=none: payloads go to Temporal UNENCRYPTED \
+             (the performance harness's baseline; never set it anywhere else)"
+        );
         return Ok(None);
     }
     Ok(Some(codec(&s.policy, &s.namespace).await?))
