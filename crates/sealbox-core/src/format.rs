@@ -229,6 +229,22 @@ pub struct ParsedEnvelope<'a> {
     pub body: &'a [u8],
     /// Byte range of the key section (including its length field) in the input.
     pub key_section: Range<usize>,
+    /// Byte range, in the input, of the key section followed by the context: the bytes that
+    /// name this envelope's wrapped key, its KEK and its context, exactly as
+    /// [`encode_key_binding`] writes them for the parsed values. Equal bytes mean the same
+    /// (wrapped key, context) pair, so the key-ring keys its unwrap cache by them without
+    /// copying the header's parts.
+    pub key_binding: Range<usize>,
+}
+
+/// The key section (with its length field) followed by the canonical context encoding: the
+/// bytes an envelope carrying `wrapped` under `context` holds at
+/// [`ParsedEnvelope::key_binding`].
+pub fn encode_key_binding(wrapped: &WrappedKey, context: &EncryptionContext) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + key_section_len(wrapped) + context.encoded_len());
+    encode_key_section(wrapped, &mut out);
+    context.encode_into(&mut out);
+    out
 }
 
 /// Parses a whole envelope. Rejects unknown versions and suites, every out-of-range length,
@@ -285,6 +301,7 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedEnvelope<'_>, FormatError> {
     let c_start = r.position();
     let (context, used) = EncryptionContext::decode_prefix(r.rest())?;
     r.skip(used);
+    let binding_end = r.position();
     let salt = r.array::<SALT_LEN>("salt")?;
     let nonce = r.array::<NONCE_LEN>("nonce")?;
     let commitment = r.array::<COMMITMENT_LEN>("commitment")?;
@@ -331,6 +348,7 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedEnvelope<'_>, FormatError> {
         aad,
         body,
         key_section: ks_start..ks_end,
+        key_binding: ks_start..binding_end,
     })
 }
 

@@ -13,13 +13,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sealbox_core::{DataKey, EncryptionContext, Error, GeneratedKey, WrappedKey};
 use tokio::sync::Mutex;
 
+use crate::front::slot_hash;
 use crate::stats::bump;
-use crate::{Keyring, LeaseLimits, UnwrapKey};
+use crate::{Keyring, LeaseLimits, Unwrapped, encode_key_binding};
 
 /// How long a failed background renewal waits before the next one is tried (the current
 /// lease stays in use meanwhile).
@@ -82,11 +83,7 @@ impl Keyring {
         context: &EncryptionContext,
         len: u64,
     ) -> Result<Arc<LeaseKeys>, Error> {
-        let slot = self
-            .inner
-            .leases
-            .get_with_by_ref(context, async { Arc::new(LeaseSlot::default()) })
-            .await;
+        let slot = self.lease_slot(context).await;
         let mut state = match slot.state.try_lock() {
             Ok(guard) => guard,
             Err(_) => {
@@ -122,6 +119,30 @@ impl Keyring {
             retry_at: Duration::ZERO,
         });
         Ok(keys)
+    }
+
+    /// The lease slot of `context`: from the lease cache's front, else from the cache (created
+    /// there if new). The front keeps a slot until it would go idle in the cache
+    /// (`max_age` after this lookup), so the cache still sees a slot in use at least that
+    /// often and never drops it from under a steady sealer.
+    async fn lease_slot(&self, context: &EncryptionContext) -> Arc<LeaseSlot> {
+        let hash = context_hash(context);
+        let now = Instant::now();
+        if let Some(slot) = self.inner.lease_front.get(hash, context, now) {
+            return slot;
+        }
+        let slot = self
+            .inner
+            .leases
+            .get_with_by_ref(context, async { Arc::new(LeaseSlot::default()) })
+            .await;
+        self.inner.lease_front.put(
+            hash,
+            context.clone(),
+            slot.clone(),
+            now + self.inner.limits.max_age,
+        );
+        slot
     }
 
     /// Starts one renewal of `slot`'s lease on the current tokio runtime. Without a runtime
@@ -187,11 +208,11 @@ impl Keyring {
         self.inner
             .unwrapped
             .insert(
-                UnwrapKey {
-                    wrapped: keys.wrapped.clone(),
-                    context: context.clone(),
+                encode_key_binding(&keys.wrapped, context),
+                Unwrapped {
+                    key: keys.data_key.clone(),
+                    until: Instant::now() + self.inner.unwrap_ttl,
                 },
-                keys.data_key.clone(),
             )
             .await;
         keys
@@ -201,8 +222,13 @@ impl Keyring {
     /// or the current one is spent). A concurrent seal may change the answer; it is an
     /// estimate for admission control, not a guarantee.
     pub async fn seal_needs_kms(&self, context: &EncryptionContext, len: u64) -> bool {
-        let Some(slot) = self.inner.leases.get(context).await else {
-            return true;
+        let hash = context_hash(context);
+        let slot = match self.inner.lease_front.get(hash, context, Instant::now()) {
+            Some(slot) => slot,
+            None => match self.inner.leases.get(context).await {
+                Some(slot) => slot,
+                None => return true,
+            },
         };
         let Ok(state) = slot.state.try_lock() else {
             return false; // someone is sealing (or renewing) right now; we would share it
@@ -212,4 +238,13 @@ impl Keyring {
             None => true,
         }
     }
+}
+
+/// The lease front's slot hash of a context (its pairs' bytes).
+fn context_hash(context: &EncryptionContext) -> u64 {
+    slot_hash(
+        context
+            .iter()
+            .flat_map(|(k, v)| [k.as_bytes(), v.as_bytes()]),
+    )
 }

@@ -14,40 +14,58 @@
 //! - **Single flight**: concurrent misses for the same lease or the same wrapped key make
 //!   exactly one provider call; the others wait for its result.
 //!
-//! Both caches are `moka` caches; data keys are held in `secrecy` boxes and zeroized when
-//! evicted. Caches are per key-ring and partitioned by context, so a key leased or unwrapped
-//! for one namespace is never used for another.
+//! Both caches are `moka` caches, each with a small direct-mapped front that serves a warm
+//! key-ring's lookups without `moka`'s per-read bookkeeping (it holds only what its cache
+//! holds, never past the cache's TTL). Data keys are held in `secrecy` boxes and zeroized
+//! when dropped. Caches are per key-ring and partitioned by context, so a key leased or
+//! unwrapped for one namespace is never used for another: the unwrap cache is keyed by the
+//! envelope's bytes naming the wrapped key, its KEK and its context
+//! ([`sealbox_core::format::encode_key_binding`]), compared whole on every hit.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod clock;
+mod front;
 mod lease;
 mod limits;
 mod stats;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use sealbox_core::crypto::{
     check_context, open_with_data_key, seal_with_data_key, verify_commitment,
 };
-use sealbox_core::format::{MAX_PLAINTEXT_LEN, parse, replace_wrapped_key};
+use sealbox_core::format::{MAX_PLAINTEXT_LEN, encode_key_binding, parse, replace_wrapped_key};
 use sealbox_core::{
     DataKey, EncryptionContext, Error, KekRef, KeyProvider, ProviderError, ProviderErrorKind,
     WrappedKey,
 };
 
 pub use clock::{Clock, ManualClock, SystemClock};
+use front::{Front, slot_hash};
 use lease::LeaseSlot;
 pub use limits::{CacheLimits, LeaseLimits};
 pub use stats::KeyStats;
 use stats::{Counters, bump};
 
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct UnwrapKey {
-    wrapped: WrappedKey,
-    context: EncryptionContext,
+/// The unwrap cache's key: a wrapped key, its KEK and its context, as
+/// [`encode_key_binding`] writes them (and as every envelope holds them at
+/// [`sealbox_core::ParsedEnvelope::key_binding`], so a lookup borrows the envelope's bytes).
+type Binding = Vec<u8>;
+
+/// Slots in the unwrap cache's front (see [`front`]).
+const UNWRAP_FRONT_SLOTS: usize = 256;
+/// Slots in the lease cache's front.
+const LEASE_FRONT_SLOTS: usize = 64;
+
+/// An unwrapped data key and the time its unwrap-cache entry expires.
+#[derive(Clone)]
+struct Unwrapped {
+    key: Arc<DataKey>,
+    until: Instant,
 }
 
 struct Inner {
@@ -57,13 +75,18 @@ struct Inner {
     /// Lease slots by context. The active KEK is fixed for the key-ring's lifetime, so the
     /// context alone identifies the (KEK, context) lease; a policy change builds a new key-ring.
     leases: Cache<EncryptionContext, Arc<LeaseSlot>>,
-    unwrapped: Cache<UnwrapKey, Arc<DataKey>>,
+    /// Lease slots recently found in `leases`, until they would go idle there.
+    lease_front: Front<EncryptionContext, Arc<LeaseSlot>>,
+    unwrapped: Cache<Binding, Unwrapped>,
+    /// Keys recently found in `unwrapped`, until their entry there expires.
+    unwrap_front: Front<Binding, Arc<DataKey>>,
+    unwrap_ttl: Duration,
     /// Wrapped keys the KMS just refused as invalid (see [`CacheLimits::negative_ttl`]).
-    refused: Cache<UnwrapKey, ProviderError>,
+    refused: Cache<Binding, ProviderError>,
     /// Wrapped keys a batch unwrap ([`Keyring::open_many`]) is fetching right now, with a
     /// future that completes when that batch is done: concurrent callers wait for it instead
     /// of asking the KMS again (a cold-cache storm makes one call per distinct key).
-    in_flight: std::sync::Mutex<std::collections::HashMap<UnwrapKey, BatchDone>>,
+    in_flight: std::sync::Mutex<std::collections::HashMap<Binding, BatchDone>>,
     clock: Arc<dyn Clock>,
     counters: Counters,
 }
@@ -75,7 +98,7 @@ type BatchDone = futures::future::Shared<futures::future::BoxFuture<'static, ()>
 /// batch is done or dropped (a cancelled caller never leaves others waiting).
 struct Release<'a> {
     inner: &'a Inner,
-    keys: Vec<UnwrapKey>,
+    keys: Vec<&'a [u8]>,
     done: Option<futures::channel::oneshot::Sender<()>>,
 }
 
@@ -87,7 +110,7 @@ impl Drop for Release<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         for key in &self.keys {
-            in_flight.remove(key);
+            in_flight.remove(*key);
         }
         drop(in_flight);
         if let Some(done) = self.done.take() {
@@ -181,7 +204,10 @@ impl KeyringBuilder {
                 decrypt_only: self.decrypt_only,
                 limits: self.limits,
                 leases,
+                lease_front: Front::new(LEASE_FRONT_SLOTS),
                 unwrapped,
+                unwrap_front: Front::new(UNWRAP_FRONT_SLOTS),
+                unwrap_ttl: self.cache.unwrap_ttl,
                 refused,
                 in_flight: std::sync::Mutex::new(std::collections::HashMap::new()),
                 clock: self.clock,
@@ -251,7 +277,12 @@ impl Keyring {
         check_context(&parsed.header.context, context)?;
         let provider = self.provider_for(parsed.header.kek())?;
         let key = self
-            .unwrap_cached(provider, &parsed.header.wrapped_key, context)
+            .unwrap_cached(
+                provider,
+                &parsed.header.wrapped_key,
+                context,
+                &envelope[parsed.key_binding.clone()],
+            )
             .await?;
         open_with_data_key(&key, &parsed, context)
     }
@@ -298,7 +329,10 @@ impl Keyring {
                 .await?
         } else {
             let provider = self.provider_for(wrapped.kek())?;
-            let key = self.unwrap_cached(provider, wrapped, context).await?;
+            let binding = encode_key_binding(wrapped, context);
+            let key = self
+                .unwrap_cached(provider, wrapped, context, &binding)
+                .await?;
             self.call(&self.inner.counters.wrap, active.wrap(&key, context))
                 .await?
         };
@@ -316,28 +350,29 @@ impl Keyring {
     ) -> Vec<Result<Vec<u8>, Error>> {
         let counters = &self.inner.counters;
         let mut parsed = Vec::with_capacity(items.len());
-        // (provider index, key) of every distinct wrapped key that is not cached yet.
-        let mut pending: Vec<(usize, UnwrapKey)> = Vec::new();
-        let mut seen: std::collections::HashSet<UnwrapKey> = std::collections::HashSet::new();
-        for (context, envelope) in items {
+        // Each parsed item's binding (its unwrap-cache key), borrowed from its envelope.
+        let mut bindings: Vec<&[u8]> = Vec::with_capacity(items.len());
+        // (provider index, item index) of every distinct wrapped key that is not cached yet.
+        let mut pending: Vec<(usize, usize)> = Vec::new();
+        let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+        for (i, (context, envelope)) in items.iter().enumerate() {
             bump(&counters.opens);
             let item = parse(envelope).map_err(Error::from).and_then(|p| {
                 check_context(&p.header.context, context)?;
                 let index = self.provider_index(p.header.kek())?;
                 Ok((p, index))
             });
-            if let Ok((p, index)) = &item {
-                let key = UnwrapKey {
-                    wrapped: p.header.wrapped_key.clone(),
-                    context: (*context).clone(),
-                };
-                if !self.inner.unwrapped.contains_key(&key)
-                    && !self.inner.refused.contains_key(&key)
-                    && seen.insert(key.clone())
-                {
-                    pending.push((*index, key));
-                }
+            let binding = match &item {
+                Ok((p, _)) => &envelope[p.key_binding.clone()],
+                Err(_) => &[][..],
+            };
+            if let Ok((_, index)) = &item
+                && !self.is_cached_or_refused(binding)
+                && seen.insert(binding)
+            {
+                pending.push((*index, i));
             }
+            bindings.push(binding);
             parsed.push(item);
         }
         // Single flight across callers: a key another batch is fetching is waited for, not
@@ -357,69 +392,67 @@ impl Keyring {
                 .in_flight
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            pending.retain(|(_, key)| match in_flight.get(key) {
+            pending.retain(|&(_, i)| match in_flight.get(bindings[i]) {
                 Some(other) => {
                     waits.push(other.clone());
                     false
                 }
                 // A batch that finished since the check above cached (or refused) the key
                 // before withdrawing it: asking again would be a second KMS call.
-                None if self.inner.unwrapped.contains_key(key)
-                    || self.inner.refused.contains_key(key) =>
-                {
-                    false
-                }
+                None if self.is_cached_or_refused(bindings[i]) => false,
                 None => {
-                    in_flight.insert(key.clone(), announced.clone());
-                    release.keys.push(key.clone());
+                    in_flight.insert(bindings[i].to_vec(), announced.clone());
+                    release.keys.push(bindings[i]);
                     true
                 }
             });
         }
-        let mut failed: std::collections::HashMap<UnwrapKey, ProviderError> =
+        let mut failed: std::collections::HashMap<&[u8], ProviderError> =
             std::collections::HashMap::new();
-        let mut by_provider: Vec<usize> = pending.iter().map(|(i, _)| *i).collect();
+        let mut by_provider: Vec<usize> = pending.iter().map(|(p, _)| *p).collect();
         by_provider.sort_unstable();
         by_provider.dedup();
-        // One batch per KEK; the batches of different KEKs run concurrently.
-        let batches: Vec<(usize, Vec<&UnwrapKey>)> = by_provider
+        // One batch per KEK (item indices); the batches of different KEKs run concurrently.
+        let batches: Vec<(usize, Vec<usize>)> = by_provider
             .into_iter()
-            .map(|index| {
+            .map(|provider| {
                 let keys = pending
                     .iter()
-                    .filter(|(i, _)| *i == index)
-                    .map(|(_, k)| k)
+                    .filter(|(p, _)| *p == provider)
+                    .map(|(_, i)| *i)
                     .collect();
-                (index, keys)
+                (provider, keys)
             })
             .collect();
-        let calls = batches.iter().map(|(index, keys)| {
-            let provider = self.provider_at(*index);
+        let wrapped_of = |i: usize| match &parsed[i] {
+            Ok((p, _)) => Some((&p.header.wrapped_key, items[i].0)),
+            Err(_) => None,
+        };
+        let calls = batches.iter().map(|(provider, keys)| {
+            let provider = self.provider_at(*provider);
             bump(&counters.batch_unwraps);
             counters
                 .batch_unwrapped_keys
                 .fetch_add(keys.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            async move {
-                let requests: Vec<(&WrappedKey, &EncryptionContext)> =
-                    keys.iter().map(|k| (&k.wrapped, &k.context)).collect();
-                provider.unwrap_many(&requests).await
-            }
+            let requests: Vec<(&WrappedKey, &EncryptionContext)> =
+                keys.iter().filter_map(|&i| wrapped_of(i)).collect();
+            async move { provider.unwrap_many(&requests).await }
         });
         let all_results = futures::future::join_all(calls).await;
         for ((_, keys), results) in batches.iter().zip(all_results) {
-            for (key, result) in keys.iter().zip(results) {
+            for (&i, result) in keys.iter().zip(results) {
                 match result {
                     Ok(data_key) => {
                         self.inner
                             .unwrapped
-                            .insert((*key).clone(), Arc::new(data_key))
+                            .insert(bindings[i].to_vec(), self.fresh(data_key))
                             .await
                     }
                     Err(e) => {
                         bump(&counters.failures);
                         tracing::warn!(provider = e.provider(), key_id = e.key_id(), kind = ?e.kind(), "batch unwrap item failed: {e}");
-                        self.remember_refusal(key, &e).await;
-                        failed.insert((*key).clone(), e);
+                        self.remember_refusal(bindings[i], &e).await;
+                        failed.insert(bindings[i], e);
                     }
                 }
             }
@@ -428,20 +461,21 @@ impl Keyring {
         drop(release);
         futures::future::join_all(waits).await;
         let mut out = Vec::with_capacity(items.len());
-        for ((context, _), item) in items.iter().zip(parsed) {
+        for (i, ((context, _), item)) in items.iter().zip(parsed).enumerate() {
             out.push(match item {
                 Err(e) => Err(e),
                 Ok((p, index)) => {
-                    let key = UnwrapKey {
-                        wrapped: p.header.wrapped_key.clone(),
-                        context: (*context).clone(),
-                    };
-                    if let Some(e) = failed.get(&key) {
+                    if let Some(e) = failed.get(bindings[i]) {
                         Err(Error::Provider(e.clone()))
                     } else {
                         // Normally cached by now; a key evicted meanwhile is unwrapped singly.
                         match self
-                            .unwrap_cached(self.provider_at(index), &p.header.wrapped_key, context)
+                            .unwrap_cached(
+                                self.provider_at(index),
+                                &p.header.wrapped_key,
+                                context,
+                                bindings[i],
+                            )
                             .await
                         {
                             Ok(data_key) => open_with_data_key(&data_key, &p, context),
@@ -452,6 +486,19 @@ impl Keyring {
             });
         }
         out
+    }
+
+    /// Whether the unwrap cache holds `binding`'s key or the negative cache its refusal.
+    fn is_cached_or_refused(&self, binding: &[u8]) -> bool {
+        self.inner.unwrapped.contains_key(binding) || self.inner.refused.contains_key(binding)
+    }
+
+    /// A just-unwrapped key's cache entry, expiring after the unwrap TTL.
+    fn fresh(&self, key: DataKey) -> Unwrapped {
+        Unwrapped {
+            key: Arc::new(key),
+            until: Instant::now() + self.inner.unwrap_ttl,
+        }
     }
 
     fn provider_index(&self, kek: &KekRef) -> Result<usize, Error> {
@@ -513,41 +560,53 @@ impl Keyring {
         out
     }
 
+    /// The data key of `wrapped` (bound to `context`; `binding` is the two encoded, see
+    /// [`Binding`]): from the cache's front, the cache, or one provider call shared by
+    /// concurrent callers, then cached.
     async fn unwrap_cached(
         &self,
         provider: &Arc<dyn KeyProvider>,
         wrapped: &WrappedKey,
         context: &EncryptionContext,
+        binding: &[u8],
     ) -> Result<Arc<DataKey>, Error> {
-        let key = UnwrapKey {
-            wrapped: wrapped.clone(),
-            context: context.clone(),
-        };
-        // The hot path: a cached key (one cache lookup). A wrapped key the KMS just refused is
-        // never in the unwrap cache, so the negative cache is asked only on a miss.
-        if let Some(k) = self.inner.unwrapped.get(&key).await {
+        // The hot path: the front, then the cache. A wrapped key the KMS just refused is
+        // never in either, so the negative cache is asked only on a miss.
+        let hash = slot_hash([binding]);
+        if let Some(k) = self.inner.unwrap_front.get(hash, binding, Instant::now()) {
             return Ok(k);
         }
-        if let Some(e) = self.inner.refused.get(&key).await {
+        if let Some(u) = self.inner.unwrapped.get(binding).await {
+            self.inner
+                .unwrap_front
+                .put(hash, binding.to_vec(), u.key.clone(), u.until);
+            return Ok(u.key);
+        }
+        if let Some(e) = self.inner.refused.get(binding).await {
             bump(&self.inner.counters.negative_hits);
             return Err(Error::Provider(e));
         }
         let result = self
             .inner
             .unwrapped
-            .try_get_with_by_ref(&key, async {
+            .try_get_with_by_ref(binding, async {
                 self.call(
                     &self.inner.counters.unwrap,
                     provider.unwrap(wrapped, context),
                 )
                 .await
-                .map(Arc::new)
+                .map(|k| self.fresh(k))
             })
             .await;
         match result {
-            Ok(k) => Ok(k),
+            Ok(u) => {
+                self.inner
+                    .unwrap_front
+                    .put(hash, binding.to_vec(), u.key.clone(), u.until);
+                Ok(u.key)
+            }
             Err(e) => {
-                self.remember_refusal(&key, &e).await;
+                self.remember_refusal(binding, &e).await;
                 Err(Error::Provider((*e).clone()))
             }
         }
@@ -556,7 +615,7 @@ impl Keyring {
     /// Remembers a refusal that asking again would only repeat (see
     /// [`CacheLimits::negative_ttl`]), so a caller replaying a bad wrapped key cannot make
     /// one KMS call per request.
-    async fn remember_refusal(&self, key: &UnwrapKey, e: &ProviderError) {
+    async fn remember_refusal(&self, binding: &[u8], e: &ProviderError) {
         if matches!(
             e.kind(),
             ProviderErrorKind::InvalidWrappedKey
@@ -564,7 +623,7 @@ impl Keyring {
                 | ProviderErrorKind::KeyDisabled
                 | ProviderErrorKind::PermissionDenied
         ) {
-            self.inner.refused.insert(key.clone(), e.clone()).await;
+            self.inner.refused.insert(binding.to_vec(), e.clone()).await;
         }
     }
 
@@ -574,7 +633,7 @@ impl Keyring {
     /// nothing (they fail without a KMS call). Lets a server refuse or rate-limit a request
     /// by the KMS work it would cause before any of it happens.
     pub fn pending_unwraps(&self, items: &[(&EncryptionContext, &[u8])]) -> usize {
-        let mut seen: std::collections::HashSet<UnwrapKey> = std::collections::HashSet::new();
+        let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
         for (context, envelope) in items {
             let Ok(p) = parse(envelope) else { continue };
             if check_context(&p.header.context, context).is_err()
@@ -582,12 +641,9 @@ impl Keyring {
             {
                 continue;
             }
-            let key = UnwrapKey {
-                wrapped: p.header.wrapped_key,
-                context: (*context).clone(),
-            };
-            if !self.inner.unwrapped.contains_key(&key) && !self.inner.refused.contains_key(&key) {
-                seen.insert(key);
+            let binding = &envelope[p.key_binding.clone()];
+            if !self.is_cached_or_refused(binding) {
+                seen.insert(binding);
             }
         }
         seen.len()

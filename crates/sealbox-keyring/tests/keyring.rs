@@ -108,6 +108,68 @@ async fn a_fresh_reader_makes_one_unwrap_per_distinct_wrapped_key() {
 }
 
 #[tokio::test]
+async fn cached_keys_expire_after_the_unwrap_ttl_even_on_the_hot_path() {
+    let key = kek("ttl");
+    let writer = Keyring::builder(key.clone()).build().expect("writer");
+    let context = ctx("a");
+    let envelope = writer.seal(&context, b"payload").await.expect("seal");
+    let reader = Keyring::builder(key)
+        .cache_limits(CacheLimits {
+            unwrap_ttl: Duration::from_millis(800),
+            ..Default::default()
+        })
+        .build()
+        .expect("reader");
+    for _ in 0..100 {
+        assert_eq!(
+            reader.open(&context, &envelope).await.expect("open"),
+            b"payload"
+        );
+    }
+    assert_eq!(reader.stats().unwrap_calls, 1, "100 opens within the TTL");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        reader.open(&context, &envelope).await.expect("open"),
+        b"payload"
+    );
+    assert_eq!(
+        reader.stats().unwrap_calls,
+        2,
+        "an open after the TTL asks the KMS again (neither the cache nor its front kept it)"
+    );
+}
+
+#[tokio::test]
+async fn more_distinct_keys_than_the_cache_front_has_slots_all_open_from_the_cache() {
+    // One data key per payload: 600 distinct wrapped keys, more than the unwrap cache's
+    // front holds, so many share a slot and evict each other there.
+    let key = kek("many");
+    let writer = leasing_keyring(key.clone(), LeaseLimits::one_payload_per_key(), None);
+    let context = ctx("a");
+    let envelopes = seal_patterns(&writer, &context, 600, 16).await;
+    assert_eq!(wrapped_keys(&envelopes).len(), 600);
+    let reader = Keyring::builder(key).build().expect("reader");
+    for round in 0..3 {
+        for (i, e) in envelopes.iter().enumerate() {
+            let opened = reader.open(&context, e).await.expect("open");
+            assert_eq!(opened, pattern(16, i as u64), "round {round}, envelope {i}");
+        }
+    }
+    assert_eq!(
+        reader.stats().unwrap_calls,
+        600,
+        "one unwrap per distinct key; later rounds are served by the cache behind the front"
+    );
+    // The batch path and the admission estimate agree with the single path.
+    let items: Vec<_> = envelopes.iter().map(|e| (&context, e.as_slice())).collect();
+    assert_eq!(reader.pending_unwraps(&items), 0);
+    for (i, r) in reader.open_many(&items).await.into_iter().enumerate() {
+        assert_eq!(r.expect("open_many"), pattern(16, i as u64));
+    }
+    assert_eq!(reader.stats().unwrap_calls, 600);
+}
+
+#[tokio::test]
 async fn lease_payload_limit() {
     let keyring = leasing_keyring(kek("count"), max_payloads(3), None);
     let envelopes = seal_patterns(&keyring, &ctx("a"), 10, 10).await;

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use sealbox_core::{EncryptionContext, inspect};
+use sealbox_core::format::encode_key_binding;
+use sealbox_core::{EncryptionContext, inspect, parse};
 use sealbox_keyring::Keyring;
 use sealbox_local::LocalKek;
 
@@ -43,6 +44,11 @@ proptest! {
         let envelope = rt.block_on(keyring.seal(&context, &plaintext)).expect("seal");
         let header = inspect(&envelope).expect("header");
         prop_assert_eq!(&header.context, &context);
+        // The key-ring's unwrap-cache key: the envelope's bytes there are exactly the
+        // encoding of the parsed wrapped key and context.
+        let parsed = parse(&envelope).expect("parse");
+        let binding = encode_key_binding(&header.wrapped_key, &context);
+        prop_assert_eq!(&envelope[parsed.key_binding.clone()], binding.as_slice());
         prop_assert_eq!(header.plaintext_len(), plaintext.len() as u64);
         let opened = rt.block_on(keyring.open(&context, &envelope)).expect("open");
         prop_assert_eq!(opened, plaintext);
