@@ -31,10 +31,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hkdf::Hkdf;
-use sealbox_core::crypto::{COMMITMENT_LABEL, PAYLOAD_KEY_LABEL, check_context};
+use sealbox_core::crypto::{
+    COMMITMENT_LABEL, PAYLOAD_KEY_LABEL, check_context, check_context_encoding, open_view,
+};
 use sealbox_core::{
     DataKey, EncryptionContext, KeyProvider, Suite, WrappedKey, inspect, open_envelope, parse,
-    seal_with_data_key,
+    parse_view, seal_with_data_key,
 };
 use sealbox_keyring::Keyring;
 use sealbox_local::LocalKek;

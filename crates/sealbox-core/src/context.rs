@@ -128,43 +128,37 @@ impl EncryptionContext {
     /// Parses a canonical encoding from the front of `bytes`, returning the context and the
     /// number of bytes consumed. Non-canonical encodings (unsorted or duplicate keys) are refused.
     pub fn decode_prefix(bytes: &[u8]) -> Result<(Self, usize), FormatError> {
-        let mut r = Reader::new(bytes);
-        let count = r.u16("context pair count")? as usize;
-        Reader::check_len("context pair count", count, 0, MAX_CONTEXT_PAIRS)?;
         let mut pairs = BTreeMap::new();
-        let mut last: Option<&[u8]> = None;
-        for _ in 0..count {
-            let klen = r.u16("context key length")? as usize;
-            let kb = r.take_checked("context key", klen, 1, MAX_CONTEXT_KEY_LEN)?;
-            let vlen = r.u16("context value length")? as usize;
-            let vb = r.take_checked("context value", vlen, 0, MAX_CONTEXT_VALUE_LEN)?;
-            if let Some(prev) = last
-                && prev >= kb
-            {
-                return Err(FormatError::InvalidField {
-                    field: "encryption context",
-                    reason: "keys are not in strictly ascending byte order (duplicate or unsorted)",
-                });
-            }
-            last = Some(kb);
-            let k = std::str::from_utf8(kb).map_err(|_| FormatError::InvalidUtf8 {
-                field: "context key",
-            })?;
-            let v = std::str::from_utf8(vb).map_err(|_| FormatError::InvalidUtf8 {
-                field: "context value",
-            })?;
-            if has_control(k) || has_control(v) {
-                return Err(FormatError::InvalidField {
-                    field: "encryption context",
-                    reason: "contains a control character",
-                });
-            }
+        let used = scan_prefix(bytes, |k, v| {
             pairs.insert(k.to_owned(), v.to_owned());
-        }
-        let used = r.position();
-        // At least the 2-byte pair count was read.
-        Reader::check_len("encryption context", used, 2, MAX_CONTEXT_ENCODED_LEN)?;
+        })?;
         Ok((Self { pairs }, used))
+    }
+
+    /// Whether `encoding` is exactly this context's canonical encoding (no allocation). Two
+    /// contexts are equal exactly when their canonical encodings are.
+    pub fn matches_encoding(&self, encoding: &[u8]) -> bool {
+        /// Takes `u16 len || bytes` off the front of `rest` if that is what it holds.
+        fn field(rest: &mut &[u8], bytes: &[u8]) -> bool {
+            let n = 2 + bytes.len();
+            let ok = rest.len() >= n
+                && rest[..2] == (bytes.len() as u16).to_be_bytes()
+                && &rest[2..n] == bytes;
+            if ok {
+                *rest = &rest[n..];
+            }
+            ok
+        }
+        let Some((count, mut rest)) = encoding.split_first_chunk::<2>() else {
+            return false;
+        };
+        if *count != (self.pairs.len() as u16).to_be_bytes() {
+            return false;
+        }
+        self.pairs
+            .iter()
+            .all(|(k, v)| field(&mut rest, k.as_bytes()) && field(&mut rest, v.as_bytes()))
+            && rest.is_empty()
     }
 
     /// Names the keys whose presence or value differs between `self` and `other`
@@ -185,6 +179,51 @@ impl EncryptionContext {
         }
         diffs.join(", ")
     }
+}
+
+/// Checks a canonical context encoding at the front of `bytes` (every rule of
+/// [`EncryptionContext::decode_prefix`]), calls `pair` for each pair in order, and returns
+/// the number of bytes it takes.
+pub(crate) fn scan_prefix(
+    bytes: &[u8],
+    mut pair: impl FnMut(&str, &str),
+) -> Result<usize, FormatError> {
+    let mut r = Reader::new(bytes);
+    let count = r.u16("context pair count")? as usize;
+    Reader::check_len("context pair count", count, 0, MAX_CONTEXT_PAIRS)?;
+    let mut last: Option<&[u8]> = None;
+    for _ in 0..count {
+        let klen = r.u16("context key length")? as usize;
+        let kb = r.take_checked("context key", klen, 1, MAX_CONTEXT_KEY_LEN)?;
+        let vlen = r.u16("context value length")? as usize;
+        let vb = r.take_checked("context value", vlen, 0, MAX_CONTEXT_VALUE_LEN)?;
+        if let Some(prev) = last
+            && prev >= kb
+        {
+            return Err(FormatError::InvalidField {
+                field: "encryption context",
+                reason: "keys are not in strictly ascending byte order (duplicate or unsorted)",
+            });
+        }
+        last = Some(kb);
+        let k = std::str::from_utf8(kb).map_err(|_| FormatError::InvalidUtf8 {
+            field: "context key",
+        })?;
+        let v = std::str::from_utf8(vb).map_err(|_| FormatError::InvalidUtf8 {
+            field: "context value",
+        })?;
+        if has_control(k) || has_control(v) {
+            return Err(FormatError::InvalidField {
+                field: "encryption context",
+                reason: "contains a control character",
+            });
+        }
+        pair(k, v);
+    }
+    let used = r.position();
+    // At least the 2-byte pair count was read.
+    Reader::check_len("encryption context", used, 2, MAX_CONTEXT_ENCODED_LEN)?;
+    Ok(used)
 }
 
 fn has_control(s: &str) -> bool {
@@ -262,6 +301,30 @@ mod tests {
         let (back, used) = EncryptionContext::decode_prefix(&enc).expect("decodes");
         assert_eq!(used, enc.len());
         assert_eq!(back, ctx);
+    }
+
+    #[test]
+    fn matches_encoding_is_equality_of_encodings() {
+        let ctx = EncryptionContext::new()
+            .with("namespace", "payments")
+            .and_then(|c| c.with("tier", "gold"))
+            .expect("valid");
+        let enc = ctx.encode();
+        assert!(ctx.matches_encoding(&enc));
+        assert!(EncryptionContext::new().matches_encoding(&[0, 0]));
+        assert!(!EncryptionContext::new().matches_encoding(&[]));
+        assert!(!ctx.matches_encoding(&enc[..enc.len() - 1]), "truncated");
+        let mut longer = enc.clone();
+        longer.push(0);
+        assert!(!ctx.matches_encoding(&longer), "trailing byte");
+        for i in 0..enc.len() {
+            let mut changed = enc.clone();
+            changed[i] ^= 0x20;
+            assert!(!ctx.matches_encoding(&changed), "byte {i} changed");
+        }
+        let other = ctx.clone().with("tier", "gol").expect("valid");
+        assert!(!ctx.matches_encoding(&other.encode()));
+        assert!(!other.matches_encoding(&enc));
     }
 
     #[test]

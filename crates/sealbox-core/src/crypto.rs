@@ -21,8 +21,8 @@ use crate::aead::{AeadParams, backend};
 use crate::context::EncryptionContext;
 use crate::error::Error;
 use crate::format::{
-    self, COMMITMENT_LEN, EnvelopeHeader, FORMAT_VERSION, MAX_PLAINTEXT_LEN, NONCE_LEN,
-    ParsedEnvelope, SALT_LEN, Suite, TAG_LEN,
+    self, COMMITMENT_LEN, EnvelopeHeader, EnvelopeView, FORMAT_VERSION, MAX_PLAINTEXT_LEN,
+    NONCE_LEN, ParsedEnvelope, SALT_LEN, Suite, TAG_LEN,
 };
 use crate::key::{DATA_KEY_LEN, DataKey, WrappedKey};
 
@@ -176,26 +176,61 @@ pub fn open_with_data_key(
     expected: &EncryptionContext,
 ) -> Result<Vec<u8>, Error> {
     check_context(&parsed.header.context, expected)?;
-    let keys = committed_keys(data_key, &parsed.header)?;
+    let h = &parsed.header;
+    let keys = committed_keys(data_key, h.suite, &h.salt, &h.commitment)?;
+    open_body(&keys, h.suite, &h.nonce, &parsed.aad, parsed.body)
+}
+
+/// [`open_with_data_key`] for an [`EnvelopeView`]: the same checks in the same order, with
+/// the context compared by its canonical encoding (no part of the header is copied).
+pub fn open_view(
+    data_key: &DataKey,
+    view: &EnvelopeView<'_>,
+    expected: &EncryptionContext,
+) -> Result<Vec<u8>, Error> {
+    check_context_encoding(view.context_encoding(), expected)?;
+    let keys = committed_keys(data_key, view.suite(), view.salt(), view.commitment())?;
+    open_body(&keys, view.suite(), view.nonce(), &view.aad(), view.body())
+}
+
+/// Refuses an envelope whose context encoding is not exactly `expected`'s, with the same
+/// error as [`check_context`].
+pub fn check_context_encoding(stored: &[u8], expected: &EncryptionContext) -> Result<(), Error> {
+    if expected.matches_encoding(stored) {
+        return Ok(());
+    }
+    // The error path only: decode the stored context to name the difference.
+    let (stored, _) = EncryptionContext::decode_prefix(stored)?;
+    check_context(&stored, expected)
+}
+
+/// Decrypts `body` (ciphertext then tag) with the committed payload key.
+fn open_body(
+    keys: &PayloadKeys,
+    suite: Suite,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    body: &[u8],
+) -> Result<Vec<u8>, Error> {
     // `parse` guarantees this; a hand-built ParsedEnvelope gets an error, not a panic.
-    let Some(split) = parsed.body.len().checked_sub(TAG_LEN) else {
+    let Some(split) = body.len().checked_sub(TAG_LEN) else {
         return Err(Error::Format(crate::error::FormatError::InvalidLength {
             field: "body length",
-            len: parsed.body.len() as u64,
+            len: body.len() as u64,
             min: TAG_LEN as u64,
             max: MAX_PLAINTEXT_LEN + TAG_LEN as u64,
         }));
     };
-    let (ct, tag_bytes) = parsed.body.split_at(split);
+    let (ct, tag_bytes) = body.split_at(split);
     let mut tag = [0u8; TAG_LEN];
     tag.copy_from_slice(tag_bytes);
     let mut out = ct.to_vec();
     let params = AeadParams {
         key: &keys.key,
-        nonce: &parsed.header.nonce,
-        aad: &parsed.aad,
+        nonce,
+        aad,
     };
-    match backend(parsed.header.suite).open(&params, &mut out, &tag) {
+    match backend(suite).open(&params, &mut out, &tag) {
         Ok(()) => Ok(out),
         Err(()) => {
             out.zeroize();
@@ -206,14 +241,19 @@ pub fn open_with_data_key(
 
 /// Checks in constant time that `data_key` is the key `header` commits to.
 pub fn verify_commitment(data_key: &DataKey, header: &EnvelopeHeader) -> Result<(), Error> {
-    committed_keys(data_key, header).map(|_| ())
+    committed_keys(data_key, header.suite, &header.salt, &header.commitment).map(|_| ())
 }
 
-/// The payload key and commitment for `header`, once checked in constant time that
-/// `data_key` is the key the header commits to.
-fn committed_keys(data_key: &DataKey, header: &EnvelopeHeader) -> Result<PayloadKeys, Error> {
-    let keys = derive(data_key, header.suite, &header.salt);
-    if bool::from(keys.commitment.ct_eq(&header.commitment)) {
+/// The payload key and commitment for `salt`, once checked in constant time that
+/// `data_key` is the key `commitment` commits to.
+fn committed_keys(
+    data_key: &DataKey,
+    suite: Suite,
+    salt: &[u8; SALT_LEN],
+    commitment: &[u8; COMMITMENT_LEN],
+) -> Result<PayloadKeys, Error> {
+    let keys = derive(data_key, suite, salt);
+    if bool::from(keys.commitment.ct_eq(commitment)) {
         Ok(keys)
     } else {
         Err(Error::CommitmentMismatch)

@@ -15,9 +15,9 @@
 use std::fmt;
 use std::ops::Range;
 
-use crate::context::EncryptionContext;
+use crate::context::{EncryptionContext, scan_prefix as scan_context};
 use crate::error::FormatError;
-use crate::key::{KekRef, WrappedKey};
+use crate::key::{KekRef, WrappedKey, valid_key_id, valid_key_version, valid_provider_id};
 
 /// The four magic bytes that open every envelope.
 pub const MAGIC: [u8; 4] = *b"SBXE";
@@ -250,6 +250,34 @@ pub fn encode_key_binding(wrapped: &WrappedKey, context: &EncryptionContext) -> 
 /// Parses a whole envelope. Rejects unknown versions and suites, every out-of-range length,
 /// truncation, and trailing bytes, each with a typed [`FormatError`].
 pub fn parse(bytes: &[u8]) -> Result<ParsedEnvelope<'_>, FormatError> {
+    parse_view(bytes)?.to_parsed()
+}
+
+/// An envelope checked exactly as [`parse`] checks it, with every part borrowed from the
+/// input: parsing it allocates nothing. The key-ring opens through it when the data key is
+/// cached; [`EnvelopeView::to_parsed`] gives the owned form.
+#[derive(Debug, Clone)]
+pub struct EnvelopeView<'a> {
+    bytes: &'a [u8],
+    suite: Suite,
+    provider: &'a str,
+    key_id: &'a str,
+    key_version: &'a str,
+    wrapped: &'a [u8],
+    key_section: Range<usize>,
+    /// The context's canonical encoding.
+    context: Range<usize>,
+    /// The authenticated part `C` (context through body length).
+    authenticated: Range<usize>,
+    salt: &'a [u8; SALT_LEN],
+    nonce: &'a [u8; NONCE_LEN],
+    commitment: &'a [u8; COMMITMENT_LEN],
+    body_len: u64,
+}
+
+/// Checks a whole envelope as [`parse`] does (same rules, same errors) without copying any
+/// part of it.
+pub fn parse_view(bytes: &[u8]) -> Result<EnvelopeView<'_>, FormatError> {
     let mut r = Reader::new(bytes);
     let magic = r.take("magic", 4)?;
     if magic != MAGIC {
@@ -278,33 +306,26 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedEnvelope<'_>, FormatError> {
         });
     }
     let ks_end = r.position();
-    let mut kek = KekRef::new(provider, key_id).map_err(|_| FormatError::InvalidField {
-        field: "KEK reference",
-        reason: "provider ID must be [a-z0-9-] and key ID free of control characters",
-    })?;
-    if !key_version.is_empty() {
-        kek = kek
-            .with_version(key_version)
-            .map_err(|_| FormatError::InvalidField {
-                field: "key version",
-                reason: "contains a control character",
-            })?;
+    if !valid_provider_id(provider) || !valid_key_id(key_id) {
+        return Err(FormatError::InvalidField {
+            field: "KEK reference",
+            reason: "provider ID must be [a-z0-9-] and key ID free of control characters",
+        });
     }
-    let wrapped_key =
-        WrappedKey::new(kek, wrapped.to_vec()).map_err(|_| FormatError::InvalidLength {
-            field: "wrapped key",
-            len: wrapped.len() as u64,
-            min: 1,
-            max: MAX_WRAPPED_KEY_LEN as u64,
-        })?;
+    if !key_version.is_empty() && !valid_key_version(key_version) {
+        return Err(FormatError::InvalidField {
+            field: "key version",
+            reason: "contains a control character",
+        });
+    }
 
     let c_start = r.position();
-    let (context, used) = EncryptionContext::decode_prefix(r.rest())?;
+    let used = scan_context(r.rest(), |_, _| {})?;
     r.skip(used);
-    let binding_end = r.position();
-    let salt = r.array::<SALT_LEN>("salt")?;
-    let nonce = r.array::<NONCE_LEN>("nonce")?;
-    let commitment = r.array::<COMMITMENT_LEN>("commitment")?;
+    let context_end = r.position();
+    let salt = r.array_ref::<SALT_LEN>("salt")?;
+    let nonce = r.array_ref::<NONCE_LEN>("nonce")?;
+    let commitment = r.array_ref::<COMMITMENT_LEN>("commitment")?;
     let body_len = r.u64("body length")?;
     let max_body = MAX_PLAINTEXT_LEN + TAG_LEN as u64;
     if !(TAG_LEN as u64..=max_body).contains(&body_len) {
@@ -329,27 +350,115 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedEnvelope<'_>, FormatError> {
             count: available - body_len,
         });
     }
-    let body = r.rest();
-
-    let mut aad = Vec::with_capacity(PREFIX_LEN + c_end - c_start);
-    aad.extend_from_slice(&bytes[..PREFIX_LEN]);
-    aad.extend_from_slice(&bytes[c_start..c_end]);
-    Ok(ParsedEnvelope {
-        header: EnvelopeHeader {
-            version,
-            suite,
-            wrapped_key,
-            context,
-            salt,
-            nonce,
-            commitment,
-            body_len,
-        },
-        aad,
-        body,
+    Ok(EnvelopeView {
+        bytes,
+        suite,
+        provider,
+        key_id,
+        key_version,
+        wrapped,
         key_section: ks_start..ks_end,
-        key_binding: ks_start..binding_end,
+        context: c_start..context_end,
+        authenticated: c_start..c_end,
+        salt,
+        nonce,
+        commitment,
+        body_len,
     })
+}
+
+impl<'a> EnvelopeView<'a> {
+    /// The algorithm suite.
+    pub fn suite(&self) -> Suite {
+        self.suite
+    }
+
+    /// The KEK's provider ID and key ID.
+    pub fn kek_ids(&self) -> (&'a str, &'a str) {
+        (self.provider, self.key_id)
+    }
+
+    /// The context's canonical encoding (compare it with
+    /// [`EncryptionContext::matches_encoding`]).
+    pub fn context_encoding(&self) -> &'a [u8] {
+        &self.bytes[self.context.clone()]
+    }
+
+    /// The key section followed by the context: see [`ParsedEnvelope::key_binding`].
+    pub fn key_binding(&self) -> &'a [u8] {
+        &self.bytes[self.key_section.start..self.context.end]
+    }
+
+    /// The per-payload HKDF salt.
+    pub fn salt(&self) -> &'a [u8; SALT_LEN] {
+        self.salt
+    }
+
+    /// The AES-GCM nonce.
+    pub fn nonce(&self) -> &'a [u8; NONCE_LEN] {
+        self.nonce
+    }
+
+    /// The key commitment.
+    pub fn commitment(&self) -> &'a [u8; COMMITMENT_LEN] {
+        self.commitment
+    }
+
+    /// Ciphertext followed by the tag.
+    pub fn body(&self) -> &'a [u8] {
+        &self.bytes[self.bytes.len() - self.body_len as usize..]
+    }
+
+    /// The associated data `A || C` for the body's AEAD.
+    pub fn aad(&self) -> Vec<u8> {
+        let c = &self.bytes[self.authenticated.clone()];
+        let mut aad = Vec::with_capacity(PREFIX_LEN + c.len());
+        aad.extend_from_slice(&self.bytes[..PREFIX_LEN]);
+        aad.extend_from_slice(c);
+        aad
+    }
+
+    /// The owned form, as [`parse`] returns it.
+    pub fn to_parsed(&self) -> Result<ParsedEnvelope<'a>, FormatError> {
+        let mut kek =
+            KekRef::new(self.provider, self.key_id).map_err(|_| FormatError::InvalidField {
+                field: "KEK reference",
+                reason: "provider ID must be [a-z0-9-] and key ID free of control characters",
+            })?;
+        if !self.key_version.is_empty() {
+            kek = kek
+                .with_version(self.key_version)
+                .map_err(|_| FormatError::InvalidField {
+                    field: "key version",
+                    reason: "contains a control character",
+                })?;
+        }
+        let wrapped_key = WrappedKey::new(kek, self.wrapped.to_vec()).map_err(|_| {
+            FormatError::InvalidLength {
+                field: "wrapped key",
+                len: self.wrapped.len() as u64,
+                min: 1,
+                max: MAX_WRAPPED_KEY_LEN as u64,
+            }
+        })?;
+        let (context, _) = EncryptionContext::decode_prefix(self.context_encoding())?;
+        Ok(ParsedEnvelope {
+            header: EnvelopeHeader {
+                version: FORMAT_VERSION,
+                suite: self.suite,
+                wrapped_key,
+                context,
+                salt: *self.salt,
+                nonce: *self.nonce,
+                commitment: *self.commitment,
+                body_len: self.body_len,
+            },
+            aad: self.aad(),
+            body: self.body(),
+            key_section: self.key_section.clone(),
+            key_binding: self.key_section.start..self.context.end,
+        })
+    }
 }
 
 /// Reads an envelope's header without any key (for inspection and inventory).
@@ -417,6 +526,16 @@ impl<'a> Reader<'a> {
         let out = &self.bytes[self.pos..self.pos + n];
         self.pos += n;
         Ok(out)
+    }
+
+    fn array_ref<const N: usize>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<&'a [u8; N], FormatError> {
+        Ok(self
+            .take(field, N)?
+            .try_into()
+            .expect("take returns N bytes"))
     }
 
     fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], FormatError> {

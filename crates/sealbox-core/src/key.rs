@@ -87,6 +87,27 @@ pub(crate) fn is_hidden_char(c: char) -> bool {
         )
 }
 
+/// Whether `provider` is a valid provider ID (1–32 characters of `[a-z0-9-]`).
+pub(crate) fn valid_provider_id(provider: &str) -> bool {
+    !provider.is_empty()
+        && provider.len() <= MAX_PROVIDER_ID_LEN
+        && provider
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Whether `key_id` is a valid KEK ID (1–2048 bytes, no hidden characters).
+pub(crate) fn valid_key_id(key_id: &str) -> bool {
+    !key_id.is_empty() && key_id.len() <= MAX_KEY_ID_LEN && !key_id.chars().any(is_hidden_char)
+}
+
+/// Whether `version` is a valid KEK version (1–255 bytes, no hidden characters).
+pub(crate) fn valid_key_version(version: &str) -> bool {
+    !version.is_empty()
+        && version.len() <= MAX_KEY_VERSION_LEN
+        && !version.chars().any(is_hidden_char)
+}
+
 impl KekRef {
     /// A reference to `provider`'s KEK `key_id`. The provider ID is 1–32 characters of
     /// `[a-z0-9-]`; the key ID 1–2048 bytes of UTF-8 without control, bidirectional-control or
@@ -94,19 +115,13 @@ impl KekRef {
     pub fn new(provider: impl Into<String>, key_id: impl Into<String>) -> Result<Self, Error> {
         let provider = provider.into();
         let key_id = key_id.into();
-        if provider.is_empty()
-            || provider.len() > MAX_PROVIDER_ID_LEN
-            || !provider
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
+        if !valid_provider_id(&provider) {
             return Err(Error::InvalidKey(format!(
                 "provider ID `{}` must be 1-{MAX_PROVIDER_ID_LEN} characters of [a-z0-9-]",
                 provider.escape_debug()
             )));
         }
-        if key_id.is_empty() || key_id.len() > MAX_KEY_ID_LEN || key_id.chars().any(is_hidden_char)
-        {
+        if !valid_key_id(&key_id) {
             return Err(Error::InvalidKey(format!(
                 "key ID must be 1-{MAX_KEY_ID_LEN} bytes without control, bidirectional-control or \
                  zero-width characters (got {} bytes)",
@@ -123,10 +138,7 @@ impl KekRef {
     /// The same reference with a KEK version (1–255 bytes, no control characters).
     pub fn with_version(mut self, version: impl Into<String>) -> Result<Self, Error> {
         let version = version.into();
-        if version.is_empty()
-            || version.len() > MAX_KEY_VERSION_LEN
-            || version.chars().any(is_hidden_char)
-        {
+        if !valid_key_version(&version) {
             return Err(Error::InvalidKey(format!(
                 "key version must be 1-{MAX_KEY_VERSION_LEN} bytes without control, \
                  bidirectional-control or zero-width characters"

@@ -23,9 +23,14 @@ pub mod scheme;
 pub mod transport;
 
 pub use context::EncryptionContext;
-pub use crypto::{open_envelope, open_with_data_key, seal_with_data_key, verify_commitment};
+pub use crypto::{
+    open_envelope, open_view, open_with_data_key, seal_with_data_key, verify_commitment,
+};
 pub use error::{ContextError, Error, FormatError, ProviderError, ProviderErrorKind};
-pub use format::{EnvelopeHeader, ParsedEnvelope, Suite, inspect, parse, replace_wrapped_key};
+pub use format::{
+    EnvelopeHeader, EnvelopeView, ParsedEnvelope, Suite, inspect, parse, parse_view,
+    replace_wrapped_key,
+};
 pub use key::{DATA_KEY_LEN, DataKey, KekRef, WrappedKey};
 pub use provider::{GeneratedKey, KeyDescription, KeyProvider};
 pub use scheme::{KekScheme, KekUri, SchemeSettings, SettingError};

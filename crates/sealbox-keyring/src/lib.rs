@@ -36,9 +36,13 @@ use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use sealbox_core::crypto::{
-    check_context, open_with_data_key, seal_with_data_key, verify_commitment,
+    check_context, check_context_encoding, open_view, open_with_data_key, seal_with_data_key,
+    verify_commitment,
 };
-use sealbox_core::format::{MAX_PLAINTEXT_LEN, encode_key_binding, parse, replace_wrapped_key};
+use sealbox_core::format::{
+    EnvelopeView, MAX_PLAINTEXT_LEN, ParsedEnvelope, encode_key_binding, parse, parse_view,
+    replace_wrapped_key,
+};
 use sealbox_core::{
     DataKey, EncryptionContext, Error, KekRef, KeyProvider, ProviderError, ProviderErrorKind,
     WrappedKey,
@@ -90,6 +94,9 @@ struct Inner {
     clock: Arc<dyn Clock>,
     counters: Counters,
 }
+
+/// A wrapped key a batch must unwrap: (provider index, item index, the item's header).
+type Pending<'a> = (usize, usize, ParsedEnvelope<'a>);
 
 /// Completes when a batch unwrap is done (its results are cached or refused by then).
 type BatchDone = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
@@ -273,16 +280,28 @@ impl Keyring {
         envelope: &[u8],
     ) -> Result<Vec<u8>, Error> {
         bump(&self.inner.counters.opens);
-        let parsed = parse(envelope)?;
-        check_context(&parsed.header.context, context)?;
+        let view = parse_view(envelope)?;
+        check_context_encoding(view.context_encoding(), context)?;
+        self.open_checked(&view, context).await
+    }
+
+    /// Opens an envelope whose format and context are checked. A cached key opens it
+    /// without copying any part of the header (only keys unwrapped for a KEK of this
+    /// key-ring are ever cached); otherwise the header is decoded, its KEK must be one of
+    /// this key-ring's, and the key is unwrapped (single flight) and cached.
+    async fn open_checked(
+        &self,
+        view: &EnvelopeView<'_>,
+        context: &EncryptionContext,
+    ) -> Result<Vec<u8>, Error> {
+        let binding = view.key_binding();
+        if let Some(key) = self.cached(binding).await {
+            return open_view(&key, view, context);
+        }
+        let parsed = view.to_parsed()?;
         let provider = self.provider_for(parsed.header.kek())?;
         let key = self
-            .unwrap_cached(
-                provider,
-                &parsed.header.wrapped_key,
-                context,
-                &envelope[parsed.key_binding.clone()],
-            )
+            .unwrap_cached(provider, &parsed.header.wrapped_key, context, binding)
             .await?;
         open_with_data_key(&key, &parsed, context)
     }
@@ -349,32 +368,36 @@ impl Keyring {
         items: &[(&EncryptionContext, &[u8])],
     ) -> Vec<Result<Vec<u8>, Error>> {
         let counters = &self.inner.counters;
-        let mut parsed = Vec::with_capacity(items.len());
-        // Each parsed item's binding (its unwrap-cache key), borrowed from its envelope.
-        let mut bindings: Vec<&[u8]> = Vec::with_capacity(items.len());
-        // (provider index, item index) of every distinct wrapped key that is not cached yet.
-        let mut pending: Vec<(usize, usize)> = Vec::new();
+        let mut views = Vec::with_capacity(items.len());
+        // (provider index, item index, decoded header) of every distinct wrapped key that is
+        // not cached yet.
+        let mut pending: Vec<Pending<'_>> = Vec::new();
         let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
         for (i, (context, envelope)) in items.iter().enumerate() {
             bump(&counters.opens);
-            let item = parse(envelope).map_err(Error::from).and_then(|p| {
-                check_context(&p.header.context, context)?;
-                let index = self.provider_index(p.header.kek())?;
-                Ok((p, index))
+            let mut item = parse_view(envelope).map_err(Error::from).and_then(|v| {
+                check_context_encoding(v.context_encoding(), context)?;
+                Ok(v)
             });
-            let binding = match &item {
-                Ok((p, _)) => &envelope[p.key_binding.clone()],
-                Err(_) => &[][..],
-            };
-            if let Ok((_, index)) = &item
-                && !self.is_cached_or_refused(binding)
-                && seen.insert(binding)
-            {
-                pending.push((*index, i));
+            if let Ok(view) = &item {
+                let binding = view.key_binding();
+                if !self.is_cached_or_refused(binding) && seen.insert(binding) {
+                    let resolved = view.to_parsed().map_err(Error::from).and_then(|p| {
+                        let index = self.provider_index(p.header.kek())?;
+                        Ok((index, p))
+                    });
+                    match resolved {
+                        Ok((index, p)) => pending.push((index, i, p)),
+                        Err(e) => item = Err(e),
+                    }
+                }
             }
-            bindings.push(binding);
-            parsed.push(item);
+            views.push(item);
         }
+        let binding_of = |i: usize| match &views[i] {
+            Ok(v) => v.key_binding(),
+            Err(_) => &[][..],
+        };
         // Single flight across callers: a key another batch is fetching is waited for, not
         // fetched again; the keys this batch fetches are announced until it is done.
         let mut waits: Vec<BatchDone> = Vec::new();
@@ -392,67 +415,62 @@ impl Keyring {
                 .in_flight
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            pending.retain(|&(_, i)| match in_flight.get(bindings[i]) {
+            pending.retain(|(_, i, _)| match in_flight.get(binding_of(*i)) {
                 Some(other) => {
                     waits.push(other.clone());
                     false
                 }
                 // A batch that finished since the check above cached (or refused) the key
                 // before withdrawing it: asking again would be a second KMS call.
-                None if self.is_cached_or_refused(bindings[i]) => false,
+                None if self.is_cached_or_refused(binding_of(*i)) => false,
                 None => {
-                    in_flight.insert(bindings[i].to_vec(), announced.clone());
-                    release.keys.push(bindings[i]);
+                    in_flight.insert(binding_of(*i).to_vec(), announced.clone());
+                    release.keys.push(binding_of(*i));
                     true
                 }
             });
         }
         let mut failed: std::collections::HashMap<&[u8], ProviderError> =
             std::collections::HashMap::new();
-        let mut by_provider: Vec<usize> = pending.iter().map(|(p, _)| *p).collect();
+        let mut by_provider: Vec<usize> = pending.iter().map(|(p, _, _)| *p).collect();
         by_provider.sort_unstable();
         by_provider.dedup();
-        // One batch per KEK (item indices); the batches of different KEKs run concurrently.
-        let batches: Vec<(usize, Vec<usize>)> = by_provider
+        // One batch per KEK; the batches of different KEKs run concurrently.
+        let batches: Vec<(usize, Vec<&Pending<'_>>)> = by_provider
             .into_iter()
             .map(|provider| {
-                let keys = pending
-                    .iter()
-                    .filter(|(p, _)| *p == provider)
-                    .map(|(_, i)| *i)
-                    .collect();
+                let keys = pending.iter().filter(|(p, _, _)| *p == provider).collect();
                 (provider, keys)
             })
             .collect();
-        let wrapped_of = |i: usize| match &parsed[i] {
-            Ok((p, _)) => Some((&p.header.wrapped_key, items[i].0)),
-            Err(_) => None,
-        };
         let calls = batches.iter().map(|(provider, keys)| {
             let provider = self.provider_at(*provider);
             bump(&counters.batch_unwraps);
             counters
                 .batch_unwrapped_keys
                 .fetch_add(keys.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            let requests: Vec<(&WrappedKey, &EncryptionContext)> =
-                keys.iter().filter_map(|&i| wrapped_of(i)).collect();
+            let requests: Vec<(&WrappedKey, &EncryptionContext)> = keys
+                .iter()
+                .map(|(_, i, p)| (&p.header.wrapped_key, items[*i].0))
+                .collect();
             async move { provider.unwrap_many(&requests).await }
         });
         let all_results = futures::future::join_all(calls).await;
         for ((_, keys), results) in batches.iter().zip(all_results) {
-            for (&i, result) in keys.iter().zip(results) {
+            for ((_, i, _), result) in keys.iter().zip(results) {
+                let binding = binding_of(*i);
                 match result {
                     Ok(data_key) => {
                         self.inner
                             .unwrapped
-                            .insert(bindings[i].to_vec(), self.fresh(data_key))
+                            .insert(binding.to_vec(), self.fresh(data_key))
                             .await
                     }
                     Err(e) => {
                         bump(&counters.failures);
                         tracing::warn!(provider = e.provider(), key_id = e.key_id(), kind = ?e.kind(), "batch unwrap item failed: {e}");
-                        self.remember_refusal(bindings[i], &e).await;
-                        failed.insert(bindings[i], e);
+                        self.remember_refusal(binding, &e).await;
+                        failed.insert(binding, e);
                     }
                 }
             }
@@ -461,31 +479,31 @@ impl Keyring {
         drop(release);
         futures::future::join_all(waits).await;
         let mut out = Vec::with_capacity(items.len());
-        for (i, ((context, _), item)) in items.iter().zip(parsed).enumerate() {
+        for ((context, _), item) in items.iter().zip(&views) {
             out.push(match item {
-                Err(e) => Err(e),
-                Ok((p, index)) => {
-                    if let Some(e) = failed.get(bindings[i]) {
-                        Err(Error::Provider(e.clone()))
-                    } else {
-                        // Normally cached by now; a key evicted meanwhile is unwrapped singly.
-                        match self
-                            .unwrap_cached(
-                                self.provider_at(index),
-                                &p.header.wrapped_key,
-                                context,
-                                bindings[i],
-                            )
-                            .await
-                        {
-                            Ok(data_key) => open_with_data_key(&data_key, &p, context),
-                            Err(e) => Err(e),
-                        }
-                    }
-                }
+                Err(e) => Err(e.clone()),
+                Ok(view) => match failed.get(view.key_binding()) {
+                    Some(e) => Err(Error::Provider(e.clone())),
+                    // Normally cached by now; a key evicted meanwhile is unwrapped singly.
+                    None => self.open_checked(view, context).await,
+                },
             });
         }
         out
+    }
+
+    /// The cached data key of `binding`: from the unwrap cache's front, else from the cache
+    /// (and then kept in the front until the cache entry expires).
+    async fn cached(&self, binding: &[u8]) -> Option<Arc<DataKey>> {
+        let hash = slot_hash([binding]);
+        if let Some(k) = self.inner.unwrap_front.get(hash, binding, Instant::now()) {
+            return Some(k);
+        }
+        let u = self.inner.unwrapped.get(binding).await?;
+        self.inner
+            .unwrap_front
+            .put(hash, binding.to_vec(), u.key.clone(), u.until);
+        Some(u.key)
     }
 
     /// Whether the unwrap cache holds `binding`'s key or the negative cache its refusal.
@@ -572,15 +590,8 @@ impl Keyring {
     ) -> Result<Arc<DataKey>, Error> {
         // The hot path: the front, then the cache. A wrapped key the KMS just refused is
         // never in either, so the negative cache is asked only on a miss.
-        let hash = slot_hash([binding]);
-        if let Some(k) = self.inner.unwrap_front.get(hash, binding, Instant::now()) {
+        if let Some(k) = self.cached(binding).await {
             return Ok(k);
-        }
-        if let Some(u) = self.inner.unwrapped.get(binding).await {
-            self.inner
-                .unwrap_front
-                .put(hash, binding.to_vec(), u.key.clone(), u.until);
-            return Ok(u.key);
         }
         if let Some(e) = self.inner.refused.get(binding).await {
             bump(&self.inner.counters.negative_hits);
@@ -600,9 +611,12 @@ impl Keyring {
             .await;
         match result {
             Ok(u) => {
-                self.inner
-                    .unwrap_front
-                    .put(hash, binding.to_vec(), u.key.clone(), u.until);
+                self.inner.unwrap_front.put(
+                    slot_hash([binding]),
+                    binding.to_vec(),
+                    u.key.clone(),
+                    u.until,
+                );
                 Ok(u.key)
             }
             Err(e) => {
@@ -635,14 +649,20 @@ impl Keyring {
     pub fn pending_unwraps(&self, items: &[(&EncryptionContext, &[u8])]) -> usize {
         let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
         for (context, envelope) in items {
-            let Ok(p) = parse(envelope) else { continue };
-            if check_context(&p.header.context, context).is_err()
-                || self.provider_index(p.header.kek()).is_err()
+            let Ok(view) = parse_view(envelope) else {
+                continue;
+            };
+            let binding = view.key_binding();
+            if check_context_encoding(view.context_encoding(), context).is_err()
+                || self.is_cached_or_refused(binding)
+                || seen.contains(binding)
             {
                 continue;
             }
-            let binding = &envelope[p.key_binding.clone()];
-            if !self.is_cached_or_refused(binding) {
+            let known = view
+                .to_parsed()
+                .is_ok_and(|p| self.provider_index(p.header.kek()).is_ok());
+            if known {
                 seen.insert(binding);
             }
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use sealbox_core::format::encode_key_binding;
-use sealbox_core::{EncryptionContext, inspect, parse};
+use sealbox_core::{EncryptionContext, inspect, parse, parse_view};
 use sealbox_keyring::Keyring;
 use sealbox_local::LocalKek;
 
@@ -67,6 +67,45 @@ proptest! {
         let i = position.index(envelope.len());
         envelope[i] ^= xor;
         prop_assert!(rt.block_on(keyring.open(&context, &envelope)).is_err(), "change at byte {} opened", i);
+    }
+
+    /// The borrowed parser (the key-ring's hot path) accepts exactly what `parse` accepts,
+    /// refuses with the same error, and reads the same values.
+    #[test]
+    fn view_and_parse_agree_on_damaged_envelopes(
+        plaintext in prop::collection::vec(any::<u8>(), 0..64),
+        context in context_strategy(),
+        changes in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+        cut in prop::option::of(any::<prop::sample::Index>()),
+    ) {
+        let rt = runtime();
+        let keyring = keyring();
+        let mut envelope = rt.block_on(keyring.seal(&context, &plaintext)).expect("seal");
+        // Damage concentrated on the header, where the two parsers do their work.
+        let header_len = envelope.len() - plaintext.len() - 16;
+        for (at, value) in &changes {
+            envelope[at.index(header_len)] = *value;
+        }
+        if let Some(cut) = cut {
+            envelope.truncate(cut.index(envelope.len()));
+        }
+        match (parse(&envelope), parse_view(&envelope)) {
+            (Err(a), Err(b)) => prop_assert_eq!(a, b),
+            (Ok(parsed), Ok(view)) => {
+                let back = view.to_parsed().expect("a view converts");
+                prop_assert!(back.header == parsed.header);
+                prop_assert_eq!(&back.aad, &parsed.aad);
+                prop_assert_eq!(&view.aad(), &parsed.aad);
+                prop_assert_eq!(view.body(), parsed.body);
+                prop_assert_eq!(view.key_binding(), &envelope[parsed.key_binding.clone()]);
+                prop_assert_eq!(
+                    view.kek_ids(),
+                    (parsed.header.kek().provider(), parsed.header.kek().key_id())
+                );
+                prop_assert!(parsed.header.context.matches_encoding(view.context_encoding()));
+            }
+            (a, b) => prop_assert!(false, "parse {:?} but parse_view {:?}", a.map(|_| ()), b.map(|_| ())),
+        }
     }
 
     #[test]
