@@ -508,7 +508,12 @@ impl Keyring {
 
     /// Whether the unwrap cache holds `binding`'s key or the negative cache its refusal.
     fn is_cached_or_refused(&self, binding: &[u8]) -> bool {
-        self.inner.unwrapped.contains_key(binding) || self.inner.refused.contains_key(binding)
+        let front = &self.inner.unwrap_front;
+        front
+            .get(slot_hash([binding]), binding, Instant::now())
+            .is_some()
+            || self.inner.unwrapped.contains_key(binding)
+            || self.inner.refused.contains_key(binding)
     }
 
     /// A just-unwrapped key's cache entry, expiring after the unwrap TTL.

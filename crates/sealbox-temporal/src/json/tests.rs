@@ -286,6 +286,31 @@ proptest! {
         same_parse(&b);
     }
 
+    /// Base64 strings near the valid ones (valid encodings of any spelling, then damaged):
+    /// the parser's answer is the oracle's for each, whichever decoder took it.
+    #[test]
+    fn base64_strings_decode_as_before(
+        bytes in prop::collection::vec(any::<u8>(), 0..80),
+        spelling in 0usize..4,
+        damage in prop::collection::vec((any::<prop::sample::Index>(), prop::sample::select(b"AZaz09+/-_= \n".to_vec())), 0..3),
+        cut in prop::option::of(any::<prop::sample::Index>()),
+    ) {
+        let engines = [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD];
+        let mut text = engines[spelling].encode(&bytes).into_bytes();
+        for (at, c) in &damage {
+            if !text.is_empty() {
+                let i = at.index(text.len());
+                text[i] = *c;
+            }
+        }
+        if let Some(cut) = cut {
+            text.truncate(cut.index(text.len() + 1));
+        }
+        let text = String::from_utf8(text).expect("ASCII");
+        let doc = json!({ "payloads": [{ "data": text, "metadata": { "encoding": text } }] });
+        same_parse(doc.to_string().as_bytes());
+    }
+
     #[test]
     fn output_is_byte_identical_and_parses_back(ps in prop::collection::vec(payload(), 0..4)) {
         let out = render_payloads(&ps);
