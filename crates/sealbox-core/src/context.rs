@@ -290,12 +290,16 @@ impl<K: Into<String>, V: Into<String>> TryFrom<Vec<(K, V)>> for EncryptionContex
 mod tests {
     use super::*;
 
+    fn two_pairs((k1, v1): (&str, &str), (k2, v2): (&str, &str)) -> EncryptionContext {
+        EncryptionContext::new()
+            .with(k1, v1)
+            .and_then(|c| c.with(k2, v2))
+            .expect("valid")
+    }
+
     #[test]
     fn canonical_encoding_round_trips_and_sorts() {
-        let ctx = EncryptionContext::new()
-            .with("b", "2")
-            .and_then(|c| c.with("a", "1"))
-            .expect("valid");
+        let ctx = two_pairs(("b", "2"), ("a", "1"));
         let enc = ctx.encode();
         assert_eq!(enc, [0, 2, 0, 1, b'a', 0, 1, b'1', 0, 1, b'b', 0, 1, b'2']);
         let (back, used) = EncryptionContext::decode_prefix(&enc).expect("decodes");
@@ -305,10 +309,7 @@ mod tests {
 
     #[test]
     fn matches_encoding_is_equality_of_encodings() {
-        let ctx = EncryptionContext::new()
-            .with("namespace", "payments")
-            .and_then(|c| c.with("tier", "gold"))
-            .expect("valid");
+        let ctx = two_pairs(("namespace", "payments"), ("tier", "gold"));
         let enc = ctx.encode();
         assert!(ctx.matches_encoding(&enc));
         assert!(EncryptionContext::new().matches_encoding(&[0, 0]));

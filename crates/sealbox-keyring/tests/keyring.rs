@@ -28,6 +28,14 @@ fn aging(max_age: Duration, renew_before: Duration) -> LeaseLimits {
     }
 }
 
+/// A local KEK `id`, a key-ring over it, and `plaintext` sealed by it under `ctx("a")`.
+async fn sealed_once(id: &str, plaintext: &[u8]) -> (Arc<LocalKek>, Keyring, Vec<u8>) {
+    let key = kek(id);
+    let keyring = Keyring::builder(key.clone()).build().expect("keyring");
+    let envelope = keyring.seal(&ctx("a"), plaintext).await.expect("seal");
+    (key, keyring, envelope)
+}
+
 /// `n` payloads (`pattern(len, i)` for i in 0..n) sealed by `keyring` under `context`.
 async fn seal_patterns(
     keyring: &Keyring,
@@ -109,10 +117,8 @@ async fn a_fresh_reader_makes_one_unwrap_per_distinct_wrapped_key() {
 
 #[tokio::test]
 async fn cached_keys_expire_after_the_unwrap_ttl_even_on_the_hot_path() {
-    let key = kek("ttl");
-    let writer = Keyring::builder(key.clone()).build().expect("writer");
+    let (key, _, envelope) = sealed_once("ttl", b"payload").await;
     let context = ctx("a");
-    let envelope = writer.seal(&context, b"payload").await.expect("seal");
     let reader = Keyring::builder(key)
         .cache_limits(CacheLimits {
             unwrap_ttl: Duration::from_millis(800),
@@ -591,10 +597,8 @@ async fn a_provider_outage_fails_the_seal_and_is_not_cached() {
 
 #[tokio::test]
 async fn secrets_never_appear_in_debug_output_or_errors() {
-    let key = kek("secret");
-    let keyring = Keyring::builder(key.clone()).build().expect("keyring");
+    let (key, keyring, envelope) = sealed_once("secret", b"x").await;
     let c = ctx("a");
-    let envelope = keyring.seal(&c, b"x").await.expect("seal");
     let header = inspect(&envelope).expect("header");
     let data_key = key.unwrap(&header.wrapped_key, &c).await.expect("unwrap");
     let hex_key = hex::encode(data_key.expose_secret());
