@@ -105,9 +105,15 @@ impl CacheLimits {
         if self.unwrap_capacity == 0 || self.lease_capacity == 0 {
             return Err(Error::Config("cache capacities must be at least 1".into()));
         }
+        const MAX_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
         if self.unwrap_ttl.is_zero() || self.negative_ttl.is_zero() {
             return Err(Error::Config(
                 "unwrap_ttl and negative_ttl must be positive".into(),
+            ));
+        }
+        if self.unwrap_ttl > MAX_TTL || self.negative_ttl > MAX_TTL {
+            return Err(Error::Config(
+                "unwrap_ttl and negative_ttl must be at most 7 days".into(),
             ));
         }
         Ok(())

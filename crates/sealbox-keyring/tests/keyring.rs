@@ -549,7 +549,7 @@ fn invalid_configurations_are_refused_with_a_reason() {
         .build()
         .expect_err("zero payloads");
     assert!(zero.to_string().contains("max_payloads"), "{zero}");
-    let age = Keyring::builder(a)
+    let age = Keyring::builder(a.clone())
         .lease_limits(LeaseLimits {
             max_age: Duration::ZERO,
             ..LeaseLimits::default()
@@ -557,6 +557,15 @@ fn invalid_configurations_are_refused_with_a_reason() {
         .build()
         .expect_err("zero age");
     assert!(age.to_string().contains("max_age"), "{age}");
+    // An unbounded TTL is refused, not a panic when an entry's expiry is computed.
+    let ttl = Keyring::builder(a)
+        .cache_limits(CacheLimits {
+            unwrap_ttl: Duration::MAX,
+            ..CacheLimits::default()
+        })
+        .build()
+        .expect_err("endless TTL");
+    assert!(ttl.to_string().contains("at most 7 days"), "{ttl}");
 }
 
 #[tokio::test]
