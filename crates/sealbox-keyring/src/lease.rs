@@ -122,9 +122,9 @@ impl Keyring {
     }
 
     /// The lease slot of `context`: from the lease cache's front, else from the cache (created
-    /// there if new). The front keeps a slot until it would go idle in the cache
-    /// (`max_age` after this lookup), so the cache still sees a slot in use at least that
-    /// often and never drops it from under a steady sealer.
+    /// there if new). The cache drops a slot that has not been read for `max_age`; the front
+    /// keeps one for half of that, so a steady sealer reads the cache at least every
+    /// `max_age / 2` and its slot (with a lease renewed ahead in it) is never dropped.
     async fn lease_slot(&self, context: &EncryptionContext) -> Arc<LeaseSlot> {
         let hash = context_hash(context);
         let now = Instant::now();
@@ -140,7 +140,7 @@ impl Keyring {
             hash,
             context.clone(),
             slot.clone(),
-            now + self.inner.limits.max_age,
+            now + self.inner.limits.max_age / 2,
         );
         slot
     }

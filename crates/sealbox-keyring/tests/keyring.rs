@@ -175,6 +175,30 @@ async fn more_distinct_keys_than_the_cache_front_has_slots_all_open_from_the_cac
     assert_eq!(reader.stats().unwrap_calls, 600);
 }
 
+/// The lease cache drops a slot nobody read for `max_age` (real time); its front must not
+/// hide a steady sealer's reads from it for that long, or the slot, with the lease renewed
+/// ahead in it, would be dropped and the next seal would wait for a new one.
+#[tokio::test]
+async fn a_steady_sealer_keeps_its_lease_slot_through_the_cache_idle_time() {
+    let key = Arc::new(Instrumented::new(kek("steady")));
+    let keyring = Keyring::builder(key.clone())
+        .lease_limits(aging(Duration::from_secs(2), Duration::from_secs(1)))
+        .build()
+        .expect("keyring");
+    let c = ctx("a");
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        keyring.seal(&c, b"steady").await.expect("seal");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = keyring.stats();
+    assert_eq!(
+        stats.seal_waits, 1,
+        "only the first seal waited; every later lease was renewed ahead: {stats:?}"
+    );
+    assert!(stats.leases_renewed_ahead >= 2, "{stats:?}");
+}
+
 #[tokio::test]
 async fn lease_payload_limit() {
     let keyring = leasing_keyring(kek("count"), max_payloads(3), None);
