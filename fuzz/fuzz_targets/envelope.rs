@@ -11,6 +11,9 @@
 //!   re-sealing the plaintext with the header's salt and nonce gives back the input, byte for
 //!   byte;
 //! - opening under another context is always a context mismatch;
+//! - the borrowed parser (`parse_view`, the key-ring's hot path) accepts exactly what `parse`
+//!   accepts, reads the same key binding, AAD and body, and `open_view` gives the same result
+//!   as `open_with_data_key`; the key binding is `encode_key_binding` of the parsed values;
 //! - a fresh seal with the parsed header's wrapped key, context, salt and nonce parses back
 //!   to the same header fields and opens to the same plaintext.
 #![no_main]
@@ -19,8 +22,10 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use sealbox_core::crypto::seal_with_fixed_randomness;
-use sealbox_core::format::{TAG_LEN, inspect, parse, replace_wrapped_key};
-use sealbox_core::{DataKey, EncryptionContext, Error, KeyProvider, open_with_data_key};
+use sealbox_core::format::{
+    TAG_LEN, encode_key_binding, inspect, parse, parse_view, replace_wrapped_key,
+};
+use sealbox_core::{DataKey, EncryptionContext, Error, KeyProvider, open_view, open_with_data_key};
 use sealbox_keyring::Keyring;
 use sealbox_local::LocalKek;
 
@@ -66,11 +71,30 @@ fn check_reseal(key: &DataKey, data: &[u8], plaintext: &[u8]) {
 }
 
 fuzz_target!(|data: &[u8]| {
+    let view = parse_view(data);
     let Ok(parsed) = parse(data) else {
+        assert_eq!(
+            view.err(),
+            parse(data).err(),
+            "parse_view must refuse as parse does"
+        );
         return;
     };
+    let view = view.expect("parse_view accepts what parse accepts");
     let f = fixture();
     let h = &parsed.header;
+    assert_eq!(view.key_binding(), &data[parsed.key_binding.clone()]);
+    assert_eq!(
+        view.key_binding(),
+        encode_key_binding(&h.wrapped_key, &h.context)
+    );
+    assert_eq!(view.aad(), parsed.aad);
+    assert_eq!(view.body(), parsed.body);
+    assert!(h.context.matches_encoding(view.context_encoding()));
+    assert_eq!(
+        format!("{:?}", open_view(&f.data_key, &view, &h.context)),
+        format!("{:?}", open_with_data_key(&f.data_key, &parsed, &h.context)),
+    );
 
     // Canonical encoding: the header re-encodes to the input's header bytes.
     let mut header = Vec::new();
