@@ -752,9 +752,10 @@ fn run(args: &[String]) {
     let kms_csv = section5(quick, &mut report);
     report.say("## Not yet in this harness\n\n");
     report.para(
-        "From section 6, the envelope overheads with AWS KMS and Cloud KMS (the harness starts neither \
-         moto nor the Cloud KMS emulator) and Temporal Proxy's; Vault's is in section 5, the Python \
-         sample's per-payload size in section 3.",
+        "From section 6, the envelope overheads with AWS KMS and Cloud KMS (the only servers for them \
+         here, moto and the test kit's emulator, do not use the real services' ciphertext formats, \
+         so their sizes would not be AWS's or Google's; docs/performance.md gives the formula) and \
+         Temporal Proxy's; Vault's is in section 5, the Python sample's per-payload size in section 3.",
     );
 
     let stats = fx.writer.stats();
