@@ -61,9 +61,16 @@ fn fixture() -> &'static Fixture {
 fn check_reseal(key: &DataKey, data: &[u8], plaintext: &[u8]) {
     let parsed = parse(data).expect("parsed before");
     let h = &parsed.header;
-    let again =
-        seal_with_fixed_randomness(key, &h.wrapped_key, &h.context, plaintext, h.salt, h.nonce)
-            .expect("re-seal");
+    let again = seal_with_fixed_randomness(
+        h.suite,
+        key,
+        &h.wrapped_key,
+        &h.context,
+        plaintext,
+        h.salt,
+        h.nonce,
+    )
+    .expect("re-seal");
     assert_eq!(
         again, data,
         "an envelope that opens must be the canonical seal of its plaintext"
@@ -154,6 +161,7 @@ fuzz_target!(|data: &[u8]| {
     // Seal → parse → open round trip with what the parser accepted.
     let plaintext = &parsed.body[..parsed.body.len() - TAG_LEN];
     let sealed = seal_with_fixed_randomness(
+        h.suite,
         &f.data_key,
         &h.wrapped_key,
         &h.context,
@@ -169,6 +177,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(back.header.salt, h.salt);
     assert_eq!(back.header.nonce, h.nonce);
     assert_eq!(back.header.body_len, h.body_len);
+    assert_eq!(back.header.suite, h.suite);
     let opened = open_with_data_key(&f.data_key, &back, &h.context).expect("a fresh seal opens");
     assert_eq!(opened, plaintext);
 });

@@ -52,6 +52,25 @@ pub(crate) fn derive_with_ring(
     (k, c)
 }
 
+/// Suite 0x0002's derivation with the `hkdf` crate: HKDF-Expand from `expand` (HMAC keyed with
+/// the data key, set up once per key), the salt at the end of each info. A reference: the core
+/// finishes the two HMACs over `sha2`'s compression function instead.
+pub(crate) fn derive_suite2(
+    expand: &Hkdf<Sha256>,
+    salt: &[u8; 32],
+    suite_id: &[u8; 2],
+) -> ([u8; 32], [u8; 32]) {
+    let mut k = [0u8; 32];
+    let mut c = [0u8; 32];
+    expand
+        .expand_multi_info(&[S2_PAYLOAD_KEY_LABEL, suite_id, salt], &mut k)
+        .expect("32 bytes");
+    expand
+        .expand_multi_info(&[S2_COMMITMENT_LABEL, suite_id, salt], &mut c)
+        .expect("32 bytes");
+    (k, c)
+}
+
 pub(crate) struct Breakdown {
     pub(crate) seal: Table,
     pub(crate) open: Table,
@@ -94,6 +113,24 @@ pub(crate) fn breakdown(
         derive_like_core(&dk, &salt, &suite_id),
         "ring::hkdf and the hkdf crate disagree"
     );
+    // Suite 0x0002, checked against an envelope of that suite the same way.
+    let envelope2 = fx.seal2(&input);
+    let header2 = inspect(&envelope2).expect("header");
+    let (data_key2, _) = fx.keys_of(&envelope2);
+    let dk2 = *data_key2.expose_secret();
+    let expand2 = Hkdf::<Sha256>::from_prk(&dk2).expect("32-byte PRK");
+    let suite2_id = Suite::Aes256GcmHkdfExpandSha256Commit.id().to_be_bytes();
+    let suite2 = Suite::Aes256GcmHkdfExpandSha256Commit;
+    assert_eq!(
+        derive_for_vectors(&data_key2, suite2, &header2.salt),
+        derive_suite2(&expand2, &header2.salt, &suite2_id),
+        "the core's suite 0x0002 derivation and hkdf's Expand disagree"
+    );
+    assert_eq!(
+        derive_for_vectors(&data_key2, suite2, &header2.salt).1,
+        header2.commitment,
+        "the breakdown's suite 0x0002 HKDF does not reproduce the envelope's commitment"
+    );
     let aead_ring = Ring::new(&payload_key);
     let aead_rc = RustCrypto::new(&payload_key);
 
@@ -119,6 +156,9 @@ pub(crate) fn breakdown(
         "Keyring::seal, 0 B",
         "reference: the same HKDF (Extract + 2 Expands) with ring::hkdf",
         "reference: SHA-256 of 32 bytes (one block), sha2 0.11",
+        "suite 0x0002: the core's derivation, 2 HMAC finishes from the data key's keyed state",
+        "suite 0x0002: Keyring::seal, 1 KiB",
+        "reference: suite 0x0002's derivation with hkdf 0.13 (Hkdf::from_prk kept per key)",
     ];
     let mut cases = vec![
         Case::new(seal_names[0], |n| {
@@ -216,6 +256,25 @@ pub(crate) fn breakdown(
                 black_box(Sha256::digest(black_box(&dk)));
             }
         }),
+        Case::new(seal_names[15], |n| {
+            for _ in 0..n {
+                black_box(derive_for_vectors(
+                    black_box(&data_key2),
+                    suite2,
+                    black_box(&header2.salt),
+                ));
+            }
+        }),
+        fx.seal_case2(seal_names[16], &input),
+        Case::new(seal_names[17], |n| {
+            for _ in 0..n {
+                black_box(derive_suite2(
+                    black_box(&expand2),
+                    black_box(&header2.salt),
+                    &suite2_id,
+                ));
+            }
+        }),
     ];
     let seal_stats = measure(&mut cases, cfg);
     drop(cases);
@@ -241,6 +300,7 @@ pub(crate) fn breakdown(
         "Keyring::open, 0 B",
         "reference: parse (owned header, the cache-miss path) + context check",
         "reference: core open_envelope (owned header), 1 KiB",
+        "suite 0x0002: Keyring::open, 1 KiB",
     ];
     let mut cases = vec![
         Case::new(open_names[0], |n| {
@@ -296,6 +356,7 @@ pub(crate) fn breakdown(
                 black_box(open_envelope(&data_key, black_box(&envelope), &fx.ctx).expect("open"));
             }
         }),
+        fx.open_case(open_names[10], &envelope2),
     ];
     let open_stats = measure(&mut cases, cfg);
     drop(cases);
@@ -425,7 +486,7 @@ pub(crate) fn breakdown(
             String::new(),
         ]);
     }
-    for i in 4..10 {
+    for i in 4..open_names.len() {
         open.row(vec![
             open_names[i].into(),
             with_spread(&open_stats[i]),

@@ -32,7 +32,8 @@ use std::time::{Duration, Instant};
 
 use hkdf::Hkdf;
 use sealbox_core::crypto::{
-    COMMITMENT_LABEL, PAYLOAD_KEY_LABEL, check_context, check_context_encoding, open_view,
+    COMMITMENT_LABEL, PAYLOAD_KEY_LABEL, S2_COMMITMENT_LABEL, S2_PAYLOAD_KEY_LABEL, check_context,
+    check_context_encoding, derive_for_vectors, open_view,
 };
 use sealbox_core::{
     DataKey, EncryptionContext, KeyProvider, Suite, WrappedKey, inspect, open_envelope, parse,
@@ -67,6 +68,8 @@ const AWS_LC: &str = "aws-lc-rs";
 const RUSTCRYPTO: &str = "RustCrypto aes-gcm";
 const RAW: [&str; 3] = [RING, AWS_LC, RUSTCRYPTO];
 const SEALBOX: &str = "Sealbox Keyring";
+/// The same key-ring writing suite 0x0002 (opt-in; read by every build since it was added).
+const SEALBOX_S2: &str = "Sealbox Keyring, suite 0x0002 (opt-in)";
 const MEMCPY: &str = "memcpy only (reference)";
 const INPLACE: &str = "ring in place, no copy (reference)";
 
@@ -99,7 +102,9 @@ struct Fixture {
     kek: Arc<LocalKek>,
     /// Seals (its lease is created by the first seal and reused).
     writer: Keyring,
-    /// Opens what `writer` sealed, through its unwrap cache (warmed by the first open), as
+    /// Seals like `writer`, writing suite 0x0002.
+    writer2: Keyring,
+    /// Opens what `writer` and `writer2` sealed, through its unwrap cache (warmed by the first open), as
     /// a decoder in another process would.
     reader: Keyring,
     ctx: EncryptionContext,
@@ -113,6 +118,10 @@ impl Fixture {
         // Key ID "dev", as the local provider's development default.
         let kek = Arc::new(LocalKek::generate("dev").expect("local KEK"));
         let writer = Keyring::builder(kek.clone()).build().expect("key-ring");
+        let writer2 = Keyring::builder(kek.clone())
+            .suite(Suite::Aes256GcmHkdfExpandSha256Commit)
+            .build()
+            .expect("key-ring");
         let reader = Keyring::builder(kek.clone()).build().expect("key-ring");
         let ctx = EncryptionContext::new()
             .with("namespace", "default")
@@ -121,10 +130,14 @@ impl Fixture {
             rt,
             kek,
             writer,
+            writer2,
             reader,
             ctx,
         };
         let env = fx.seal(b"warm-up");
+        assert_eq!(fx.open(&env), b"warm-up");
+        let env = fx.seal2(b"warm-up");
+        assert_eq!(inspect(&env).expect("header").suite.id(), 2);
         assert_eq!(fx.open(&env), b"warm-up");
         fx
     }
@@ -132,6 +145,13 @@ impl Fixture {
     fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
         self.rt
             .block_on(self.writer.seal(&self.ctx, plaintext))
+            .expect("seal")
+    }
+
+    /// Seals with suite 0x0002.
+    fn seal2(&self, plaintext: &[u8]) -> Vec<u8> {
+        self.rt
+            .block_on(self.writer2.seal(&self.ctx, plaintext))
             .expect("seal")
     }
 
@@ -143,10 +163,19 @@ impl Fixture {
 
     /// A case that seals `input` through the warm key-ring.
     fn seal_case<'a>(&'a self, name: &str, input: &'a [u8]) -> Case<'a> {
+        self.seal_case_with(&self.writer, name, input)
+    }
+
+    /// A case that seals `input` through the warm key-ring writing suite 0x0002.
+    fn seal_case2<'a>(&'a self, name: &str, input: &'a [u8]) -> Case<'a> {
+        self.seal_case_with(&self.writer2, name, input)
+    }
+
+    fn seal_case_with<'a>(&'a self, writer: &'a Keyring, name: &str, input: &'a [u8]) -> Case<'a> {
         Case::new(name, move |n| {
             self.rt.block_on(async {
                 for _ in 0..n {
-                    let env = self.writer.seal(&self.ctx, black_box(input)).await;
+                    let env = writer.seal(&self.ctx, black_box(input)).await;
                     black_box(env.expect("seal"));
                 }
             })
@@ -355,7 +384,10 @@ fn run(args: &[String]) {
         "open ratio",
     ]);
     for &size in &SECTION1_SIZES {
-        for name in RAW.iter().chain([SEALBOX, INPLACE, MEMCPY].iter()) {
+        for name in RAW
+            .iter()
+            .chain([SEALBOX, SEALBOX_S2, INPLACE, MEMCPY].iter())
+        {
             let s = cell(&cells, size, Op::Seal, name);
             let (o_mb, o_ns, o_r) = if *name == MEMCPY || *name == INPLACE {
                 ("".into(), "".into(), "".into())
@@ -369,7 +401,7 @@ fn run(args: &[String]) {
             };
             t.row(vec![
                 size_label(size),
-                if *name == SEALBOX {
+                if *name == SEALBOX || *name == SEALBOX_S2 {
                     format!("**{name}**")
                 } else {
                     (*name).to_owned()
@@ -448,6 +480,17 @@ fn run(args: &[String]) {
     target_row(
         "open ≥ 0.50× fastest raw at 1 KiB".into(),
         r(k, Op::Open),
+        0.5,
+    );
+    let r2 = |size: usize, op: Op| ratio_to_fastest(&cells, cell(&cells, size, op, SEALBOX_S2));
+    target_row(
+        "suite 0x0002 (opt-in): seal ≥ 0.50× fastest raw at 1 KiB".into(),
+        r2(k, Op::Seal),
+        0.5,
+    );
+    target_row(
+        "suite 0x0002 (opt-in): open ≥ 0.50× fastest raw at 1 KiB".into(),
+        r2(k, Op::Open),
         0.5,
     );
     report.say("### Targets\n\n");

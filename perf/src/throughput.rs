@@ -111,6 +111,12 @@ pub(crate) fn measure_size(
     let key = random_key();
     let envelope = fx.seal(&input);
     assert_eq!(fx.open(&envelope), input, "Sealbox round trip at {size}");
+    let envelope2 = fx.seal2(&input);
+    assert_eq!(
+        fx.open(&envelope2),
+        input,
+        "suite 0x0002 round trip at {size}"
+    );
     let mut cells = Vec::new();
 
     progress(&format!("{} seal", size_label(size)));
@@ -120,6 +126,7 @@ pub(crate) fn measure_size(
         raw_seal_case(AWS_LC, AwsLc::new(&key), &input),
         raw_seal_case(RUSTCRYPTO, RustCrypto::new(&key), &input),
         fx.seal_case(SEALBOX, &input),
+        fx.seal_case2(SEALBOX_S2, &input),
         raw_inplace_case(INPLACE, Ring::new(&key), &input),
         Case::new(MEMCPY, |n| {
             for _ in 0..n {
@@ -129,7 +136,9 @@ pub(crate) fn measure_size(
             }
         }),
     ];
-    let names = [RING, AWS_LC, RUSTCRYPTO, SEALBOX, INPLACE, MEMCPY];
+    let names = [
+        RING, AWS_LC, RUSTCRYPTO, SEALBOX, SEALBOX_S2, INPLACE, MEMCPY,
+    ];
     cells.extend(cells_of(
         (size, Op::Seal),
         &names,
@@ -144,8 +153,9 @@ pub(crate) fn measure_size(
         raw_open_case(AWS_LC, AwsLc::new(&key), &input),
         raw_open_case(RUSTCRYPTO, RustCrypto::new(&key), &input),
         fx.open_case(SEALBOX, &envelope),
+        fx.open_case(SEALBOX_S2, &envelope2),
     ];
-    let names = [RING, AWS_LC, RUSTCRYPTO, SEALBOX];
+    let names = [RING, AWS_LC, RUSTCRYPTO, SEALBOX, SEALBOX_S2];
     cells.extend(cells_of(
         (size, Op::Open),
         &names,

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Independent second implementation of the Sealbox envelope format, version 1.
+"""Independent second implementation of the Sealbox envelope format, version 1 (suites
+0x0001 and 0x0002).
 
 Written from docs/format.md alone (no Rust source consulted) to check tests/vectors/v1.json:
 valid vectors open to their plaintext and re-seal byte for byte (local-KEK ones also unwrap);
@@ -23,10 +24,8 @@ CommitmentError = type("commitment", (SealboxError,), {})          # Opening ste
 AuthenticationError = type("authentication", (SealboxError,), {})  # Opening step 5
 
 # --- Constants from the Layout and Algorithm suite sections. ------------------------------
-MAGIC, VERSION, SUITE = b"SBXE", 1, 0x0001
-SUITE_ID = struct.pack(">H", SUITE)
-INFO_PAYLOAD = b"sealbox/v1/payload-key" + SUITE_ID
-INFO_COMMIT = b"sealbox/v1/commitment" + SUITE_ID
+MAGIC, VERSION = b"SBXE", 1
+SUITES = (0x0001, 0x0002)
 TAG_LEN, SALT_LEN, NONCE_LEN, COMMIT_LEN = 16, 32, 12, 32
 BODY_MIN, BODY_MAX = 16, 2**36 - 16
 CTX_MAX_PAIRS, CTX_KEY_MAX, CTX_VALUE_MAX, CTX_MAX_BYTES = 64, 256, 4096, 16384
@@ -102,8 +101,9 @@ def parse(data: bytes) -> dict:
         raise FormatError("bad magic")
     if (v := r.uint(1, "version")) != VERSION:
         raise FormatError(f"unsupported version {v}")
-    if (s := r.uint(2, "suite")) != SUITE:
+    if (s := r.uint(2, "suite")) not in SUITES:
         raise FormatError(f"unsupported suite 0x{s:04x}")
+    e["suite"] = s
     e["A"] = data[:r.pos]
     # K: key section (fields 4-12); key_section_len must equal the actual length of 5-12
     ks_len = r.uint(2, "key_section_len")
@@ -136,7 +136,7 @@ def parse(data: bytes) -> dict:
     e["ciphertext"], e["tag"] = data[r.pos:-TAG_LEN], data[-TAG_LEN:]
     return e
 
-# --- Suite 0x0001 key schedule: HKDF-SHA256 (RFC 5869) via HMAC. --------------------------
+# --- Key schedules of suites 0x0001 and 0x0002: HKDF-SHA256 (RFC 5869) via HMAC. ---------
 def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
     return hmac.new(salt, ikm, hashlib.sha256).digest()
 
@@ -147,12 +147,19 @@ def hkdf_expand(prk: bytes, info: bytes, length: int) -> bytes:
         out, i = out + t, i + 1
     return out[:length]
 
-def derive(data_key: bytes, salt: bytes):
+def derive(suite: int, data_key: bytes, salt: bytes):
     """Returns (payload_key, commitment)."""
     if len(data_key) != 32:
         raise ValueError("data key must be 32 bytes")
-    prk = hkdf_extract(salt, data_key)
-    return hkdf_expand(prk, INFO_PAYLOAD, 32), hkdf_expand(prk, INFO_COMMIT, 32)
+    suite_id = struct.pack(">H", suite)
+    if suite == 0x0001:   # Extract with the salt, then Expand
+        prk = hkdf_extract(salt, data_key)
+        return (hkdf_expand(prk, b"sealbox/v1/payload-key" + suite_id, 32),
+                hkdf_expand(prk, b"sealbox/v1/commitment" + suite_id, 32))
+    if suite == 0x0002:   # no Extract: the data key is the PRK, the salt ends the info
+        return (hkdf_expand(data_key, b"sealbox/s2/key" + suite_id + salt, 32),
+                hkdf_expand(data_key, b"sealbox/s2/commit" + suite_id + salt, 32))
+    raise ValueError(f"no key schedule for suite 0x{suite:04x}")
 
 def open_envelope(data_key: bytes, envelope: bytes, expected_pairs) -> bytes:
     e = parse(envelope)                                     # 1. format
@@ -163,7 +170,7 @@ def open_envelope(data_key: bytes, envelope: bytes, expected_pairs) -> bytes:
     if not same:
         raise ContextError("stored context differs from the expected context")
     # 3. (KEK trust + unwrap) skipped: the data key is given.
-    payload_key, commitment = derive(data_key, e["salt"])  # 4. commitment, constant time
+    payload_key, commitment = derive(e["suite"], data_key, e["salt"])  # 4. commitment
     if not hmac.compare_digest(commitment, e["commitment"]):
         raise CommitmentError("commitment mismatch")
     try:                                                    # 5. AEAD, AAD = A || C
@@ -178,10 +185,11 @@ def key_section(p: bytes, kid: bytes, kv: bytes, w: bytes) -> bytes:
           + struct.pack(">H", len(w)) + w)
     return struct.pack(">H", len(ks)) + ks
 
-def seal(data_key, plaintext, pairs, provider, key_id, key_version, wrapped_key, salt, nonce):
+def seal(suite, data_key, plaintext, pairs, provider, key_id, key_version, wrapped_key, salt,
+         nonce):
     """Sealing steps 2-3 with caller-supplied salt and nonce (step 1 is the CSPRNG draw)."""
-    payload_key, commitment = derive(data_key, salt)
-    a = MAGIC + bytes([VERSION]) + SUITE_ID
+    payload_key, commitment = derive(suite, data_key, salt)
+    a = MAGIC + bytes([VERSION]) + struct.pack(">H", suite)
     k = key_section(provider.encode(), key_id.encode(), key_version.encode(), wrapped_key)
     c = (encode_context(pairs) + salt + nonce + commitment
          + struct.pack(">Q", len(plaintext) + TAG_LEN))
@@ -211,10 +219,12 @@ def check_valid(v: dict, local_kek: dict):
     dk, env, pt = h(v["data_key_hex"]), h(v["envelope_hex"]), h(v["plaintext_hex"])
     pairs = [tuple(p) for p in v["context"]]
     expect(open_envelope(dk, env, pairs) == pt, "open() did not yield plaintext_hex")
-    payload_key, commitment = derive(dk, h(v["salt_hex"]))
+    suite = v["suite"]
+    payload_key, commitment = derive(suite, dk, h(v["salt_hex"]))
     expect(payload_key.hex() == v["payload_key_hex"], "payload_key_hex differs")
     expect(commitment.hex() == v["commitment_hex"], "commitment_hex differs")
     e = parse(env)
+    expect(e["suite"] == suite, f"header suite 0x{e['suite']:04x} != vector suite {suite}")
     kek = v["kek"]
     want_kv = kek["key_version"] or ""  # null in JSON <=> key_version_len 0
     expect(e["provider"] == kek["provider"], f"provider {e['provider']!r} != {kek['provider']!r}")
@@ -225,7 +235,7 @@ def check_valid(v: dict, local_kek: dict):
            "salt/nonce in header differ from salt_hex/nonce_hex")
     expect(e["commitment"].hex() == v["commitment_hex"], "stored commitment differs")
     expect(e["context_bytes"] == encode_context(pairs), "stored context differs")
-    resealed = seal(dk, pt, pairs, kek["provider"], kek["key_id"], want_kv,
+    resealed = seal(suite, dk, pt, pairs, kek["provider"], kek["key_id"], want_kv,
                     h(v["wrapped_key_hex"]), h(v["salt_hex"]), h(v["nonce_hex"]))
     if resealed != env:
         i = next((i for i, (x, y) in enumerate(zip(resealed, env)) if x != y),
@@ -311,10 +321,12 @@ def main() -> int:
     tests = [(v["name"], lambda v=v: check_valid(v, vectors["local_kek"]))
              for v in vectors["valid"]]
     tests += [(v["name"], lambda v=v: check_invalid(v)) for v in vectors["invalid"]]
-    first = vectors["valid"][0]
-    tests.append(("selfcheck_truncations_" + first["name"],
-                  lambda: check_truncations(bytes.fromhex(first["envelope_hex"]))))
-    tests.append(("selfcheck_malformed_fields", lambda: check_malformed(first)))
+    for suite in SUITES:  # the parser's self-checks on one envelope of each suite
+        first = next(v for v in vectors["valid"] if v["suite"] == suite)
+        tests.append((f"selfcheck_truncations_{first['name']}",
+                      lambda first=first: check_truncations(bytes.fromhex(first["envelope_hex"]))))
+        tests.append((f"selfcheck_malformed_fields_{first['name']}",
+                      lambda first=first: check_malformed(first)))
     passed = failed = 0
     for name, fn in tests:
         try:

@@ -365,6 +365,7 @@ fn policy_json(p: &Policy) -> Value {
         "compression": p.compression.as_ref().map(|c| json!({"algorithm": c.algorithm, "min_size": c.min_size, "level": c.level})),
         "context": p.context,
         "access": {"roles": p.access.roles, "subjects": p.access.subjects},
+        "suite": p.suite.id(),
     })
 }
 
@@ -394,6 +395,7 @@ fn print_policy(label: &str, p: &Policy) {
         ),
         None => out!("  compression   none"),
     }
+    out!("  suite         {}", p.suite);
     if !p.context.is_empty() {
         let ctx: Vec<String> = p.context.iter().map(|(k, v)| format!("{k}={v}")).collect();
         out!("  context       namespace=<ns>, {}", ctx.join(", "));

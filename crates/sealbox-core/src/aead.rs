@@ -1,4 +1,4 @@
-//! The AEAD seam: the format fixes the algorithm (AES-256-GCM for suite 0x0001); a backend
+//! The AEAD seam: the format fixes the algorithm (AES-256-GCM for suites 0x0001 and 0x0002); a backend
 //! fixes nothing but the call shape, so another implementation of the same algorithm can be
 //! dropped in and measured without touching the format.
 //!
@@ -103,11 +103,14 @@ impl AeadBackend for RingAesGcm {
 
 /// The backend for `suite` in this build.
 pub(crate) fn backend(suite: Suite) -> &'static dyn AeadBackend {
+    // Both suites use AES-256-GCM; they differ only in how the payload key is derived.
     match suite {
         #[cfg(feature = "ring")]
-        Suite::Aes256GcmHkdfSha256Commit => &RingAesGcm,
+        Suite::Aes256GcmHkdfSha256Commit | Suite::Aes256GcmHkdfExpandSha256Commit => &RingAesGcm,
         #[cfg(not(feature = "ring"))]
-        Suite::Aes256GcmHkdfSha256Commit => &RustCryptoAesGcm,
+        Suite::Aes256GcmHkdfSha256Commit | Suite::Aes256GcmHkdfExpandSha256Commit => {
+            &RustCryptoAesGcm
+        }
     }
 }
 

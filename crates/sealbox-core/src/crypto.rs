@@ -1,12 +1,24 @@
 //! Envelope cryptography: per-payload key derivation, key commitment, and the AEAD seam.
 //!
-//! For each payload a fresh 256-bit salt is drawn, and
+//! For each payload a fresh 256-bit salt is drawn. Suite `0x0001` (the default) derives
 //!
 //! ```text
 //! PRK         = HKDF-Extract(salt, lease_data_key)                       (SHA-256)
 //! payload_key = HKDF-Expand(PRK, "sealbox/v1/payload-key" || suite_id, 32)
 //! commitment  = HKDF-Expand(PRK, "sealbox/v1/commitment"  || suite_id, 32)
 //! ```
+//!
+//! and suite `0x0002` skips Extract (the data key is already uniformly random), putting the
+//! salt in the info instead:
+//!
+//! ```text
+//! payload_key = HKDF-Expand(lease_data_key, "sealbox/s2/key"    || suite_id || salt, 32)
+//! commitment  = HKDF-Expand(lease_data_key, "sealbox/s2/commit" || suite_id || salt, 32)
+//! ```
+//!
+//! Each of those infos, with HKDF's counter byte, fits one SHA-256 block after HMAC's key
+//! block, so with the data key's HMAC state kept in the [`DataKey`] a payload's derivation
+//! is four SHA-256 compressions instead of ten.
 //!
 //! The body is AES-256-GCM under `payload_key` with the header's nonce and the associated
 //! data `A || C` (see [`crate::format`]). Because every payload has its own key, a nonce can
@@ -24,12 +36,18 @@ use crate::format::{
     self, COMMITMENT_LEN, EnvelopeHeader, EnvelopeView, FORMAT_VERSION, MAX_PLAINTEXT_LEN,
     NONCE_LEN, ParsedEnvelope, SALT_LEN, Suite, TAG_LEN,
 };
+use crate::kdf::Label;
 use crate::key::{DATA_KEY_LEN, DataKey, WrappedKey};
 
 /// HKDF info label for the payload key.
 pub const PAYLOAD_KEY_LABEL: &[u8] = b"sealbox/v1/payload-key";
 /// HKDF info label for the key commitment.
 pub const COMMITMENT_LABEL: &[u8] = b"sealbox/v1/commitment";
+/// Suite `0x0002`'s HKDF info label for the payload key (followed by the suite ID and salt).
+pub const S2_PAYLOAD_KEY_LABEL: &[u8] = b"sealbox/s2/key";
+/// Suite `0x0002`'s HKDF info label for the key commitment (followed by the suite ID and
+/// salt).
+pub const S2_COMMITMENT_LABEL: &[u8] = b"sealbox/s2/commit";
 
 /// The payload key and commitment derived for one payload.
 struct PayloadKeys {
@@ -38,14 +56,23 @@ struct PayloadKeys {
 }
 
 fn derive(data_key: &DataKey, suite: Suite, salt: &[u8; SALT_LEN]) -> PayloadKeys {
-    let hk = Hkdf::<Sha256>::new(Some(salt), data_key.expose_secret());
     let suite_id = suite.id().to_be_bytes();
     let mut key = Zeroizing::new([0u8; DATA_KEY_LEN]);
     let mut commitment = [0u8; COMMITMENT_LEN];
-    // 32 bytes is far below HKDF-SHA256's 8160-byte output limit, so expansion cannot fail.
-    let ok_key = hk.expand_multi_info(&[PAYLOAD_KEY_LABEL, &suite_id], key.as_mut_slice());
-    let ok_commit = hk.expand_multi_info(&[COMMITMENT_LABEL, &suite_id], &mut commitment);
-    debug_assert!(ok_key.is_ok() && ok_commit.is_ok());
+    match suite {
+        Suite::Aes256GcmHkdfSha256Commit => {
+            let hk = Hkdf::<Sha256>::new(Some(salt), data_key.expose_secret());
+            // 32 bytes is far below HKDF-SHA256's 8160-byte output limit: this cannot fail.
+            let ok_key = hk.expand_multi_info(&[PAYLOAD_KEY_LABEL, &suite_id], key.as_mut_slice());
+            let ok_commit = hk.expand_multi_info(&[COMMITMENT_LABEL, &suite_id], &mut commitment);
+            debug_assert!(ok_key.is_ok() && ok_commit.is_ok());
+        }
+        Suite::Aes256GcmHkdfExpandSha256Commit => {
+            let expand = data_key.expand_key();
+            expand.expand(Label::PayloadKey, suite_id, salt, &mut key);
+            expand.expand(Label::Commitment, suite_id, salt, &mut commitment);
+        }
+    }
     PayloadKeys { key, commitment }
 }
 
@@ -55,22 +82,45 @@ fn random<const N: usize>() -> Result<[u8; N], Error> {
     Ok(out)
 }
 
-/// Seals `plaintext` into a v1 envelope with a data key the caller already holds (normally
-/// the key-ring's cached lease key) and its wrapped form. A fresh salt and nonce are drawn
-/// from the OS RNG. On any error nothing is returned and the partial buffer is zeroized.
+/// Seals `plaintext` into a v1 envelope of suite [`Suite::DEFAULT`] with a data key the
+/// caller already holds (normally the key-ring's cached lease key) and its wrapped form. A
+/// fresh salt and nonce are drawn from the OS RNG. On any error nothing is returned and the
+/// partial buffer is zeroized.
 pub fn seal_with_data_key(
     data_key: &DataKey,
     wrapped: &WrappedKey,
     context: &EncryptionContext,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, Error> {
-    seal_inner(data_key, wrapped, context, plaintext, Randomness::fresh()?)
+    seal_with_suite(Suite::DEFAULT, data_key, wrapped, context, plaintext)
 }
 
-/// Seals with caller-chosen salt and nonce. **Only for producing and checking known-answer
-/// test vectors**: reusing a salt with the same data key reuses the payload key and nonce.
+/// [`seal_with_data_key`] writing the given suite. Every suite of [`Suite::ALL`] is read by
+/// this build; a reader older than a suite refuses its envelopes (unsupported suite), so
+/// upgrade every reader before any writer uses a new suite.
+pub fn seal_with_suite(
+    suite: Suite,
+    data_key: &DataKey,
+    wrapped: &WrappedKey,
+    context: &EncryptionContext,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, Error> {
+    seal_inner(
+        suite,
+        data_key,
+        wrapped,
+        context,
+        plaintext,
+        Randomness::fresh()?,
+    )
+}
+
+/// Seals with caller-chosen suite, salt and nonce. **Only for producing and checking
+/// known-answer test vectors**: reusing a salt with the same data key reuses the payload key
+/// and nonce.
 #[cfg(feature = "hazmat-fixed-randomness")]
 pub fn seal_with_fixed_randomness(
+    suite: Suite,
     data_key: &DataKey,
     wrapped: &WrappedKey,
     context: &EncryptionContext,
@@ -79,6 +129,7 @@ pub fn seal_with_fixed_randomness(
     nonce: [u8; NONCE_LEN],
 ) -> Result<Vec<u8>, Error> {
     seal_inner(
+        suite,
         data_key,
         wrapped,
         context,
@@ -118,6 +169,7 @@ impl Randomness {
 }
 
 fn seal_inner(
+    suite: Suite,
     data_key: &DataKey,
     wrapped: &WrappedKey,
     context: &EncryptionContext,
@@ -132,7 +184,6 @@ fn seal_inner(
             max: MAX_PLAINTEXT_LEN,
         });
     }
-    let suite = Suite::Aes256GcmHkdfSha256Commit;
     let keys = derive(data_key, suite, &salt);
     let mut out =
         Vec::with_capacity(format::header_len(wrapped, context) + plaintext.len() + TAG_LEN);
@@ -303,29 +354,88 @@ mod tests {
     #[test]
     fn round_trip_and_fresh_salts() {
         let (key, wrapped, ctx) = fixture();
-        let a = seal_with_data_key(&key, &wrapped, &ctx, b"hello").expect("seal");
-        let b = seal_with_data_key(&key, &wrapped, &ctx, b"hello").expect("seal");
-        assert_ne!(a, b, "two seals must differ (fresh salt and nonce)");
-        assert_eq!(open_envelope(&key, &a, &ctx).expect("open"), b"hello");
+        for suite in Suite::ALL {
+            let a = seal_with_suite(suite, &key, &wrapped, &ctx, b"hello").expect("seal");
+            let b = seal_with_suite(suite, &key, &wrapped, &ctx, b"hello").expect("seal");
+            assert_ne!(a, b, "two seals must differ (fresh salt and nonce)");
+            assert_eq!(format::parse(&a).expect("parse").header.suite, suite);
+            assert_eq!(open_envelope(&key, &a, &ctx).expect("open"), b"hello");
+        }
+        let default = seal_with_data_key(&key, &wrapped, &ctx, b"x").expect("seal");
+        assert_eq!(
+            format::parse(&default).expect("parse").header.suite,
+            Suite::Aes256GcmHkdfSha256Commit,
+            "suite 0x0001 stays the default until 0x0002 is proven"
+        );
     }
 
     #[test]
     fn wrong_key_fails_commitment_not_aead() {
         let (key, wrapped, ctx) = fixture();
-        let env = seal_with_data_key(&key, &wrapped, &ctx, b"hello").expect("seal");
         let other = DataKey::try_from_slice(&[8; 32]).expect("32 bytes");
-        assert!(matches!(
-            open_envelope(&other, &env, &ctx),
-            Err(Error::CommitmentMismatch)
-        ));
+        for suite in Suite::ALL {
+            let env = seal_with_suite(suite, &key, &wrapped, &ctx, b"hello").expect("seal");
+            assert!(matches!(
+                open_envelope(&other, &env, &ctx),
+                Err(Error::CommitmentMismatch)
+            ));
+        }
+    }
+
+    /// An envelope relabelled as the other suite is refused at the commitment (the two
+    /// derivations are unrelated), never decrypted.
+    #[test]
+    fn a_swapped_suite_id_fails_the_commitment() {
+        let (key, wrapped, ctx) = fixture();
+        for (from, to) in [
+            (Suite::ALL[0], Suite::ALL[1]),
+            (Suite::ALL[1], Suite::ALL[0]),
+        ] {
+            let mut env = seal_with_suite(from, &key, &wrapped, &ctx, b"hello").expect("seal");
+            env[5..7].copy_from_slice(&to.id().to_be_bytes());
+            assert!(matches!(
+                open_envelope(&key, &env, &ctx),
+                Err(Error::CommitmentMismatch)
+            ));
+        }
     }
 
     #[test]
     fn derivation_labels_separate_key_and_commitment() {
         let (key, _, _) = fixture();
-        let keys = derive(&key, Suite::Aes256GcmHkdfSha256Commit, &[0; SALT_LEN]);
-        assert_ne!(&keys.key[..], &keys.commitment[..]);
-        let other = derive(&key, Suite::Aes256GcmHkdfSha256Commit, &[1; SALT_LEN]);
-        assert_ne!(&keys.key[..], &other.key[..]);
+        for suite in Suite::ALL {
+            let keys = derive(&key, suite, &[0; SALT_LEN]);
+            assert_ne!(&keys.key[..], &keys.commitment[..]);
+            let other = derive(&key, suite, &[1; SALT_LEN]);
+            assert_ne!(&keys.key[..], &other.key[..]);
+            assert_ne!(&keys.commitment[..], &other.commitment[..]);
+        }
+        let s1 = derive(&key, Suite::ALL[0], &[0; SALT_LEN]);
+        let s2 = derive(&key, Suite::ALL[1], &[0; SALT_LEN]);
+        assert_ne!(&s1.key[..], &s2.key[..]);
+        assert_ne!(&s1.commitment[..], &s2.commitment[..]);
+    }
+
+    /// Suite 0x0002 is RFC 5869's Expand with the data key as PRK: for 32-byte outputs,
+    /// HMAC-SHA256(data key, label || suite ID || salt || 0x01), computed here with `hmac`
+    /// alone, with no HKDF code and no state kept in the `DataKey`.
+    #[test]
+    fn suite_2_is_hmac_of_label_suite_salt_and_counter() {
+        use hmac::{KeyInit, Mac};
+        let (key, _, _) = fixture();
+        let salt: [u8; SALT_LEN] = core::array::from_fn(|i| i as u8 * 3);
+        let keys = derive(&key, Suite::Aes256GcmHkdfExpandSha256Commit, &salt);
+        for (label, got) in [
+            (S2_PAYLOAD_KEY_LABEL, &keys.key[..]),
+            (S2_COMMITMENT_LABEL, &keys.commitment[..]),
+        ] {
+            let mut mac =
+                hmac::Hmac::<Sha256>::new_from_slice(key.expose_secret()).expect("any length");
+            mac.update(label);
+            mac.update(&[0x00, 0x02]);
+            mac.update(&salt);
+            mac.update(&[0x01]);
+            assert_eq!(mac.finalize().into_bytes().as_slice(), got);
+        }
     }
 }

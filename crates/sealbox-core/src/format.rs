@@ -51,13 +51,30 @@ pub enum Suite {
     /// `0x0001`: AES-256-GCM; payload key and commitment derived with HKDF-SHA256 from the
     /// lease data key and a 256-bit per-payload salt; 96-bit random nonce; 128-bit tag.
     Aes256GcmHkdfSha256Commit,
+    /// `0x0002`: the same AEAD, nonce, tag and header as `0x0001`, with HKDF-Extract skipped
+    /// (RFC 5869 §3.3: the data key is already a uniformly random 256-bit key): payload key
+    /// and commitment are HKDF-SHA256-Expand of the data key with the salt in the info. The
+    /// data key's HMAC state is computed once per key instead of once per payload, which
+    /// makes a seal or an open ≈ 6 SHA-256 compressions cheaper. Read by every build since
+    /// it was added; written only when configured ([`Suite::DEFAULT`] is `0x0001`).
+    Aes256GcmHkdfExpandSha256Commit,
 }
 
 impl Suite {
+    /// The suite new envelopes are written with unless configured otherwise.
+    pub const DEFAULT: Suite = Suite::Aes256GcmHkdfSha256Commit;
+
+    /// Every suite this build reads and can write, in ID order.
+    pub const ALL: [Suite; 2] = [
+        Suite::Aes256GcmHkdfSha256Commit,
+        Suite::Aes256GcmHkdfExpandSha256Commit,
+    ];
+
     /// The suite's ID as written in the header.
     pub fn id(self) -> u16 {
         match self {
             Suite::Aes256GcmHkdfSha256Commit => 0x0001,
+            Suite::Aes256GcmHkdfExpandSha256Commit => 0x0002,
         }
     }
 
@@ -65,6 +82,7 @@ impl Suite {
     pub fn from_id(id: u16) -> Result<Self, FormatError> {
         match id {
             0x0001 => Ok(Suite::Aes256GcmHkdfSha256Commit),
+            0x0002 => Ok(Suite::Aes256GcmHkdfExpandSha256Commit),
             other => Err(FormatError::UnsupportedSuite(other)),
         }
     }
@@ -73,7 +91,14 @@ impl Suite {
     pub fn name(self) -> &'static str {
         match self {
             Suite::Aes256GcmHkdfSha256Commit => "AES-256-GCM/HKDF-SHA256/commit",
+            Suite::Aes256GcmHkdfExpandSha256Commit => "AES-256-GCM/HKDF-SHA256-Expand/commit",
         }
+    }
+}
+
+impl Default for Suite {
+    fn default() -> Self {
+        Suite::DEFAULT
     }
 }
 

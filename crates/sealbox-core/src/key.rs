@@ -8,15 +8,29 @@ use crate::error::Error;
 use crate::format::{
     MAX_KEY_ID_LEN, MAX_KEY_VERSION_LEN, MAX_PROVIDER_ID_LEN, MAX_WRAPPED_KEY_LEN,
 };
+use crate::kdf::ExpandKey;
 
 /// Length of a data key in bytes (AES-256).
 pub const DATA_KEY_LEN: usize = 32;
 
 /// A plaintext 256-bit data key. Held in a [`SecretBox`], zeroized on drop, and never
 /// printed: its `Debug` output is `DataKey(<redacted>)`.
-pub struct DataKey(SecretBox<[u8; DATA_KEY_LEN]>);
+///
+/// Alongside the key it keeps HMAC-SHA256's state keyed by it ([`ExpandKey`]), computed once
+/// when the key is made: suite `0x0002` derives every payload's key from that state, so no
+/// payload pays for keying HMAC. The state is as secret as the key and is zeroized on drop
+/// too.
+pub struct DataKey {
+    key: SecretBox<[u8; DATA_KEY_LEN]>,
+    expand: Box<ExpandKey>,
+}
 
 impl DataKey {
+    fn new(key: SecretBox<[u8; DATA_KEY_LEN]>) -> Self {
+        let expand = Box::new(ExpandKey::new(key.expose_secret()));
+        Self { key, expand }
+    }
+
     /// A fresh random key from the operating system's RNG.
     pub fn generate() -> Result<Self, Error> {
         let mut failed = false;
@@ -26,12 +40,12 @@ impl DataKey {
         if failed {
             return Err(Error::Randomness);
         }
-        Ok(Self(key))
+        Ok(Self::new(key))
     }
 
     /// Takes ownership of key bytes already in a secret box.
     pub fn from_secret(key: SecretBox<[u8; DATA_KEY_LEN]>) -> Self {
-        Self(key)
+        Self::new(key)
     }
 
     /// Copies a key from a slice (for instance a KMS response buffer, which the caller
@@ -43,14 +57,20 @@ impl DataKey {
                 bytes.len()
             )));
         }
-        Ok(Self(SecretBox::init_with_mut(
+        Ok(Self::new(SecretBox::init_with_mut(
             |k: &mut [u8; DATA_KEY_LEN]| k.copy_from_slice(bytes),
         )))
     }
 
     /// The key bytes. Keep the borrow short and never copy them into unprotected memory.
     pub fn expose_secret(&self) -> &[u8; DATA_KEY_LEN] {
-        self.0.expose_secret()
+        self.key.expose_secret()
+    }
+
+    /// HKDF-Expand keyed by this key as PRK (RFC 5869 §3.3: no Extract for a key that is
+    /// already uniformly random).
+    pub(crate) fn expand_key(&self) -> &ExpandKey {
+        &self.expand
     }
 }
 

@@ -17,6 +17,7 @@ pub mod context;
 pub mod crypto;
 pub mod error;
 pub mod format;
+mod kdf;
 pub mod key;
 pub mod provider;
 pub mod scheme;
@@ -24,7 +25,8 @@ pub mod transport;
 
 pub use context::EncryptionContext;
 pub use crypto::{
-    open_envelope, open_view, open_with_data_key, seal_with_data_key, verify_commitment,
+    open_envelope, open_view, open_with_data_key, seal_with_data_key, seal_with_suite,
+    verify_commitment,
 };
 pub use error::{ContextError, Error, FormatError, ProviderError, ProviderErrorKind};
 pub use format::{

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use sealbox_core::crypto::{
-    check_context, check_context_encoding, open_view, open_with_data_key, seal_with_data_key,
+    check_context, check_context_encoding, open_view, open_with_data_key, seal_with_suite,
     verify_commitment,
 };
 use sealbox_core::format::{
@@ -45,7 +45,7 @@ use sealbox_core::format::{
 };
 use sealbox_core::{
     DataKey, EncryptionContext, Error, KekRef, KeyProvider, ProviderError, ProviderErrorKind,
-    WrappedKey,
+    Suite, WrappedKey,
 };
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -76,6 +76,8 @@ struct Inner {
     active: Arc<dyn KeyProvider>,
     decrypt_only: Vec<Arc<dyn KeyProvider>>,
     limits: LeaseLimits,
+    /// The suite new envelopes are written with.
+    suite: Suite,
     /// Lease slots by context. The active KEK is fixed for the key-ring's lifetime, so the
     /// context alone identifies the (KEK, context) lease; a policy change builds a new key-ring.
     leases: Cache<EncryptionContext, Arc<LeaseSlot>>,
@@ -139,6 +141,7 @@ impl fmt::Debug for Keyring {
             .field("active", &self.inner.active)
             .field("decrypt_only", &self.inner.decrypt_only)
             .field("limits", &self.inner.limits)
+            .field("suite", &self.inner.suite)
             .finish_non_exhaustive()
     }
 }
@@ -150,10 +153,19 @@ pub struct KeyringBuilder {
     decrypt_only: Vec<Arc<dyn KeyProvider>>,
     limits: LeaseLimits,
     cache: CacheLimits,
+    suite: Suite,
     clock: Arc<dyn Clock>,
 }
 
 impl KeyringBuilder {
+    /// Sets the suite new envelopes are written with (default [`Suite::DEFAULT`], `0x0001`).
+    /// Every suite is read whatever this says. Readers built before a suite existed refuse
+    /// its envelopes, so switch writers only once every reader is upgraded.
+    pub fn suite(mut self, suite: Suite) -> Self {
+        self.suite = suite;
+        self
+    }
+
     /// Adds a KEK that may unwrap (old data) but never wraps new data keys.
     pub fn decrypt_only(mut self, provider: Arc<dyn KeyProvider>) -> Self {
         self.decrypt_only.push(provider);
@@ -210,6 +222,7 @@ impl KeyringBuilder {
                 active: self.active,
                 decrypt_only: self.decrypt_only,
                 limits: self.limits,
+                suite: self.suite,
                 leases,
                 lease_front: Front::new(LEASE_FRONT_SLOTS),
                 unwrapped,
@@ -232,6 +245,7 @@ impl Keyring {
             decrypt_only: Vec::new(),
             limits: LeaseLimits::default(),
             cache: CacheLimits::default(),
+            suite: Suite::DEFAULT,
             clock: Arc::new(SystemClock::new()),
         }
     }
@@ -244,6 +258,11 @@ impl Keyring {
     /// The lease limits in force.
     pub fn lease_limits(&self) -> LeaseLimits {
         self.inner.limits
+    }
+
+    /// The suite new envelopes are written with.
+    pub fn suite(&self) -> Suite {
+        self.inner.suite
     }
 
     /// Counters of provider calls, seals and opens so far.
@@ -268,7 +287,13 @@ impl Keyring {
             });
         }
         let keys = self.lease(context, len).await?;
-        seal_with_data_key(&keys.data_key, &keys.wrapped, context, plaintext)
+        seal_with_suite(
+            self.inner.suite,
+            &keys.data_key,
+            &keys.wrapped,
+            context,
+            plaintext,
+        )
     }
 
     /// Opens an envelope that must have been sealed under exactly `context` by a KEK this

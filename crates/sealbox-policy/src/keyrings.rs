@@ -86,7 +86,9 @@ impl PolicyKeyrings {
         let policies =
             std::iter::once(&config.default).chain(config.rules.iter().map(|r| &r.policy));
         for policy in policies {
-            let mut builder = Keyring::builder(get(&policy.active)?).lease_limits(policy.lease);
+            let mut builder = Keyring::builder(get(&policy.active)?)
+                .lease_limits(policy.lease)
+                .suite(policy.suite);
             for d in &policy.decrypt_only {
                 builder = builder.decrypt_only(get(d)?);
             }

@@ -200,6 +200,57 @@ active = "local:///p?env=P"
     assert!(!off.policy_for("x").require_encryption, "inherited");
 }
 
+/// `suite` picks what new envelopes are written with, per namespace, inherited by rules;
+/// every namespace still reads both suites; an unknown suite is a configuration error.
+#[tokio::test]
+async fn suite_is_chosen_per_policy_and_both_suites_are_always_read() {
+    use sealbox_core::Suite;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, _) = local_keys(dir.path());
+    // The exact rule comes first: after "fast-*" it could never match.
+    let text = format!(
+        "[default]\nactive = \"local:///a?file={a}\"\n\
+         [[rule]]\nnamespace = \"fast-legacy\"\nactive = \"local:///a?file={a}\"\nsuite = 1\n\
+         [[rule]]\nnamespace = \"fast-*\"\nactive = \"local:///a?file={a}\"\nsuite = 2\n"
+    );
+    let config = PolicyConfig::from_toml(&text, "t").expect("valid");
+    assert_eq!(config.policy_for("orders").suite, Suite::DEFAULT);
+    assert_eq!(config.policy_for("fast-lane").suite.id(), 2);
+    assert_eq!(config.policy_for("fast-legacy").suite.id(), 1);
+    let keyrings = PolicyKeyrings::build(config).await.expect("build");
+    for (ns, want) in [("orders", 1), ("fast-lane", 2), ("fast-legacy", 1)] {
+        let env = keyrings.seal(ns, b"payload").await.expect("seal");
+        assert_eq!(inspect(&env).expect("header").suite.id(), want, "{ns}");
+        assert_eq!(keyrings.open(ns, &env).await.expect("open"), b"payload");
+    }
+    // A namespace written with suite 1 reads suite 2 (and the reverse): a rollout can switch
+    // writers one namespace at a time without stranding what is already stored.
+    let inherited = PolicyConfig::from_toml(
+        &format!("[default]\nactive = \"local:///a?file={a}\"\nsuite = 2\n[[rule]]\nnamespace = \"x\"\nactive = \"local:///a?file={a}\"\n"),
+        "t",
+    )
+    .expect("valid");
+    assert_eq!(
+        inherited.policy_for("x").suite.id(),
+        2,
+        "inherited from [default]"
+    );
+    let writes_2 = PolicyKeyrings::build(inherited).await.expect("build");
+    let v1 = keyrings.seal("x", b"one").await.expect("seal");
+    let v2 = writes_2.seal("x", b"two").await.expect("seal");
+    assert_eq!(writes_2.open("x", &v1).await.expect("suite 1 read"), b"one");
+    assert_eq!(keyrings.open("x", &v2).await.expect("suite 2 read"), b"two");
+
+    for bad in ["3", "0", "-1", "65537"] {
+        assert_error(
+            &format!("[default]\nactive = \"local:///d?env=D\"\nsuite = {bad}\n"),
+            3,
+            "default.suite",
+            "choose 1 (AES-256-GCM/HKDF-SHA256/commit) or 2",
+        );
+    }
+}
+
 #[test]
 fn validation_errors_name_the_line_field_and_problem() {
     assert_error(

@@ -217,37 +217,43 @@ pub async fn rotation_and_rewrap(h: &dyn Harness) {
 }
 
 /// `rewrap` with the other KEK active and this one decrypt-only moves the envelope across
-/// KEKs, changing only the key section; a key-ring that only knows the new KEK opens the result.
+/// KEKs, changing only the key section; a key-ring that only knows the new KEK opens the
+/// result. Once for an envelope of each suite.
 pub async fn rewrap_across_keks(h: &dyn Harness) {
     let (a, b) = (h.provider(), h.other());
     let c = ctx("a");
-    let env = Keyring::builder(a.clone())
-        .build()
-        .expect("keyring")
-        .seal(&c, b"move me")
-        .await
-        .expect("seal");
-    let migrating = Keyring::builder(b.clone())
-        .decrypt_only(a)
-        .build()
-        .expect("keyring");
-    let moved = migrating
-        .rewrap(&c, &env)
-        .await
-        .expect("rewrap across KEKs");
-    assert!(b.owns(inspect(&moved).expect("header").kek()));
-    let (before, after) = (
-        sealbox_core::parse(&env).expect("parse"),
-        sealbox_core::parse(&moved).expect("parse"),
-    );
-    assert_eq!(before.body, after.body, "the body is untouched");
-    assert_eq!(before.aad, after.aad, "only the key section changes");
-    let b_only = Keyring::builder(b).build().expect("keyring");
-    assert_eq!(b_only.open(&c, &moved).await.expect("open"), b"move me");
-    assert!(matches!(
-        b_only.open(&c, &env).await,
-        Err(Error::UnknownKek { .. })
-    ));
+    // Each suite: a rewrap copies the suite with the rest of the authenticated prefix.
+    for suite in sealbox_core::Suite::ALL {
+        let env = Keyring::builder(a.clone())
+            .suite(suite)
+            .build()
+            .expect("keyring")
+            .seal(&c, b"move me")
+            .await
+            .expect("seal");
+        let migrating = Keyring::builder(b.clone())
+            .decrypt_only(a.clone())
+            .build()
+            .expect("keyring");
+        let moved = migrating
+            .rewrap(&c, &env)
+            .await
+            .expect("rewrap across KEKs");
+        assert!(b.owns(inspect(&moved).expect("header").kek()));
+        let (before, after) = (
+            sealbox_core::parse(&env).expect("parse"),
+            sealbox_core::parse(&moved).expect("parse"),
+        );
+        assert_eq!(after.header.suite, suite, "the suite is kept");
+        assert_eq!(before.body, after.body, "the body is untouched");
+        assert_eq!(before.aad, after.aad, "only the key section changes");
+        let b_only = Keyring::builder(b.clone()).build().expect("keyring");
+        assert_eq!(b_only.open(&c, &moved).await.expect("open"), b"move me");
+        assert!(matches!(
+            b_only.open(&c, &env).await,
+            Err(Error::UnknownKek { .. })
+        ));
+    }
 }
 
 /// Sealing many payloads makes one KMS call per lease; opening them in a fresh key-ring one

@@ -1,12 +1,12 @@
-//! Property tests: any plaintext under any valid context round-trips, the header always
-//! parses back to what was sealed, and any single-byte change is rejected.
+//! Property tests: any plaintext under any valid context, in either suite, round-trips, the
+//! header always parses back to what was sealed, and any single-byte change is rejected.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
 use sealbox_core::format::encode_key_binding;
-use sealbox_core::{EncryptionContext, inspect, parse, parse_view};
+use sealbox_core::{EncryptionContext, Suite, inspect, parse, parse_view};
 use sealbox_keyring::Keyring;
 use sealbox_local::LocalKek;
 
@@ -16,10 +16,16 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-fn keyring() -> Keyring {
+/// A key-ring writing `suite` (it reads every suite).
+fn keyring(suite: Suite) -> Keyring {
     Keyring::builder(Arc::new(LocalKek::generate("prop").expect("kek")))
+        .suite(suite)
         .build()
         .expect("keyring")
+}
+
+fn suite_strategy() -> impl Strategy<Value = Suite> {
+    prop::sample::select(Suite::ALL.to_vec())
 }
 
 fn context_strategy() -> impl Strategy<Value = EncryptionContext> {
@@ -38,11 +44,16 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn round_trip(plaintext in prop::collection::vec(any::<u8>(), 0..4096), context in context_strategy()) {
+    fn round_trip(
+        plaintext in prop::collection::vec(any::<u8>(), 0..4096),
+        context in context_strategy(),
+        suite in suite_strategy(),
+    ) {
         let rt = runtime();
-        let keyring = keyring();
+        let keyring = keyring(suite);
         let envelope = rt.block_on(keyring.seal(&context, &plaintext)).expect("seal");
         let header = inspect(&envelope).expect("header");
+        prop_assert_eq!(header.suite, suite);
         prop_assert_eq!(&header.context, &context);
         // The key-ring's unwrap-cache key: the envelope's bytes there are exactly the
         // encoding of the parsed wrapped key and context.
@@ -60,9 +71,10 @@ proptest! {
         context in context_strategy(),
         position in any::<prop::sample::Index>(),
         xor in 1u8..=255,
+        suite in suite_strategy(),
     ) {
         let rt = runtime();
-        let keyring = keyring();
+        let keyring = keyring(suite);
         let mut envelope = rt.block_on(keyring.seal(&context, &plaintext)).expect("seal");
         let i = position.index(envelope.len());
         envelope[i] ^= xor;
@@ -79,7 +91,7 @@ proptest! {
         cut in prop::option::of(any::<prop::sample::Index>()),
     ) {
         let rt = runtime();
-        let keyring = keyring();
+        let keyring = keyring(Suite::DEFAULT);
         let mut envelope = rt.block_on(keyring.seal(&context, &plaintext)).expect("seal");
         // Damage concentrated on the header, where the two parsers do their work.
         let header_len = envelope.len() - plaintext.len() - 16;

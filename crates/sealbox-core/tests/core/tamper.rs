@@ -140,7 +140,7 @@ async fn unknown_versions_suites_and_magic_are_named() {
     let cases: [(usize, u8, FormatError); 3] = [
         (0, b'X', FormatError::BadMagic),
         (4, 2, FormatError::UnsupportedVersion(2)),
-        (6, 2, FormatError::UnsupportedSuite(2)),
+        (6, 3, FormatError::UnsupportedSuite(3)),
     ];
     for (offset, value, want) in cases {
         let mut t = s.envelope.clone();

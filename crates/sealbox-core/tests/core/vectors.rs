@@ -1,4 +1,5 @@
-//! Known-answer vectors for envelope format v1 (`tests/vectors/v1.json`): this build must
+//! Known-answer vectors for envelope format v1, suites 0x0001 and 0x0002
+//! (`tests/vectors/v1.json`): this build must
 //! reproduce every valid envelope byte for byte, open it, and reject every invalid one with
 //! the named class of error. The same file is checked by `tests/vectors/verify.py`, an
 //! independent implementation written from `docs/format.md`.
@@ -37,6 +38,7 @@ struct KekSpec {
 #[derive(Deserialize)]
 struct Valid {
     name: String,
+    suite: u16,
     data_key_hex: String,
     context: Vec<(String, String)>,
     plaintext_hex: String,
@@ -80,13 +82,34 @@ fn context(pairs: &[(String, String)]) -> EncryptionContext {
 #[test]
 fn the_vector_file_covers_every_failure_class() {
     let file = load();
-    assert!(file.valid.len() >= 5);
+    for suite in Suite::ALL {
+        let valid = file.valid.iter().filter(|v| v.suite == suite.id()).count();
+        assert!(valid >= 4, "{valid} valid vectors of suite {suite}");
+    }
     for class in ["format", "context", "commitment", "authentication"] {
         assert!(
             file.invalid.iter().any(|v| v.error == class),
             "no `{class}` vector"
         );
     }
+    // Each suite's envelopes get every class of damage (the suite 0x0002 vectors are named
+    // `fail_s0002_*`), and a relabelled suite is refused at the commitment.
+    let s2 = |class: &str| {
+        file.invalid
+            .iter()
+            .any(|v| v.name.starts_with("fail_s0002_") && v.error == class)
+    };
+    assert!(
+        ["format", "context", "commitment", "authentication"]
+            .iter()
+            .all(|c| s2(c))
+    );
+    assert!(
+        file.invalid
+            .iter()
+            .filter(|v| v.name.contains("relabelled"))
+            .all(|v| v.error == "commitment")
+    );
 }
 
 #[test]
@@ -103,8 +126,8 @@ fn valid_vectors_reproduce_byte_for_byte_and_open() {
         let salt = array::<32>(&v.salt_hex);
         let envelope = bytes(&v.envelope_hex);
 
-        let (payload_key, commitment) =
-            derive_for_vectors(&data_key, Suite::Aes256GcmHkdfSha256Commit, &salt);
+        let suite = Suite::from_id(v.suite).expect("a suite this build implements");
+        let (payload_key, commitment) = derive_for_vectors(&data_key, suite, &salt);
         assert_eq!(
             hex::encode(payload_key),
             v.payload_key_hex,
@@ -119,6 +142,7 @@ fn valid_vectors_reproduce_byte_for_byte_and_open() {
         );
 
         let resealed = seal_with_fixed_randomness(
+            suite,
             &data_key,
             &wrapped,
             &ctx,
@@ -135,6 +159,7 @@ fn valid_vectors_reproduce_byte_for_byte_and_open() {
         );
 
         let header = inspect(&envelope).expect("header");
+        assert_eq!(header.suite, suite, "{}", v.name);
         assert_eq!(header.wrapped_key, wrapped, "{}", v.name);
         assert_eq!(header.context, ctx, "{}", v.name);
         assert_eq!(

@@ -11,7 +11,7 @@ use globset::{Glob, GlobMatcher};
 use sealbox_core::EncryptionContext;
 use sealbox_keyring::LeaseLimits;
 
-use sealbox_core::{KekRef, KekScheme, KekUri, SchemeSettings};
+use sealbox_core::{KekRef, KekScheme, KekUri, SchemeSettings, Suite};
 
 /// The context key Sealbox sets to the namespace; policies cannot override it.
 pub const NAMESPACE_KEY: &str = "namespace";
@@ -139,6 +139,9 @@ pub struct Policy {
     /// Which payloads go to external storage (`[storage]`); default: payloads of 256 KiB
     /// and more when `[storage]` is configured, none otherwise.
     pub external_storage: ExternalStorage,
+    /// The envelope suite new payloads are sealed with (`suite = 1` or `2`; default
+    /// [`Suite::DEFAULT`], `0x0001`). Both are always read.
+    pub suite: Suite,
 }
 
 /// A namespace's use of external storage.

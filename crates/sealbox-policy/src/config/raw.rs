@@ -40,6 +40,7 @@ pub(super) struct RawPolicy {
     pub(super) context: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     pub(super) access: Option<Spanned<RawAccess>>,
     pub(super) require_encryption: Option<bool>,
+    pub(super) suite: Option<Spanned<i64>>,
     pub(super) external_storage: Option<Spanned<String>>,
 }
 

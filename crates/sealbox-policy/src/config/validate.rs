@@ -318,6 +318,10 @@ impl Validator<'_> {
                 |p| p.external_storage,
             ),
         };
+        let suite = match &parts.suite {
+            Some(v) => self.suite(v, &format!("{field}.suite"))?,
+            None => inherit.map_or(Suite::DEFAULT, |p| p.suite),
+        };
         Some(Policy {
             name: name.to_owned(),
             active: active?,
@@ -328,7 +332,30 @@ impl Validator<'_> {
             access,
             require_encryption,
             external_storage,
+            suite,
         })
+    }
+
+    fn suite(&mut self, v: &Spanned<i64>, field: &str) -> Option<Suite> {
+        let found = u16::try_from(*v.get_ref())
+            .ok()
+            .and_then(|id| Suite::from_id(id).ok());
+        if found.is_none() {
+            let known: Vec<String> = Suite::ALL
+                .iter()
+                .map(|s| format!("{} ({})", s.id(), s.name()))
+                .collect();
+            self.err(
+                v.span(),
+                field,
+                format!(
+                    "suite {} is not one this build writes; choose {}",
+                    v.get_ref(),
+                    known.join(" or ")
+                ),
+            );
+        }
+        found
     }
 
     fn storage(&mut self, raw: Spanned<RawStorage>) -> Option<StorageSettings> {
