@@ -73,6 +73,10 @@ fn config_check_accepts_every_example_and_explains_the_policy() {
             text.contains("valid") && text.contains("namespace `payments-eu` ->"),
             "{name}: {text}"
         );
+        assert!(
+            text.contains("suite         0x0001 (AES-256-GCM/HKDF-SHA256/commit)"),
+            "{name}: the envelope suite new payloads get is shown: {text}"
+        );
     }
     let mut cmd = sealbox();
     cmd.args(["config", "check", "--json"])
@@ -84,6 +88,8 @@ fn config_check_accepts_every_example_and_explains_the_policy() {
     assert_eq!(v["rules"][0]["namespace"], "acme");
     assert_eq!(v["namespaces"][0]["policy"], "rule `acme`");
     assert_eq!(v["namespaces"][0]["context"]["namespace"], "acme");
+    assert_eq!(v["default"]["suite"], 1);
+    assert_eq!(v["rules"][0]["suite"], 1);
 }
 
 #[test]
