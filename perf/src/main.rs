@@ -472,27 +472,15 @@ fn run(args: &[String]) {
         r(1 << 20, Op::Open),
         0.8,
     );
-    target_row(
-        "seal ≥ 0.50× fastest raw at 1 KiB".into(),
-        r(k, Op::Seal),
-        0.5,
-    );
-    target_row(
-        "open ≥ 0.50× fastest raw at 1 KiB".into(),
-        r(k, Op::Open),
-        0.5,
-    );
-    let r2 = |size: usize, op: Op| ratio_to_fastest(&cells, cell(&cells, size, op, SEALBOX_S2));
-    target_row(
-        "suite 0x0002 (opt-in): seal ≥ 0.50× fastest raw at 1 KiB".into(),
-        r2(k, Op::Seal),
-        0.5,
-    );
-    target_row(
-        "suite 0x0002 (opt-in): open ≥ 0.50× fastest raw at 1 KiB".into(),
-        r2(k, Op::Open),
-        0.5,
-    );
+    for (suite, name) in [("", SEALBOX), ("suite 0x0002 (opt-in): ", SEALBOX_S2)] {
+        for op in [Op::Seal, Op::Open] {
+            target_row(
+                format!("{suite}{} ≥ 0.50× fastest raw at 1 KiB", op.name()),
+                ratio_to_fastest(&cells, cell(&cells, k, op, name)),
+                0.5,
+            );
+        }
+    }
     report.say("### Targets\n\n");
     report.table(&targets);
     let raw_k_seal = fastest_raw(&cells, k, Op::Seal).stats.median_ns;
