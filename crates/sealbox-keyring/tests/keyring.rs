@@ -127,13 +127,22 @@ async fn cached_keys_expire_after_the_unwrap_ttl_even_on_the_hot_path() {
         })
         .build()
         .expect("reader");
+    let start = std::time::Instant::now();
     for _ in 0..100 {
         assert_eq!(
             reader.open(&context, &envelope).await.expect("open"),
             b"payload"
         );
     }
-    assert_eq!(reader.stats().unwrap_calls, 1, "100 opens within the TTL");
+    // 100 in-memory opens take well under a millisecond; only a machine that stalled this
+    // task past the TTL may legitimately have unwrapped again (once per TTL elapsed).
+    let ttls_elapsed = (start.elapsed().as_secs_f64() / 2.0).floor() as u64;
+    let unwraps = reader.stats().unwrap_calls;
+    assert!(
+        unwraps == 1 || (ttls_elapsed > 0 && unwraps <= 1 + ttls_elapsed),
+        "100 opens within the TTL: {unwraps} unwraps in {:?}",
+        start.elapsed()
+    );
     tokio::time::sleep(Duration::from_millis(2300)).await;
     assert_eq!(
         reader.open(&context, &envelope).await.expect("open"),
@@ -141,7 +150,7 @@ async fn cached_keys_expire_after_the_unwrap_ttl_even_on_the_hot_path() {
     );
     assert_eq!(
         reader.stats().unwrap_calls,
-        2,
+        unwraps + 1,
         "an open after the TTL asks the KMS again (neither the cache nor its front kept it)"
     );
 }
@@ -191,14 +200,23 @@ async fn a_steady_sealer_keeps_its_lease_slot_through_the_cache_idle_time() {
         .expect("keyring");
     let c = ctx("a");
     let start = std::time::Instant::now();
+    // Gaps of ≥ 1 s between seals: a machine that stalls this task that long may let a
+    // lease expire before a seal starts its renewal, and such a seal waits legitimately.
+    let mut stalls = 0;
+    let mut last = start;
     while start.elapsed() < Duration::from_secs(7) {
         keyring.seal(&c, b"steady").await.expect("seal");
+        if last.elapsed() >= Duration::from_secs(1) {
+            stalls += 1;
+        }
+        last = std::time::Instant::now();
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let stats = keyring.stats();
-    assert_eq!(
-        stats.seal_waits, 1,
-        "only the first seal waited; every later lease was renewed ahead: {stats:?}"
+    assert!(
+        stats.seal_waits >= 1 && stats.seal_waits <= 1 + stalls,
+        "only the first seal waited ({stalls} stalls of ≥ 1 s); every later lease was renewed \
+         ahead: {stats:?}"
     );
     assert!(stats.leases_renewed_ahead >= 2, "{stats:?}");
 }
